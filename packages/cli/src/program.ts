@@ -1,0 +1,64 @@
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
+
+/** Where the CLI writes; tests pass their own. */
+export interface CliIo {
+  stdout: (text: string) => void;
+  stderr: (text: string) => void;
+}
+
+const defaultIo: CliIo = {
+  stdout: (text) => process.stdout.write(text),
+  stderr: (text) => process.stderr.write(text),
+};
+
+function packageVersion(): string {
+  const manifest = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as {
+    version: string;
+  };
+  return manifest.version;
+}
+
+/**
+ * The `switchyard` command tree. Each command's action returns its exit code through
+ * `setExitCode`, so `main` can be called from tests without exiting the process.
+ */
+export function createProgram(
+  io: CliIo = defaultIo,
+  setExitCode: (code: number) => void = () => {},
+): Command {
+  const program = new Command('switchyard')
+    .description('Switchyard: move a message wherever it has to go.')
+    .version(packageVersion(), '-v, --version', 'print the version')
+    .configureOutput({ writeOut: io.stdout, writeErr: io.stderr })
+    .exitOverride()
+    .showHelpAfterError();
+
+  program
+    .command('serve')
+    .description(
+      'run the mailbox broker (embedded SQLite store under ./data, web UI on http://127.0.0.1:7420/)',
+    )
+    .action(() => {
+      io.stderr('switchyard serve: the mailbox broker is not part of this build yet.\n');
+      setExitCode(1);
+    });
+
+  return program;
+}
+
+/** Runs the CLI on `argv` (without the node and script paths) and resolves to the exit code. */
+export async function main(argv: readonly string[], io: CliIo = defaultIo): Promise<number> {
+  let exitCode = 0;
+  const program = createProgram(io, (code) => {
+    exitCode = code;
+  });
+  try {
+    await program.parseAsync([...argv], { from: 'user' });
+    return exitCode;
+  } catch (error) {
+    if (error instanceof CommanderError) return error.exitCode;
+    io.stderr(`switchyard: ${error instanceof Error ? error.message : String(error)}\n`);
+    return 1;
+  }
+}

@@ -1,0 +1,2 @@
+export { checkErrorRegistry, readErrorDocSection } from './errors.js';
+export { repoRoot, makeTempDir } from './paths.js';
