@@ -1,2 +1,62 @@
-export { MAILBOX_ERROR_CODES, MailboxError, MailboxInvalidArgumentError } from './errors.js';
+export {
+  MAILBOX_ERROR_CODES,
+  MailboxError,
+  MailboxInvalidArgumentError,
+  MailboxInvalidMailboxError,
+  MailboxMessageTooLargeError,
+  MailboxNotFoundError,
+  MailboxLeaseInvalidError,
+  MailboxOverloadedError,
+  MailboxClosedError,
+  MailboxStoreError,
+  MailboxStoreLockedError,
+} from './errors.js';
 export type { MailboxErrorCode } from './errors.js';
+export { Broker } from './broker.js';
+export type {
+  BrokerStats,
+  CallOptions,
+  FetchManyOptions,
+  FetchOptions,
+  HeadersOptions,
+  SendInput,
+} from './broker.js';
+export { ManualClock, systemClock } from './clock.js';
+export type { CancelTimer, Clock } from './clock.js';
+export {
+  AckStatus,
+  MessageStatus,
+  decodeBody,
+  encodeBody,
+  deadLetterName,
+  validateMailboxName,
+} from './message.js';
+export type {
+  Attempt,
+  AttemptOutcome,
+  Body,
+  HashAlgorithm,
+  Message,
+  MessageHeader,
+  MessageState,
+  MessageStatusValue,
+} from './message.js';
+export { DEFAULT_BROKER_OPTIONS, DEFAULT_MAILBOX_SETTINGS, resolveOptions } from './options.js';
+export type { BrokerOptions, ResolvedBrokerOptions } from './options.js';
+export { afterAttempt, isDurableOp } from './store.js';
+export type {
+  BlobStore,
+  LeaseOutcome,
+  MailboxInfo,
+  MailboxSettings,
+  MessageStore,
+  NewMessage,
+  StoreOp,
+  StoreResult,
+  StoreStats,
+} from './store.js';
+export { MemoryStore, MemoryStoreData } from './memory-store.js';
+export { SqliteStore } from './sqlite-store.js';
+export type { SqliteStoreOptions } from './sqlite-store.js';
+export { storeConformance } from './conformance.js';
+export type { StoreHarness } from './conformance.js';

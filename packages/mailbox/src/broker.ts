@@ -1,0 +1,615 @@
+/**
+ * The broker: validates every call, then queues it for the group commit. Operations that
+ * arrive in the same tick, or while a transaction is in flight, are applied by the store in
+ * one transaction (one fsync for a whole batch of sends, claims and acks); each call resolves
+ * only after its batch committed. Long polls wait on a per-mailbox notifier woken by commits
+ * (and by `MessageStore.watch` for changes made by other processes) and by clock timers for
+ * messages that come due later.
+ */
+import { channel } from 'node:diagnostics_channel';
+import type { Clock, CancelTimer } from './clock.js';
+import {
+  MailboxClosedError,
+  MailboxInvalidArgumentError,
+  MailboxLeaseInvalidError,
+  MailboxMessageTooLargeError,
+  MailboxNotFoundError,
+  MailboxOverloadedError,
+  MailboxStoreError,
+  MailboxError,
+} from './errors.js';
+import { MemoryStore } from './memory-store.js';
+import type { Body, Message, MessageHeader } from './message.js';
+import { RandomIds, blobKeyOf, computeMid, encodeBody, validateMailboxName } from './message.js';
+import type { BrokerOptions, ResolvedBrokerOptions } from './options.js';
+import { checkInt, resolveMailboxSettings, resolveOptions } from './options.js';
+import { SqliteStore } from './sqlite-store.js';
+import type {
+  MailboxInfo,
+  MailboxSettings,
+  MessageStore,
+  StoreOp,
+  StoreResult,
+  StoreStats,
+} from './store.js';
+
+/** What `send` takes. */
+export interface SendInput {
+  readonly sender: string;
+  readonly receiver: string;
+  readonly body: Body;
+  /** Delivery delay from the server's receive time (default 0). */
+  readonly delayMs?: number;
+  /**
+   * The client's time. With it the send is idempotent: the same sender, receiver, clientTime
+   * and body give the same mid and are stored once. Without it the broker's clock is used and
+   * a random nonce joins the mid, so two such sends are two messages.
+   */
+  readonly clientTime?: Date;
+}
+
+export interface CallOptions {
+  readonly signal?: AbortSignal;
+}
+
+export interface FetchOptions extends CallOptions {
+  /** Lease length (default `defaultLeaseMs`). */
+  readonly leaseMs?: number;
+  /** Long poll: wait up to this long for a message (default 0: answer at once). */
+  readonly waitMs?: number;
+  /** Who fetches, recorded in the attempt history (default ''). */
+  readonly consumer?: string;
+}
+
+export interface FetchManyOptions extends FetchOptions {
+  readonly max: number;
+}
+
+export interface HeadersOptions extends CallOptions {
+  /** Only messages received after this time. */
+  readonly after?: Date;
+  /** Most headers returned (default 100, at most 1000). */
+  readonly limit?: number;
+}
+
+export interface BrokerStats {
+  readonly store: StoreStats;
+  readonly sends: number;
+  readonly duplicateSends: number;
+  readonly delivered: number;
+  readonly confirmed: number;
+  readonly rejected: number;
+  readonly timedOut: number;
+  readonly batches: number;
+  readonly batchedOps: number;
+  readonly largestBatch: number;
+  readonly pendingOps: number;
+  readonly waiters: number;
+}
+
+/** A long poll asleep on a mailbox: `wake` retries the claim, `fail` ends the poll. */
+interface Waiter {
+  readonly wake: () => void;
+  readonly fail: (error: Error) => void;
+}
+
+interface Pending {
+  readonly op: StoreOp;
+  readonly resolve: (r: StoreResult) => void;
+  readonly reject: (e: unknown) => void;
+}
+
+const batchChannel = channel('switchyard:mailbox:batch');
+const errorChannel = channel('switchyard:mailbox:error');
+
+const HEX_RE = /^[0-9a-f]+$/;
+
+function checkSignal(signal: AbortSignal | undefined): void {
+  if (signal === undefined) return;
+  if (!(signal instanceof AbortSignal))
+    throw new MailboxInvalidArgumentError('signal must be an AbortSignal');
+  signal.throwIfAborted();
+}
+
+function checkHexId(name: string, value: unknown, lengths: readonly number[]): string {
+  if (typeof value !== 'string' || !lengths.includes(value.length) || !HEX_RE.test(value))
+    throw new MailboxInvalidArgumentError(
+      `${name} must be a ${lengths.join(' or ')}-digit lowercase hex string`,
+    );
+  return value;
+}
+
+/** Opens the store a URL names. */
+async function openStore(url: string, o: ResolvedBrokerOptions): Promise<MessageStore> {
+  if (url === 'memory:') return new MemoryStore();
+  if (url.startsWith('sqlite:') && url.length > 'sqlite:'.length)
+    return SqliteStore.open(url.slice('sqlite:'.length), o.sqlite);
+  if (url.startsWith('postgres:') || url.startsWith('postgresql:'))
+    throw new MailboxInvalidArgumentError('store: the PostgreSQL store is not available in this version');
+  throw new MailboxInvalidArgumentError(
+    `store must be 'memory:', 'sqlite:<path>' or a MessageStore, got ${url}`,
+  );
+}
+
+export class Broker {
+  readonly #store: MessageStore;
+  readonly #ownsStore: boolean;
+  readonly #o: ResolvedBrokerOptions;
+  readonly #clock: Clock;
+  readonly #ids = new RandomIds();
+  #pending: Pending[] = [];
+  #scheduled = false;
+  #flushing = false;
+  #closed = false;
+  #closing: Promise<void> | undefined;
+  readonly #waiters = new Map<string, Set<Waiter>>();
+  #waiterCount = 0;
+  readonly #versions = new Map<string, number>();
+  #sweepTimer: CancelTimer | undefined;
+  #sweeping: Promise<void> | undefined;
+  readonly #unwatch: (() => void) | undefined;
+  readonly #counters = {
+    sends: 0,
+    duplicateSends: 0,
+    delivered: 0,
+    confirmed: 0,
+    rejected: 0,
+    timedOut: 0,
+    batches: 0,
+    batchedOps: 0,
+    largestBatch: 0,
+  };
+  readonly #flushBound = (): void => {
+    void this.#flush();
+  };
+
+  private constructor(store: MessageStore, ownsStore: boolean, o: ResolvedBrokerOptions) {
+    this.#store = store;
+    this.#ownsStore = ownsStore;
+    this.#o = o;
+    this.#clock = o.clock;
+    this.#unwatch = store.watch?.((mailboxes) => {
+      for (const m of mailboxes) this.#notify(m, Infinity);
+    });
+    this.#scheduleSweep();
+  }
+
+  /** Opens a broker on the store `options.store` names (or is). */
+  static async open(options: BrokerOptions): Promise<Broker> {
+    const o = resolveOptions(options);
+    const owns = typeof o.store === 'string';
+    const store = typeof o.store === 'string' ? await openStore(o.store, o) : o.store;
+    return new Broker(store, owns, o);
+  }
+
+  /** The store under this broker (its `blobs` is the BlobStore). */
+  get store(): MessageStore {
+    return this.#store;
+  }
+
+  // ---- group commit -------------------------------------------------------------------
+
+  #submit(op: StoreOp): Promise<StoreResult> {
+    if (this.#closed) return Promise.reject(new MailboxClosedError('the broker is closed'));
+    if (this.#pending.length >= this.#o.maxPendingOps)
+      return Promise.reject(
+        new MailboxOverloadedError(
+          `maxPendingOps (${this.#o.maxPendingOps}) operations are waiting for a commit`,
+        ),
+      );
+    return new Promise<StoreResult>((resolve, reject) => {
+      this.#pending.push({ op, resolve, reject });
+      if (!this.#scheduled && !this.#flushing) {
+        this.#scheduled = true;
+        setImmediate(this.#flushBound);
+      }
+    });
+  }
+
+  async #flush(): Promise<void> {
+    this.#scheduled = false;
+    if (this.#flushing || this.#pending.length === 0) return;
+    this.#flushing = true;
+    let batch: Pending[];
+    if (this.#pending.length <= this.#o.maxBatchOps) {
+      batch = this.#pending;
+      this.#pending = [];
+    } else {
+      batch = this.#pending.splice(0, this.#o.maxBatchOps);
+    }
+    const started = performance.now();
+    let results: StoreResult[] | undefined;
+    let failure: unknown;
+    try {
+      results = await this.#store.apply(
+        batch.map((p) => p.op),
+        this.#clock.now(),
+      );
+    } catch (error) {
+      failure =
+        error instanceof MailboxError
+          ? error
+          : new MailboxStoreError('the store failed to apply a batch', { cause: error });
+    }
+    this.#flushing = false;
+    // Ops that arrived meanwhile (async stores) or continuations of this batch form the next one.
+    if (this.#pending.length > 0 && !this.#scheduled) {
+      this.#scheduled = true;
+      setImmediate(this.#flushBound);
+    }
+    this.#counters.batches++;
+    this.#counters.batchedOps += batch.length;
+    if (batch.length > this.#counters.largestBatch) this.#counters.largestBatch = batch.length;
+    if (batchChannel.hasSubscribers)
+      batchChannel.publish({ ops: batch.length, durationMs: performance.now() - started, error: failure });
+    if (results === undefined) {
+      if (errorChannel.hasSubscribers) errorChannel.publish({ error: failure });
+      for (const p of batch) p.reject(failure);
+      return;
+    }
+    const woken = new Map<string, number>();
+    const wake = (mailbox: string, n: number): void => {
+      woken.set(mailbox, (woken.get(mailbox) ?? 0) + n);
+    };
+    for (let i = 0; i < batch.length; i++) {
+      const r = results[i]!;
+      switch (r.kind) {
+        case 'send':
+          if (r.created) {
+            this.#counters.sends++;
+            wake(r.message.mailbox, 1);
+          } else this.#counters.duplicateSends++;
+          break;
+        case 'claim':
+          this.#counters.delivered += r.messages.length;
+          break;
+        case 'ack':
+          if (r.outcome === 'ok') {
+            if (r.wake === null) this.#counters.confirmed++;
+            else {
+              this.#counters.rejected++;
+              wake(r.wake, 1);
+            }
+          }
+          break;
+        case 'reenqueue':
+          this.#counters.timedOut += r.count;
+          for (const m of r.wake) wake(m, Infinity);
+          break;
+        default:
+          break;
+      }
+      batch[i]!.resolve(r);
+    }
+    for (const [mailbox, n] of woken) this.#notify(mailbox, n);
+  }
+
+  // ---- long-poll notifier -------------------------------------------------------------
+
+  #version(mailbox: string): number {
+    return this.#versions.get(mailbox) ?? 0;
+  }
+
+  /** Records that `mailbox` may have due messages, and wakes up to `n` of its waiters. */
+  #notify(mailbox: string, n: number): void {
+    this.#versions.set(mailbox, this.#version(mailbox) + 1);
+    const set = this.#waiters.get(mailbox);
+    if (set === undefined) return;
+    for (const waiter of set) {
+      if (n-- <= 0) break;
+      waiter.wake();
+    }
+  }
+
+  /** Waits until `mailbox` is notified, `ms` passes on the clock, the signal aborts or the broker closes. */
+  #wait(mailbox: string, ms: number, signal: AbortSignal | undefined): Promise<void> {
+    if (this.#waiterCount >= this.#o.maxWaiters)
+      return Promise.reject(
+        new MailboxOverloadedError(`maxWaiters (${this.#o.maxWaiters}) long polls are waiting`),
+      );
+    return new Promise<void>((resolve, reject) => {
+      let set = this.#waiters.get(mailbox);
+      if (set === undefined) this.#waiters.set(mailbox, (set = new Set()));
+      const s = set;
+      const done = (error?: Error): void => {
+        if (!s.delete(waiter)) return;
+        this.#waiterCount--;
+        if (s.size === 0) this.#waiters.delete(mailbox);
+        cancelTimer();
+        signal?.removeEventListener('abort', onAbort);
+        if (error === undefined) resolve();
+        else reject(error);
+      };
+      const waiter: Waiter = { wake: () => done(), fail: done };
+      // Rejects with the signal's reason, as every abortable call does.
+      const onAbort = (): void => done(signal!.reason as Error);
+      s.add(waiter);
+      this.#waiterCount++;
+      const cancelTimer = this.#clock.setTimer(ms, waiter.wake);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
+  }
+
+  // ---- sweeps -------------------------------------------------------------------------
+
+  #scheduleSweep(): void {
+    if (this.#o.sweepIntervalMs === 0 || this.#closed) return;
+    this.#sweepTimer = this.#clock.setTimer(this.#o.sweepIntervalMs, () => {
+      this.#sweeping = this.#sweepOnce()
+        .catch((error: unknown) => {
+          if (errorChannel.hasSubscribers) errorChannel.publish({ error });
+        })
+        .finally(() => {
+          this.#sweeping = undefined;
+          this.#scheduleSweep();
+        });
+    });
+  }
+
+  async #sweepOnce(): Promise<void> {
+    if (this.#closed) return;
+    await this.#submit({ kind: 'reenqueue', limit: this.#o.sweepLimit });
+    await this.#submit({ kind: 'expire', limit: this.#o.sweepLimit });
+    await this.#store.blobs.collect(this.#o.sweepLimit);
+  }
+
+  // ---- the API ------------------------------------------------------------------------
+
+  #validateSend(m: SendInput): StoreOp {
+    if (typeof m !== 'object' || m === null)
+      throw new MailboxInvalidArgumentError('message must be an object');
+    const sender = validateMailboxName(m.sender, 'sender');
+    const receiver = validateMailboxName(m.receiver, 'receiver');
+    const delayMs = m.delayMs === undefined ? 0 : checkInt('delayMs', m.delayMs, 0, this.#o.maxDelayMs);
+    let clientTimeMs: number;
+    let nonce = '';
+    if (m.clientTime === undefined) {
+      clientTimeMs = this.#clock.now();
+      nonce = this.#ids.next();
+    } else {
+      if (!(m.clientTime instanceof Date) || Number.isNaN(m.clientTime.getTime()))
+        throw new MailboxInvalidArgumentError('clientTime must be a valid Date');
+      clientTimeMs = m.clientTime.getTime();
+    }
+    const body = encodeBody(m.body);
+    // The encoding is ASCII (percent-encoded), so its length is its byte size.
+    const bodyBytes = body.length;
+    if (bodyBytes > this.#o.maxMessageBytes)
+      throw new MailboxMessageTooLargeError(
+        `the encoded body is ${bodyBytes} bytes; maxMessageBytes is ${this.#o.maxMessageBytes}`,
+      );
+    const hash = this.#o.hash;
+    return {
+      kind: 'send',
+      defaults: this.#o.mailboxDefaults,
+      message: {
+        mid: computeMid(hash, sender, receiver, clientTimeMs, body, nonce),
+        sender,
+        receiver,
+        clientTimeMs,
+        delayMs,
+        blobKey: blobKeyOf(hash, body),
+        body,
+        bodyBytes,
+      },
+    };
+  }
+
+  /** Stores a message; resolves after its transaction committed. An identical send returns the stored one. */
+  async send(m: SendInput, options: CallOptions = {}): Promise<Message> {
+    checkSignal(options.signal);
+    const r = await this.#submit(this.#validateSend(m));
+    return (r as Extract<StoreResult, { kind: 'send' }>).message;
+  }
+
+  /** Sends many messages; all are validated before any is queued, and they share commits. */
+  async sendMany(messages: readonly SendInput[], options: CallOptions = {}): Promise<Message[]> {
+    checkSignal(options.signal);
+    if (!Array.isArray(messages)) throw new MailboxInvalidArgumentError('messages must be an array');
+    if (this.#pending.length + messages.length > this.#o.maxPendingOps)
+      throw new MailboxOverloadedError(`maxPendingOps (${this.#o.maxPendingOps}) would be exceeded`);
+    const ops = (messages as readonly SendInput[]).map((m) => this.#validateSend(m));
+    const results = await Promise.all(ops.map((op) => this.#submit(op)));
+    return results.map((r) => (r as Extract<StoreResult, { kind: 'send' }>).message);
+  }
+
+  /** Leases the oldest due message of `receiver`, or null (after waiting up to `waitMs`). */
+  async fetch(receiver: string, options: FetchOptions = {}): Promise<Message | null> {
+    const [m] = await this.fetchMany(receiver, { ...options, max: 1 });
+    return m ?? null;
+  }
+
+  /** Leases up to `max` of the oldest due messages of `receiver`; waits up to `waitMs` for the first. */
+  async fetchMany(receiver: string, options: FetchManyOptions): Promise<Message[]> {
+    if (typeof options !== 'object' || options === null)
+      throw new MailboxInvalidArgumentError('options must be an object');
+    checkSignal(options.signal);
+    const mailbox = validateMailboxName(receiver, 'receiver');
+    const max = checkInt('max', options.max, 1, this.#o.maxFetch);
+    const leaseMs = checkInt('leaseMs', options.leaseMs ?? this.#o.defaultLeaseMs, 1, this.#o.maxLeaseMs);
+    const waitMs = checkInt('waitMs', options.waitMs ?? 0, 0, this.#o.maxWaitMs);
+    const consumer = options.consumer ?? '';
+    if (typeof consumer !== 'string' || consumer.length > 200)
+      throw new MailboxInvalidArgumentError('consumer must be a string of at most 200 characters');
+    const deadline = this.#clock.now() + waitMs;
+    const op: StoreOp = { kind: 'claim', mailbox, max, leaseMs, consumer };
+    for (;;) {
+      const version = this.#version(mailbox);
+      const r = (await this.#submit(op)) as Extract<StoreResult, { kind: 'claim' }>;
+      if (r.messages.length > 0 || waitMs === 0) return r.messages;
+      const now = this.#clock.now();
+      if (now >= deadline) return [];
+      // A commit after our claim was applied may have made a message due: look again.
+      if (this.#version(mailbox) !== version) continue;
+      const until = r.nextDueMs === null ? deadline : Math.min(deadline, r.nextDueMs);
+      await this.#wait(mailbox, until - now, options.signal);
+      checkSignal(options.signal);
+    }
+  }
+
+  async #lease(
+    kind: 'ack' | 'extend',
+    op: StoreOp,
+    mid: string,
+  ): Promise<Extract<StoreResult, { kind: 'ack' | 'extend' }>> {
+    const r = (await this.#submit(op)) as Extract<StoreResult, { kind: 'ack' | 'extend' }>;
+    if (r.outcome === 'not-found') throw new MailboxNotFoundError(`no message has mid ${mid}`);
+    if (r.outcome === 'lease-invalid')
+      throw new MailboxLeaseInvalidError(
+        `unable to change status: the lid is not the current valid lease of ${mid} (${kind})`,
+      );
+    return r;
+  }
+
+  #checkMid(mid: unknown): string {
+    return checkHexId('mid', mid, this.#o.hash === 'sha1' ? [40] : [64]);
+  }
+
+  /** Confirms (1) or rejects (2) the message under lease `lid`. */
+  async ack(mid: string, lid: string, status: 1 | 2, options: CallOptions = {}): Promise<void> {
+    checkSignal(options.signal);
+    this.#checkMid(mid);
+    checkHexId('lid', lid, [32]);
+    if (status !== 1 && status !== 2)
+      throw new MailboxInvalidArgumentError(
+        `status must be 1 (Confirmed) or 2 (Rejected), got ${String(status)}`,
+      );
+    await this.#lease('ack', { kind: 'ack', mid, lid, status }, mid);
+  }
+
+  /** Moves the end of lease `lid` to `leaseMs` from now (the lease must still be valid). */
+  async extend(mid: string, lid: string, leaseMs: number, options: CallOptions = {}): Promise<MessageHeader> {
+    checkSignal(options.signal);
+    this.#checkMid(mid);
+    checkHexId('lid', lid, [32]);
+    checkInt('leaseMs', leaseMs, 1, this.#o.maxLeaseMs);
+    const r = await this.#lease('extend', { kind: 'extend', mid, lid, leaseMs }, mid);
+    return (r as Extract<StoreResult, { kind: 'extend' }>).message!;
+  }
+
+  /** Pending (queued or leased) messages of `receiver`, without bodies, oldest first. */
+  async headers(receiver: string, options: HeadersOptions = {}): Promise<MessageHeader[]> {
+    checkSignal(options.signal);
+    const mailbox = validateMailboxName(receiver, 'receiver');
+    const limit = checkInt('limit', options.limit ?? 100, 1, 1000);
+    let after = -1;
+    if (options.after !== undefined) {
+      if (!(options.after instanceof Date) || Number.isNaN(options.after.getTime()))
+        throw new MailboxInvalidArgumentError('after must be a valid Date');
+      after = options.after.getTime();
+    }
+    this.#checkOpen();
+    return this.#store.headers(mailbox, after, limit);
+  }
+
+  /** One message with its body and the record of every attempt, or null. */
+  async get(mid: string, options: CallOptions = {}): Promise<Message | null> {
+    checkSignal(options.signal);
+    this.#checkMid(mid);
+    this.#checkOpen();
+    return this.#store.get(mid);
+  }
+
+  /**
+   * Ends every expired lease as a Timeout attempt (retry after the delay, or dead-letter);
+   * returns how many. `now` may not be later than the clock: that would end valid leases.
+   */
+  async reenqueue(now?: Date, options: CallOptions = {}): Promise<number> {
+    checkSignal(options.signal);
+    if (now !== undefined) {
+      if (!(now instanceof Date) || Number.isNaN(now.getTime()))
+        throw new MailboxInvalidArgumentError('now must be a valid Date');
+      if (now.getTime() > this.#clock.now())
+        throw new MailboxInvalidArgumentError('now must not be later than the broker clock');
+    }
+    let total = 0;
+    for (;;) {
+      const r = (await this.#submit({ kind: 'reenqueue', limit: this.#o.sweepLimit })) as Extract<
+        StoreResult,
+        { kind: 'reenqueue' }
+      >;
+      total += r.count;
+      if (r.count < this.#o.sweepLimit) return total;
+    }
+  }
+
+  /** Deletes confirmed messages past retention (their blob references go down) and frees blobs at zero. */
+  async collect(options: CallOptions = {}): Promise<{ messages: number; blobs: number }> {
+    checkSignal(options.signal);
+    let messages = 0;
+    for (;;) {
+      const r = (await this.#submit({ kind: 'expire', limit: this.#o.sweepLimit })) as Extract<
+        StoreResult,
+        { kind: 'expire' }
+      >;
+      messages += r.count;
+      if (r.count < this.#o.sweepLimit) break;
+    }
+    let blobs = 0;
+    for (;;) {
+      this.#checkOpen();
+      const n = await this.#store.blobs.collect(this.#o.sweepLimit);
+      blobs += n;
+      if (n < this.#o.sweepLimit) break;
+    }
+    return { messages, blobs };
+  }
+
+  /** Creates a mailbox or changes its settings (missing settings come from `mailboxDefaults`). */
+  async configure(
+    name: string,
+    settings: Partial<MailboxSettings> = {},
+    options: CallOptions = {},
+  ): Promise<void> {
+    checkSignal(options.signal);
+    const mailbox = validateMailboxName(name, 'name');
+    const s = resolveMailboxSettings(settings, this.#o.mailboxDefaults, 'settings');
+    await this.#submit({ kind: 'configure', name: mailbox, settings: s });
+  }
+
+  async mailboxes(options: CallOptions = {}): Promise<MailboxInfo[]> {
+    checkSignal(options.signal);
+    this.#checkOpen();
+    return this.#store.mailboxes(this.#clock.now());
+  }
+
+  async stats(options: CallOptions = {}): Promise<BrokerStats> {
+    checkSignal(options.signal);
+    this.#checkOpen();
+    return {
+      store: await this.#store.stats(),
+      ...this.#counters,
+      pendingOps: this.#pending.length,
+      waiters: this.#waiterCount,
+    };
+  }
+
+  #checkOpen(): void {
+    if (this.#closed) throw new MailboxClosedError('the broker is closed');
+  }
+
+  /**
+   * Stops taking calls, ends long polls with MAILBOX_ERR_CLOSED, commits what is queued, and
+   * closes the store if the broker opened it.
+   */
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    this.#closed = true;
+    this.#sweepTimer?.();
+    this.#unwatch?.();
+    const closed = new MailboxClosedError('the broker closed during a long poll');
+    for (const set of [...this.#waiters.values()]) for (const waiter of [...set]) waiter.fail(closed);
+    while (this.#pending.length > 0 || this.#flushing || this.#scheduled)
+      await new Promise<void>((resolve) => setImmediate(resolve));
+    await this.#sweeping;
+    if (this.#ownsStore) await this.#store.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}

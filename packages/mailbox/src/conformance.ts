@@ -1,0 +1,680 @@
+/**
+ * The store conformance suite: every rule of the model, checked through a `Broker` on a
+ * `ManualClock`, against any `MessageStore`. Call it from a test file:
+ *
+ *   storeConformance('sqlite', () => sqliteHarness());
+ *
+ * A PostgreSQL store runs it unchanged. The harness opens stores over one set of data, so the
+ * durability tests can close and reopen.
+ */
+import assert from 'node:assert/strict';
+import { describe, test } from 'node:test';
+import { Broker } from './broker.js';
+import { ManualClock } from './clock.js';
+import { MailboxError } from './errors.js';
+import type { Message } from './message.js';
+import { MessageStatus } from './message.js';
+import type { BrokerOptions } from './options.js';
+import type { MessageStore } from './store.js';
+
+export interface StoreHarness {
+  /** Opens a store; after the previous one closed, a new one sees the same data if `durable`. */
+  open(): Promise<MessageStore>;
+  /** Whether data survives close and reopen. */
+  readonly durable: boolean;
+  /** Deletes the data. */
+  destroy(): Promise<void>;
+}
+
+const LEASE = 10_000;
+const RETRY = 2_000;
+
+interface Ctx {
+  readonly broker: Broker;
+  readonly clock: ManualClock;
+  readonly store: MessageStore;
+  readonly harness: StoreHarness;
+  reopen(): Promise<Ctx>;
+}
+
+async function turns(n = 5): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise<void>((resolve) => setImmediate(resolve));
+}
+
+async function until(cond: () => boolean | Promise<boolean>, what: string): Promise<void> {
+  for (let i = 0; i < 2000; i++) {
+    if (await cond()) return;
+    await new Promise<void>((resolve) => setImmediate(resolve));
+  }
+  assert.fail(`timed out waiting for ${what}`);
+}
+
+function code(e: unknown): string {
+  return e instanceof MailboxError ? e.code : `not a MailboxError: ${String(e)}`;
+}
+
+async function rejectsWith(p: Promise<unknown> | (() => Promise<unknown>), expected: string): Promise<void> {
+  try {
+    await (typeof p === 'function' ? p() : p);
+  } catch (e) {
+    assert.equal(code(e), expected);
+    return;
+  }
+  assert.fail(`expected ${expected}`);
+}
+
+/** Registers the conformance tests for the stores `makeHarness` gives. */
+export function storeConformance(
+  label: string,
+  makeHarness: () => StoreHarness | Promise<StoreHarness>,
+  brokerOptions: Partial<BrokerOptions> = {},
+): void {
+  async function withCtx(fn: (ctx: Ctx) => Promise<void>): Promise<void> {
+    const harness = await makeHarness();
+    const clock = new ManualClock();
+    const open = async (): Promise<Ctx> => {
+      const store = await harness.open();
+      const broker = await Broker.open({
+        ...brokerOptions,
+        store,
+        clock,
+        sweepIntervalMs: 0,
+        mailboxDefaults: { maxDeliveries: 3, retryDelayMs: RETRY, retentionMs: 60_000 },
+        defaultLeaseMs: LEASE,
+      });
+      const ctx: Ctx = {
+        broker,
+        clock,
+        store,
+        harness,
+        reopen: async () => {
+          await broker.close();
+          await store.close();
+          current = await open();
+          return current;
+        },
+      };
+      return ctx;
+    };
+    let current = await open();
+    try {
+      await fn(current);
+    } finally {
+      await current.broker.close();
+      await current.store.close();
+      await harness.destroy();
+    }
+  }
+  const it = (name: string, fn: (ctx: Ctx) => Promise<void>): void => {
+    test(name, () => withCtx(fn));
+  };
+
+  describe(`MessageStore conformance: ${label}`, () => {
+    it('a sent message is fetched with its body, a random lid, a lease and a fencing token', async ({
+      broker,
+      clock,
+    }) => {
+      const t0 = clock.now();
+      const sent = await broker.send({
+        sender: 'alice',
+        receiver: 'bob',
+        body: { text: 'hello', tags: ['a', 'b'], 'sp ace&=': 'x=y&z' },
+        clientTime: new Date(t0 - 5),
+      });
+      assert.match(sent.mid, /^[0-9a-f]{40}$/);
+      assert.equal(sent.status, MessageStatus.NotDelivered);
+      assert.equal(sent.state, 'queued');
+      assert.equal(sent.receivedAt.getTime(), t0);
+      assert.equal(sent.sendWhen.getTime(), t0);
+      assert.equal(sent.clientTime.getTime(), t0 - 5);
+      assert.equal(sent.deliveryCount, 0);
+      assert.equal(sent.lid, null);
+      clock.advance(3);
+      const m = await broker.fetch('bob', { leaseMs: 5000, consumer: 'worker-1' });
+      assert.ok(m);
+      assert.equal(m.mid, sent.mid);
+      assert.deepEqual(m.body, { text: 'hello', tags: ['a', 'b'], 'sp ace&=': 'x=y&z' });
+      assert.equal(m.sender, 'alice');
+      assert.equal(m.receiver, 'bob');
+      assert.equal(m.mailbox, 'bob');
+      assert.equal(m.state, 'leased');
+      assert.equal(m.deliveryCount, 1);
+      assert.match(m.lid ?? '', /^[0-9a-f]{32}$/);
+      assert.equal(typeof m.fence, 'number');
+      assert.equal(m.fetchTime?.getTime(), t0 + 3);
+      assert.equal(m.leasedUntil?.getTime(), t0 + 3 + 5000);
+      assert.equal(await broker.fetch('bob'), null, 'a leased message is not handed out twice');
+      assert.equal(await broker.fetch('alice'), null);
+    });
+
+    it('mids are content-derived: an identical send is stored once and returns the same mid', async ({
+      broker,
+    }) => {
+      const clientTime = new Date('2025-06-01T00:00:00Z');
+      const a = await broker.send({ sender: 's', receiver: 'r', body: { k: 'v' }, clientTime });
+      const b = await broker.send({ sender: 's', receiver: 'r', body: { k: 'v' }, clientTime });
+      assert.equal(a.mid, b.mid);
+      const [c, d] = await Promise.all([
+        broker.send({ sender: 's', receiver: 'r', body: { k: 'w' }, clientTime }),
+        broker.send({ sender: 's', receiver: 'r', body: { k: 'w' }, clientTime }),
+      ]);
+      assert.equal(c.mid, d.mid, 'identical sends in one batch are one message');
+      assert.notEqual(a.mid, c.mid);
+      const e = await broker.send({ sender: 's', receiver: 'r2', body: { k: 'v' }, clientTime });
+      assert.notEqual(a.mid, e.mid, 'the receiver is part of the mid');
+      const f = await broker.send({ sender: 's', receiver: 'r', body: { k: 'v' } });
+      const g = await broker.send({ sender: 's', receiver: 'r', body: { k: 'v' } });
+      assert.notEqual(f.mid, g.mid, 'without clientTime every send is a new message');
+      const stats = await broker.stats();
+      assert.equal(stats.store.messages, 5);
+      assert.equal(stats.duplicateSends, 2);
+      assert.equal(await broker.store.blobs.refCount(a.blobKey), 4, 'one blob, a reference per message');
+      assert.equal(a.blobKey, e.blobKey);
+      const first = await broker.fetch('r');
+      assert.equal(first?.mid, a.mid);
+      // A duplicate of a leased message does not reset it.
+      const again = await broker.send({ sender: 's', receiver: 'r', body: { k: 'v' }, clientTime });
+      assert.equal(again.state, 'leased');
+      assert.equal(again.deliveryCount, 1);
+    });
+
+    it('hands out the oldest due message first and holds delayed ones until sendWhen', async ({
+      broker,
+      clock,
+    }) => {
+      const late = await broker.send({ sender: 's', receiver: 'q', body: { n: 'late' }, delayMs: 1000 });
+      assert.equal(late.sendWhen.getTime() - late.receivedAt.getTime(), 1000);
+      assert.equal(late.delayMs, 1000);
+      clock.advance(1);
+      for (let i = 0; i < 5; i++) {
+        await broker.send({ sender: 's', receiver: 'q', body: { n: String(i) } });
+        clock.advance(1);
+      }
+      const got = await broker.fetchMany('q', { max: 10 });
+      assert.deepEqual(
+        got.map((m) => m.body.n),
+        ['0', '1', '2', '3', '4'],
+      );
+      assert.equal(await broker.fetch('q'), null);
+      clock.advance(994);
+      assert.equal((await broker.fetch('q'))?.body.n, 'late');
+    });
+
+    it('fetchMany returns at most max messages', async ({ broker }) => {
+      await broker.sendMany(
+        Array.from({ length: 7 }, (_, i) => ({ sender: 's', receiver: 'q', body: { i: `${i}` } })),
+      );
+      assert.equal((await broker.fetchMany('q', { max: 3 })).length, 3);
+      assert.equal((await broker.fetchMany('q', { max: 3 })).length, 3);
+      assert.equal((await broker.fetchMany('q', { max: 3 })).length, 1);
+      assert.equal((await broker.fetchMany('q', { max: 3 })).length, 0);
+    });
+
+    it('many concurrent fetchers never hold one message twice', async ({ broker }) => {
+      const n = 60;
+      await broker.sendMany(
+        Array.from({ length: n }, (_, i) => ({ sender: 's', receiver: 'race', body: { i: `${i}` } })),
+      );
+      const fetchers = Array.from({ length: 100 }, (_, i) =>
+        i % 3 === 0 ? broker.fetchMany('race', { max: 2 }) : broker.fetch('race').then((m) => (m ? [m] : [])),
+      );
+      const got = (await Promise.all(fetchers)).flat();
+      const mids = got.map((m) => m.mid);
+      assert.equal(new Set(mids).size, mids.length, 'a message was handed out twice');
+      assert.equal(mids.length, n);
+      const fences = got.map((m) => m.fence!);
+      assert.equal(new Set(fences).size, fences.length, 'fencing tokens are unique');
+    });
+
+    it('long-polling fetchers racing for new sends never share a message', async ({ broker, clock }) => {
+      const waiting = Array.from({ length: 20 }, () => broker.fetch('lp', { waitMs: 5000 }));
+      await until(async () => (await broker.stats()).waiters === 20, '20 waiters');
+      await broker.sendMany(
+        Array.from({ length: 12 }, (_, i) => ({ sender: 's', receiver: 'lp', body: { i: `${i}` } })),
+      );
+      await until(async () => (await broker.stats()).waiters === 8, '12 woken');
+      clock.advance(5000);
+      const got = await Promise.all(waiting);
+      const mids = got.filter((m): m is Message => m !== null).map((m) => m.mid);
+      assert.equal(mids.length, 12);
+      assert.equal(new Set(mids).size, 12);
+    });
+
+    it('a confirmed message is never delivered again', async ({ broker, clock }) => {
+      const sent = await broker.send({ sender: 's', receiver: 'c', body: { x: '1' } });
+      const m = (await broker.fetch('c'))!;
+      await broker.ack(m.mid, m.lid!, 1);
+      await rejectsWith(broker.ack(m.mid, m.lid!, 1), 'MAILBOX_ERR_LEASE_INVALID');
+      await rejectsWith(broker.ack(m.mid, m.lid!, 2), 'MAILBOX_ERR_LEASE_INVALID');
+      clock.advance(LEASE + RETRY + 1);
+      assert.equal(await broker.reenqueue(), 0);
+      assert.equal(await broker.fetch('c'), null);
+      const got = await broker.get(sent.mid);
+      assert.equal(got?.status, MessageStatus.Confirmed);
+      assert.equal(got?.state, 'confirmed');
+      assert.equal(got?.leasedUntil, null);
+      assert.deepEqual(
+        got?.attempts?.map((a) => a.outcome),
+        [1],
+      );
+      assert.equal((await broker.headers('c')).length, 0, 'confirmed messages are not pending');
+    });
+
+    it('forged, stale and malformed lids, unknown mids and bad statuses change nothing', async ({
+      broker,
+    }) => {
+      await broker.send({ sender: 's', receiver: 'f', body: { x: '1' } });
+      const m = (await broker.fetch('f'))!;
+      const forged = m.lid!.startsWith('0') ? '1' + m.lid!.slice(1) : '0' + m.lid!.slice(1);
+      await rejectsWith(broker.ack(m.mid, forged, 1), 'MAILBOX_ERR_LEASE_INVALID');
+      await rejectsWith(broker.extend(m.mid, forged, 1000), 'MAILBOX_ERR_LEASE_INVALID');
+      await rejectsWith(broker.ack('0'.repeat(40), m.lid!, 1), 'MAILBOX_ERR_NOT_FOUND');
+      await rejectsWith(() => broker.ack(m.mid, 'xyz', 1), 'MAILBOX_ERR_INVALID_ARGUMENT');
+      await rejectsWith(() => broker.ack(m.mid, m.lid!.toUpperCase(), 1), 'MAILBOX_ERR_INVALID_ARGUMENT');
+      await rejectsWith(() => broker.ack('nothex', m.lid!, 1), 'MAILBOX_ERR_INVALID_ARGUMENT');
+      for (const bad of [0, 3, 4, 8, 16, '1', null])
+        await rejectsWith(() => broker.ack(m.mid, m.lid!, bad as never), 'MAILBOX_ERR_INVALID_ARGUMENT');
+      const after = await broker.get(m.mid);
+      assert.equal(after?.state, 'leased');
+      assert.equal(after?.lid, m.lid);
+      assert.equal(after?.leasedUntil?.getTime(), m.leasedUntil?.getTime());
+      assert.equal(after?.attempts?.length, 0);
+      await broker.ack(m.mid, m.lid!, 1);
+    });
+
+    it('an expired lease cannot be acked, counts a Timeout attempt and comes back after the retry delay', async ({
+      broker,
+      clock,
+    }) => {
+      await broker.send({ sender: 's', receiver: 'e', body: { x: '1' } });
+      const first = (await broker.fetch('e', { consumer: 'w1' }))!;
+      clock.advance(LEASE);
+      await rejectsWith(broker.ack(first.mid, first.lid!, 1), 'MAILBOX_ERR_LEASE_INVALID');
+      assert.equal(await broker.fetch('e'), null, 'not due before the sweep and the retry delay');
+      assert.equal(await broker.reenqueue(), 1);
+      const h = await broker.get(first.mid);
+      assert.equal(h?.status, MessageStatus.Timeout);
+      assert.equal(h?.dueAt?.getTime(), first.leasedUntil!.getTime() + RETRY);
+      clock.advance(RETRY - 1);
+      assert.equal(await broker.fetch('e'), null);
+      clock.advance(1);
+      const second = (await broker.fetch('e', { consumer: 'w2' }))!;
+      assert.equal(second.mid, first.mid);
+      assert.equal(second.deliveryCount, 2);
+      assert.notEqual(second.lid, first.lid);
+      assert.ok(second.fence! > first.fence!, 'the fencing token grows');
+      await rejectsWith(broker.ack(first.mid, first.lid!, 1), 'MAILBOX_ERR_LEASE_INVALID');
+      await broker.ack(second.mid, second.lid!, 1);
+      const attempts = (await broker.get(first.mid))!.attempts!;
+      assert.deepEqual(
+        attempts.map((a) => [a.n, a.consumer, a.outcome]),
+        [
+          [1, 'w1', 4],
+          [2, 'w2', 1],
+        ],
+      );
+      assert.equal(attempts[0]!.endedAt.getTime(), first.leasedUntil!.getTime());
+      assert.equal(attempts[0]!.fetchedAt.getTime(), first.fetchTime!.getTime());
+    });
+
+    it('extend moves a valid lease; a stale or expired one cannot be extended', async ({ broker, clock }) => {
+      await broker.send({ sender: 's', receiver: 'x', body: { x: '1' } });
+      const m = (await broker.fetch('x', { leaseMs: 1000 }))!;
+      clock.advance(900);
+      const ext = await broker.extend(m.mid, m.lid!, 1000);
+      assert.equal(ext.leasedUntil?.getTime(), clock.now() + 1000);
+      assert.equal(ext.lid, m.lid);
+      clock.advance(500);
+      assert.equal(await broker.reenqueue(), 0, 'an extended lease is not expired');
+      await broker.ack(m.mid, m.lid!, 1);
+      await broker.send({ sender: 's', receiver: 'x', body: { x: '2' } });
+      const n = (await broker.fetch('x', { leaseMs: 1000 }))!;
+      clock.advance(1000);
+      await rejectsWith(broker.extend(n.mid, n.lid!, 1000), 'MAILBOX_ERR_LEASE_INVALID');
+      await rejectsWith(() => broker.extend(n.mid, n.lid!, 0), 'MAILBOX_ERR_INVALID_ARGUMENT');
+      await rejectsWith(() => broker.extend(n.mid, n.lid!, 1.5), 'MAILBOX_ERR_INVALID_ARGUMENT');
+    });
+
+    it('a rejected message comes back after the retry delay, not at once', async ({ broker, clock }) => {
+      await broker.send({ sender: 's', receiver: 'rj', body: { x: '1' } });
+      const m = (await broker.fetch('rj'))!;
+      await broker.ack(m.mid, m.lid!, 2);
+      const h = await broker.get(m.mid);
+      assert.equal(h?.status, MessageStatus.Rejected);
+      assert.equal(h?.state, 'queued');
+      assert.equal(await broker.fetch('rj'), null);
+      clock.advance(RETRY);
+      const again = (await broker.fetch('rj'))!;
+      assert.equal(again.mid, m.mid);
+      assert.equal(again.deliveryCount, 2);
+    });
+
+    it('after maxDeliveries attempts a message moves to <name>.dead with its record', async ({
+      broker,
+      clock,
+    }) => {
+      const sent = await broker.send({ sender: 's', receiver: 'work', body: { x: '1' } });
+      for (let i = 1; i <= 3; i++) {
+        const m = (await broker.fetch('work'))!;
+        assert.equal(m.deliveryCount, i);
+        if (i === 2) {
+          clock.advance(LEASE);
+          await broker.reenqueue();
+        } else await broker.ack(m.mid, m.lid!, 2);
+        clock.advance(RETRY);
+      }
+      assert.equal(await broker.fetch('work'), null, 'no fourth delivery');
+      const dead = (await broker.get(sent.mid))!;
+      assert.equal(dead.status, MessageStatus.Dead);
+      assert.equal(dead.mailbox, 'work.dead');
+      assert.equal(dead.receiver, 'work');
+      assert.deepEqual(
+        dead.attempts?.map((a) => a.outcome),
+        [2, 4, 2],
+      );
+      const names = (await broker.mailboxes()).map((mb) => mb.name);
+      assert.ok(names.includes('work.dead'));
+      const d = (await broker.fetch('work.dead'))!;
+      assert.equal(d.mid, sent.mid);
+      // A dead-letter mailbox never dead-letters again: rejects there just retry.
+      for (let i = 0; i < 4; i++) {
+        const again = i === 0 ? d : (await broker.fetch('work.dead'))!;
+        await broker.ack(again.mid, again.lid!, 2);
+        clock.advance(RETRY);
+      }
+      const last = (await broker.fetch('work.dead'))!;
+      assert.equal(last.mailbox, 'work.dead');
+      await broker.ack(last.mid, last.lid!, 1);
+      assert.equal((await broker.get(sent.mid))?.status, MessageStatus.Confirmed);
+    });
+
+    it('bodies are stored once by content; references go down at retention and the collector frees zero', async ({
+      broker,
+      clock,
+    }) => {
+      const body = { payload: 'same body' };
+      const a = await broker.send({ sender: 's', receiver: 'b1', body });
+      const b = await broker.send({ sender: 's', receiver: 'b2', body });
+      const other = await broker.send({ sender: 's', receiver: 'b1', body: { payload: 'other' } });
+      assert.equal(a.blobKey, b.blobKey);
+      const blobs = broker.store.blobs;
+      assert.equal(await blobs.refCount(a.blobKey), 2);
+      assert.equal((await blobs.get(a.blobKey))?.toString('utf8'), 'payload=same%20body');
+      const ma = (await broker.fetch('b1'))!;
+      await broker.ack(ma.mid, ma.lid!, 1);
+      clock.advance(59_999);
+      assert.deepEqual(await broker.collect(), { messages: 0, blobs: 0 }, 'still retained');
+      clock.advance(1);
+      assert.deepEqual(await broker.collect(), { messages: 1, blobs: 0 });
+      assert.equal(await broker.get(a.mid), null, 'gone after retention');
+      assert.equal(await blobs.refCount(a.blobKey), 1);
+      const mb = (await broker.fetch('b2'))!;
+      await broker.ack(mb.mid, mb.lid!, 1);
+      clock.advance(60_000);
+      assert.deepEqual(await broker.collect(), { messages: 1, blobs: 1 });
+      assert.equal(await blobs.refCount(a.blobKey), null);
+      assert.equal(await blobs.get(a.blobKey), null);
+      assert.equal(await blobs.refCount(other.blobKey), 1, 'an unconfirmed message keeps its body');
+      assert.ok(await broker.get(other.mid));
+      const s = await broker.stats();
+      assert.equal(s.store.blobs, 1);
+      assert.equal(s.store.messages, 1);
+    });
+
+    it('the BlobStore seam: put, get, reference counts, collect', async ({ store }) => {
+      const blobs = store.blobs;
+      await blobs.put('aa', Buffer.from([1, 2, 3]));
+      await blobs.put('aa', Buffer.from([1, 2, 3]));
+      await blobs.put('bb', 'text');
+      assert.equal(await blobs.refCount('aa'), 2);
+      assert.deepEqual([...(await blobs.get('aa'))!], [1, 2, 3]);
+      assert.equal((await blobs.get('bb'))?.toString(), 'text');
+      assert.equal(await blobs.get('cc'), null);
+      assert.equal(await blobs.refCount('cc'), null);
+      await blobs.updateRefCounts(
+        new Map([
+          ['aa', -2],
+          ['bb', -1],
+          ['cc', 5],
+        ]),
+      );
+      assert.equal(await blobs.refCount('aa'), 0);
+      assert.equal(await blobs.collect(1), 1);
+      assert.equal(await blobs.collect(10), 1);
+      assert.equal(await blobs.collect(10), 0);
+      assert.equal(await blobs.get('aa'), null);
+      assert.deepEqual(await blobs.stats(), { count: 0, bytes: 0 });
+    });
+
+    it('maxMessageBytes is enforced and a refused send stores nothing', async ({ store, clock }) => {
+      const broker = await Broker.open({ store, clock, sweepIntervalMs: 0, maxMessageBytes: 100 });
+      try {
+        await broker.send({ sender: 's', receiver: 'big', body: { k: 'x'.repeat(98) } });
+        await rejectsWith(
+          () => broker.send({ sender: 's', receiver: 'big', body: { k: 'x'.repeat(99) } }),
+          'MAILBOX_ERR_MESSAGE_TOO_LARGE',
+        );
+        // Multi-byte characters count by their encoded size.
+        await rejectsWith(
+          () => broker.send({ sender: 's', receiver: 'big', body: { k: 'é'.repeat(20) } }),
+          'MAILBOX_ERR_MESSAGE_TOO_LARGE',
+        );
+        assert.equal((await broker.stats()).store.messages, 1);
+      } finally {
+        await broker.close();
+      }
+    });
+
+    it('bad input is refused with typed errors and changes nothing', async ({ broker }) => {
+      const before = await broker.stats();
+      const bad: [unknown, string][] = [
+        [{ sender: '', receiver: 'r', body: {} }, 'MAILBOX_ERR_INVALID_MAILBOX'],
+        [{ sender: 's', receiver: 'a b', body: {} }, 'MAILBOX_ERR_INVALID_MAILBOX'],
+        [{ sender: 's', receiver: 'x'.repeat(201), body: {} }, 'MAILBOX_ERR_INVALID_MAILBOX'],
+        [{ sender: 's', receiver: 'ünï', body: {} }, 'MAILBOX_ERR_INVALID_MAILBOX'],
+        [{ sender: 's', receiver: 'r?', body: {} }, 'MAILBOX_ERR_INVALID_MAILBOX'],
+        [{ sender: 42, receiver: 'r', body: {} }, 'MAILBOX_ERR_INVALID_MAILBOX'],
+        [{ sender: 's', receiver: 'r', body: null }, 'MAILBOX_ERR_INVALID_ARGUMENT'],
+        [{ sender: 's', receiver: 'r', body: 'text' }, 'MAILBOX_ERR_INVALID_ARGUMENT'],
+        [{ sender: 's', receiver: 'r', body: ['a'] }, 'MAILBOX_ERR_INVALID_ARGUMENT'],
+        [{ sender: 's', receiver: 'r', body: { n: 1 } }, 'MAILBOX_ERR_INVALID_ARGUMENT'],
+        [{ sender: 's', receiver: 'r', body: { n: ['a', 2] } }, 'MAILBOX_ERR_INVALID_ARGUMENT'],
+        [{ sender: 's', receiver: 'r', body: { n: '\ud800' } }, 'MAILBOX_ERR_INVALID_ARGUMENT'],
+        [{ sender: 's', receiver: 'r', body: {}, delayMs: -1 }, 'MAILBOX_ERR_INVALID_ARGUMENT'],
+        [{ sender: 's', receiver: 'r', body: {}, delayMs: 1.5 }, 'MAILBOX_ERR_INVALID_ARGUMENT'],
+        [{ sender: 's', receiver: 'r', body: {}, delayMs: '1s' }, 'MAILBOX_ERR_INVALID_ARGUMENT'],
+        [{ sender: 's', receiver: 'r', body: {}, clientTime: new Date(NaN) }, 'MAILBOX_ERR_INVALID_ARGUMENT'],
+        [{ sender: 's', receiver: 'r', body: {}, clientTime: '2020-01-01' }, 'MAILBOX_ERR_INVALID_ARGUMENT'],
+        [null, 'MAILBOX_ERR_INVALID_ARGUMENT'],
+      ];
+      for (const [input, expected] of bad) await rejectsWith(() => broker.send(input as never), expected);
+      await rejectsWith(() => broker.fetch(''), 'MAILBOX_ERR_INVALID_MAILBOX');
+      await rejectsWith(() => broker.fetch('r', { leaseMs: 0 }), 'MAILBOX_ERR_INVALID_ARGUMENT');
+      await rejectsWith(() => broker.fetch('r', { waitMs: -5 }), 'MAILBOX_ERR_INVALID_ARGUMENT');
+      await rejectsWith(() => broker.fetchMany('r', { max: 0 }), 'MAILBOX_ERR_INVALID_ARGUMENT');
+      await rejectsWith(() => broker.fetchMany('r', { max: 1e9 }), 'MAILBOX_ERR_INVALID_ARGUMENT');
+      await rejectsWith(() => broker.headers('r', { limit: 0 }), 'MAILBOX_ERR_INVALID_ARGUMENT');
+      await rejectsWith(() => broker.configure('r', { maxDeliveries: 0 }), 'MAILBOX_ERR_INVALID_ARGUMENT');
+      await rejectsWith(() => broker.configure('r', { bogus: 1 } as never), 'MAILBOX_ERR_INVALID_ARGUMENT');
+      await rejectsWith(() => broker.reenqueue(new Date(Date.UTC(2100, 0))), 'MAILBOX_ERR_INVALID_ARGUMENT');
+      const after = await broker.stats();
+      assert.deepEqual(after.store, before.store);
+      assert.equal(after.sends, 0);
+      assert.deepEqual(await broker.mailboxes(), []);
+      // The name rule accepts its whole alphabet and 200 characters.
+      await broker.send({ sender: 'a@b.c_d-e:f/g', receiver: 'y'.repeat(200), body: {} });
+    });
+
+    it('a long poll is woken by a send, times out on the clock, and rejects with the abort reason', async ({
+      broker,
+      clock,
+    }) => {
+      const woken = broker.fetch('w', { waitMs: 30_000 });
+      await until(async () => (await broker.stats()).waiters === 1, 'a waiter');
+      const sent = await broker.send({ sender: 's', receiver: 'w', body: { x: '1' } });
+      assert.equal((await woken)?.mid, sent.mid);
+
+      const timedOut = broker.fetch('w', { waitMs: 1000 });
+      await until(async () => (await broker.stats()).waiters === 1, 'a waiter');
+      clock.advance(999);
+      await turns();
+      assert.equal((await broker.stats()).waiters, 1);
+      clock.advance(1);
+      assert.equal(await timedOut, null);
+
+      const controller = new AbortController();
+      const aborted = broker.fetch('w', { waitMs: 30_000, signal: controller.signal });
+      await until(async () => (await broker.stats()).waiters === 1, 'a waiter');
+      const reason = new Error('stop');
+      controller.abort(reason);
+      await assert.rejects(aborted, (e) => e === reason);
+      assert.equal((await broker.stats()).waiters, 0);
+      await assert.rejects(broker.fetch('w', { signal: AbortSignal.abort(reason) }), (e) => e === reason);
+    });
+
+    it('a long poll is woken when a delayed message or a retry comes due', async ({ broker, clock }) => {
+      await broker.send({ sender: 's', receiver: 'd', body: { x: '1' }, delayMs: 500 });
+      const p = broker.fetch('d', { waitMs: 10_000 });
+      await until(async () => (await broker.stats()).waiters === 1, 'a waiter');
+      clock.advance(500);
+      const m = (await p)!;
+      assert.ok(m);
+      const q = broker.fetch('d', { waitMs: 10_000 });
+      await until(async () => (await broker.stats()).waiters === 1, 'a waiter');
+      await broker.ack(m.mid, m.lid!, 2);
+      await until(async () => (await broker.stats()).waiters === 1, 'the waiter back asleep until the retry');
+      clock.advance(RETRY);
+      assert.equal((await q)?.mid, m.mid);
+    });
+
+    it('headers lists pending messages without bodies, after a time, up to a limit', async ({
+      broker,
+      clock,
+    }) => {
+      const t0 = clock.now();
+      for (let i = 0; i < 5; i++) {
+        await broker.send({ sender: 's', receiver: 'h', body: { i: `${i}` } });
+        clock.advance(10);
+      }
+      const all = await broker.headers('h');
+      assert.equal(all.length, 5);
+      assert.ok(all.every((h) => !('body' in h)));
+      const after = await broker.headers('h', { after: new Date(t0 + 15), limit: 2 });
+      assert.deepEqual(
+        after.map((h) => h.receivedAt.getTime() - t0),
+        [20, 30],
+      );
+      await broker.fetch('h');
+      const leased = await broker.headers('h');
+      assert.equal(leased.length, 5, 'leased messages are still pending');
+      assert.equal(leased[0]?.state, 'leased');
+    });
+
+    it('mailboxes: created on first send or by configure, with settings and counts', async ({
+      broker,
+      clock,
+    }) => {
+      await broker.configure('cfg', { maxDeliveries: 1, retryDelayMs: 0 });
+      await broker.send({ sender: 's', receiver: 'cfg', body: { x: '1' } });
+      await broker.send({ sender: 's', receiver: 'cfg', body: { x: '2' }, delayMs: 100 });
+      await broker.send({ sender: 's', receiver: 'cfg', body: { x: '3' } });
+      const m = (await broker.fetch('cfg'))!;
+      const infos = await broker.mailboxes();
+      const cfg = infos.find((i) => i.name === 'cfg')!;
+      assert.deepEqual(cfg.settings, { maxDeliveries: 1, retryDelayMs: 0, retentionMs: 60_000 });
+      assert.deepEqual([cfg.ready, cfg.delayed, cfg.inFlight, cfg.confirmed], [1, 1, 1, 0]);
+      assert.ok(infos.some((i) => i.name === 's') === false, 'senders are not mailboxes until they receive');
+      await broker.ack(m.mid, m.lid!, 2);
+      const moved = await broker.get(m.mid);
+      assert.equal(moved?.mailbox, 'cfg.dead', 'maxDeliveries 1: the first reject dead-letters');
+      clock.advance(100);
+      const cfg2 = (await broker.mailboxes()).find((i) => i.name === 'cfg')!;
+      assert.deepEqual([cfg2.ready, cfg2.delayed, cfg2.inFlight], [2, 0, 0]);
+    });
+
+    it('operations that arrive together are committed in one batch', async ({ broker }) => {
+      const before = (await broker.stats()).batches;
+      await Promise.all(
+        Array.from({ length: 50 }, (_, i) =>
+          broker.send({ sender: 's', receiver: 'g', body: { i: `${i}` } }),
+        ),
+      );
+      const s = await broker.stats();
+      assert.equal(s.batches - before, 1);
+      assert.ok(s.largestBatch >= 50);
+    });
+
+    it('fencing tokens only grow', async ({ broker, clock }) => {
+      await broker.sendMany(
+        Array.from({ length: 10 }, (_, i) => ({ sender: 's', receiver: 'fz', body: { i: `${i}` } })),
+      );
+      let last = -Infinity;
+      for (let round = 0; round < 3; round++) {
+        const got = await broker.fetchMany('fz', { max: 10, leaseMs: 100 });
+        for (const m of got) {
+          assert.ok(m.fence! > last);
+          last = m.fence!;
+        }
+        clock.advance(100);
+        await broker.reenqueue();
+        clock.advance(RETRY);
+      }
+    });
+
+    it('close ends long polls with MAILBOX_ERR_CLOSED and refuses new calls', async ({ broker }) => {
+      const p = broker.fetch('z', { waitMs: 10_000 }).then(
+        () => 'resolved',
+        (e: unknown) => code(e),
+      );
+      await until(async () => (await broker.stats()).waiters === 1, 'a waiter');
+      const sending = broker.send({ sender: 's', receiver: 'z2', body: {} });
+      await broker.close();
+      assert.equal(await p, 'MAILBOX_ERR_CLOSED');
+      assert.ok(await sending, 'queued operations are committed before close resolves');
+      await rejectsWith(() => broker.send({ sender: 's', receiver: 'z', body: {} }), 'MAILBOX_ERR_CLOSED');
+      await rejectsWith(() => broker.fetch('z'), 'MAILBOX_ERR_CLOSED');
+      await rejectsWith(() => broker.stats(), 'MAILBOX_ERR_CLOSED');
+      await broker.close();
+      await broker[Symbol.asyncDispose]();
+    });
+
+    test('durable stores keep messages, leases and confirmations across reopen', async (t) => {
+      const probe = await makeHarness();
+      const durable = probe.durable;
+      await probe.destroy();
+      if (!durable) {
+        t.skip('the store is not durable');
+        return;
+      }
+      await withCtx(async (ctx) => {
+        const { broker, clock } = ctx;
+        const a = await broker.send({ sender: 's', receiver: 'p', body: { x: 'a' } });
+        const b = await broker.send({ sender: 's', receiver: 'p', body: { x: 'b' } });
+        await broker.send({ sender: 's', receiver: 'p', body: { x: 'c' } });
+        const ma = (await broker.fetch('p'))!;
+        await broker.ack(ma.mid, ma.lid!, 1);
+        const mb = (await broker.fetch('p'))!;
+        assert.equal(mb.mid, b.mid);
+        const re = await ctx.reopen();
+        const got = await re.broker.get(a.mid);
+        assert.equal(got?.status, MessageStatus.Confirmed);
+        const held = await re.broker.get(b.mid);
+        assert.equal(held?.state, 'leased');
+        assert.equal(held?.lid, mb.lid);
+        await re.broker.extend(mb.mid, mb.lid!, 1000);
+        const mc = (await re.broker.fetch('p'))!;
+        assert.deepEqual(mc.body, { x: 'c' });
+        assert.ok(mc.fence! > mb.fence!, 'tokens after reopen are greater than before');
+        assert.equal(await re.broker.fetch('p'), null);
+        clock.advance(LEASE + RETRY);
+        assert.equal(await re.broker.reenqueue(), 2);
+        const again = await re.broker.fetchMany('p', { max: 10 });
+        assert.deepEqual(again.map((m) => m.body.x).sort(), ['b', 'c']);
+        assert.deepEqual(
+          (await re.broker.mailboxes()).map((m) => m.name),
+          ['p'],
+        );
+      });
+    });
+  });
+}

@@ -1,0 +1,219 @@
+/**
+ * The message model (pandora's `Message`, with Switchyard's fixes): statuses, the body codec,
+ * content-derived mids and the mailbox naming rule.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import { MailboxInvalidArgumentError, MailboxInvalidMailboxError } from './errors.js';
+
+/** pandora's ack statuses; `Timeout` and `NotDelivered` are set by the broker, never by `ack`. */
+export const AckStatus = Object.freeze({ Confirmed: 1, Rejected: 2, Timeout: 4, NotDelivered: 8 } as const);
+/** Every status a message can carry: pandora's four plus `Dead` (moved to `<name>.dead`). */
+export const MessageStatus = Object.freeze({ ...AckStatus, Dead: 16 } as const);
+export type MessageStatusValue = (typeof MessageStatus)[keyof typeof MessageStatus];
+/** The outcome of one delivery attempt. */
+export type AttemptOutcome = 1 | 2 | 4;
+
+/** Where a message is in its life. */
+export type MessageState = 'queued' | 'leased' | 'confirmed';
+
+/** A body: string fields, multi-valued as in Go's `url.Values`. */
+export type Body = Record<string, string | string[]>;
+
+/** One delivery attempt: who fetched it, when, and how it ended. */
+export interface Attempt {
+  /** 1 for the first delivery. */
+  readonly n: number;
+  readonly consumer: string;
+  readonly fetchedAt: Date;
+  readonly endedAt: Date;
+  readonly outcome: AttemptOutcome;
+}
+
+/** Everything about a message except its body (what `headers()` lists). */
+export interface MessageHeader {
+  /** Content-derived id: SHA-1 (hex) over sender, receiver, clientTime and body. */
+  readonly mid: string;
+  readonly sender: string;
+  /** The mailbox it was sent to. */
+  readonly receiver: string;
+  /** The mailbox it is in now: `receiver`, or `<receiver>.dead` once dead-lettered. */
+  readonly mailbox: string;
+  readonly clientTime: Date;
+  /** Server time of the send. */
+  readonly receivedAt: Date;
+  /** receivedAt + delayMs. */
+  readonly sendWhen: Date;
+  readonly delayMs: number;
+  readonly state: MessageState;
+  /** 8 until an attempt ends; then the last outcome (1, 2, 4), or 16 once dead. */
+  readonly status: MessageStatusValue;
+  /** How many times it was handed to a receiver. */
+  readonly deliveryCount: number;
+  /** The current (or last) lease id; random, unguessable. */
+  readonly lid: string | null;
+  /** The fencing token of the current (or last) lease; strictly greater for every new lease. */
+  readonly fence: number | null;
+  readonly leasedUntil: Date | null;
+  readonly fetchTime: Date | null;
+  /** When it can next be claimed (queued messages only). */
+  readonly dueAt: Date | null;
+  /** The BlobStore key of the body (hex). */
+  readonly blobKey: string;
+  readonly bodyBytes: number;
+  /** Every finished delivery attempt, oldest first (only from `Broker.get`). */
+  readonly attempts?: readonly Attempt[];
+}
+
+export interface Message extends MessageHeader {
+  readonly body: Body;
+}
+
+const MAILBOX_RE = /^[A-Za-z0-9@._\-:/]{1,200}$/;
+const DEAD_SUFFIX = '.dead';
+
+/** The dead-letter mailbox of `name`. */
+export function deadLetterName(name: string): string {
+  return name + DEAD_SUFFIX;
+}
+
+/** True for a dead-letter mailbox; messages there are never dead-lettered again. */
+export function isDeadLetterName(name: string): boolean {
+  return name.endsWith(DEAD_SUFFIX);
+}
+
+/**
+ * Checks the naming rule: 1–200 characters of letters, digits and `@ . _ - : /`; a
+ * dead-letter mailbox (`<name>.dead`) may be 205 long.
+ */
+export function validateMailboxName(name: unknown, what = 'mailbox'): string {
+  if (typeof name !== 'string') throw new MailboxInvalidMailboxError(`${what} must be a string`);
+  if (MAILBOX_RE.test(name)) return name;
+  if (isDeadLetterName(name) && MAILBOX_RE.test(name.slice(0, -DEAD_SUFFIX.length))) return name;
+  throw new MailboxInvalidMailboxError(
+    `${what} ${JSON.stringify(name.slice(0, 64))} must be 1–200 characters of letters, digits and @ . _ - : /`,
+  );
+}
+
+/**
+ * The canonical encoding of a body: `application/x-www-form-urlencoded`, keys sorted, values
+ * in order (Go's `url.Values.Encode`, with %20 for spaces). Equal bodies encode to equal
+ * bytes, so they hash to one blob key. Throws for anything but string fields.
+ */
+export function encodeBody(body: unknown): string {
+  if (typeof body !== 'object' || body === null || Array.isArray(body))
+    throw new MailboxInvalidArgumentError('body must be an object of string fields');
+  const keys = Object.keys(body).sort();
+  let out = '';
+  for (const key of keys) {
+    const value = (body as Record<string, unknown>)[key];
+    const k = encodeField(key, 'body key');
+    if (typeof value === 'string') {
+      out += (out.length === 0 ? '' : '&') + k + '=' + encodeField(value, `body.${key}`);
+    } else if (Array.isArray(value)) {
+      for (const v of value as unknown[]) {
+        if (typeof v !== 'string')
+          throw new MailboxInvalidArgumentError(`body.${key} must be a string or an array of strings`);
+        out += (out.length === 0 ? '' : '&') + k + '=' + encodeField(v, `body.${key}`);
+      }
+    } else {
+      throw new MailboxInvalidArgumentError(`body.${key} must be a string or an array of strings`);
+    }
+  }
+  return out;
+}
+
+function encodeField(s: string, what: string): string {
+  try {
+    return encodeURIComponent(s);
+  } catch (error) {
+    // encodeURIComponent throws URIError for a lone surrogate.
+    throw new MailboxInvalidArgumentError(`${what} is not well-formed Unicode`, { cause: error });
+  }
+}
+
+/**
+ * Decodes a canonical body. A key seen once is a string, a key seen more often an array
+ * (so a one-element array comes back as a string, as with `url.Values.Get`).
+ */
+export function decodeBody(encoded: string): Body {
+  const body: Body = {};
+  if (encoded.length === 0) return body;
+  let start = 0;
+  while (start <= encoded.length) {
+    let end = encoded.indexOf('&', start);
+    if (end === -1) end = encoded.length;
+    const eq = encoded.indexOf('=', start);
+    const split = eq === -1 || eq > end ? end : eq;
+    const key = decodeURIComponent(encoded.slice(start, split));
+    const value = split === end ? '' : decodeURIComponent(encoded.slice(split + 1, end));
+    const prev = body[key];
+    if (prev === undefined) body[key] = value;
+    else if (typeof prev === 'string') body[key] = [prev, value];
+    else prev.push(value);
+    start = end + 1;
+  }
+  return body;
+}
+
+export type HashAlgorithm = 'sha1' | 'sha256';
+
+/** The mid: a hash over sender, receiver, clientTime, the body and (for sends without clientTime) a nonce. */
+export function computeMid(
+  algorithm: HashAlgorithm,
+  sender: string,
+  receiver: string,
+  clientTimeMs: number,
+  encodedBody: string,
+  nonce: string,
+): string {
+  return createHash(algorithm)
+    .update(`${sender}\n${receiver}\n${clientTimeMs}\n${nonce}\n`)
+    .update(encodedBody)
+    .digest('hex');
+}
+
+/** The blob key of a body: its hash, printed as hex (pandora's KeyPrinter). */
+export function blobKeyOf(algorithm: HashAlgorithm, data: Uint8Array | string): string {
+  return createHash(algorithm).update(data).digest('hex');
+}
+
+/**
+ * Random 128-bit ids in hex (lease ids, nonces), cut from a pooled buffer: one `randomBytes`
+ * call per 256 ids instead of one each. Each store or broker owns its own pool.
+ */
+export class RandomIds {
+  #pool = Buffer.alloc(0);
+  #offset = 0;
+
+  next(): string {
+    if (this.#offset >= this.#pool.length) {
+      this.#pool = randomBytes(16 * 256);
+      this.#offset = 0;
+    }
+    const id = this.#pool.toString('hex', this.#offset, this.#offset + 16);
+    this.#offset += 16;
+    return id;
+  }
+}
+
+/** Parses the attempt record kept by the stores: one JSON object per line. */
+export function parseAttempts(history: string): Attempt[] {
+  const attempts: Attempt[] = [];
+  for (const line of history.split('\n')) {
+    if (line.length === 0) continue;
+    const r = JSON.parse(line) as { n: number; c: string; f: number; e: number; o: AttemptOutcome };
+    attempts.push({ n: r.n, consumer: r.c, fetchedAt: new Date(r.f), endedAt: new Date(r.e), outcome: r.o });
+  }
+  return attempts;
+}
+
+/** One line of the attempt record. */
+export function formatAttempt(
+  n: number,
+  consumer: string,
+  fetchedAtMs: number,
+  endedAtMs: number,
+  outcome: AttemptOutcome,
+): string {
+  return `${JSON.stringify({ n, c: consumer, f: fetchedAtMs, e: endedAtMs, o: outcome })}\n`;
+}
