@@ -8,6 +8,21 @@
 /** Every code this package can produce, with what it means. */
 export const SHM_ERROR_CODES = Object.freeze({
   SHM_ERR_INVALID_ARGUMENT: 'An argument or option has the wrong type or is out of range.',
+  SHM_ERR_UNSUPPORTED:
+    'The native addon is not available on this platform or failed to load (see `isSupported()`).',
+  SHM_ERR_SYSTEM: 'A system call failed; `errno` and `syscall` say which and why.',
+  SHM_ERR_EXISTS: 'The file to create already exists (journals are created exclusively).',
+  SHM_ERR_NO_SPACE:
+    'The file system cannot hold the file (ENOSPC, EFBIG or EDQUOT from posix_fallocate); nothing was mapped.',
+  SHM_ERR_RECORD_TOO_LARGE: "The record is longer than the journal's maxMessageLength.",
+  SHM_ERR_CHANNEL_FULL: 'The journal has no room left for this record; a smaller record may still fit.',
+  SHM_ERR_WRITER_TIMEOUT:
+    'No record or heartbeat arrived from the writer within the journal timeout: the writer is presumed dead.',
+  SHM_ERR_CLOSED: 'The writer or reader was closed.',
+  SHM_ERR_CORRUPT: 'The file is truncated or a header field or record is invalid.',
+  SHM_ERR_FOREIGN_FILE: 'The file is not a Switchyard journal (wrong signature).',
+  SHM_ERR_UNSUPPORTED_VERSION: 'The journal was written in a format version this package does not read.',
+  SHM_ERR_NOT_READY: 'The journal header has not been published yet (the writer is still creating it).',
 } as const);
 
 export type ShmErrorCode = keyof typeof SHM_ERROR_CODES;
@@ -40,5 +55,105 @@ export class ShmInvalidArgumentError extends ShmError {
   static readonly code = 'SHM_ERR_INVALID_ARGUMENT';
   constructor(message: string, options?: ErrorOptions) {
     super('SHM_ERR_INVALID_ARGUMENT', message, options);
+  }
+}
+
+/** The native addon cannot be used here. */
+export class ShmUnsupportedError extends ShmError {
+  static readonly code = 'SHM_ERR_UNSUPPORTED';
+  constructor(message: string, options?: ErrorOptions) {
+    super('SHM_ERR_UNSUPPORTED', message, options);
+  }
+}
+
+/** A system call failed; `errno` is its symbolic name (`ENOENT`, …), `syscall` the call. */
+export class ShmSystemError extends ShmError {
+  static readonly code = 'SHM_ERR_SYSTEM';
+  readonly errno: string;
+  readonly syscall: string;
+  constructor(message: string, errno: string, syscall: string, options?: ErrorOptions) {
+    super('SHM_ERR_SYSTEM', message, options);
+    this.errno = errno;
+    this.syscall = syscall;
+  }
+}
+
+/** The file to create exists already. */
+export class ShmExistsError extends ShmError {
+  static readonly code = 'SHM_ERR_EXISTS';
+  constructor(message: string, options?: ErrorOptions) {
+    super('SHM_ERR_EXISTS', message, options);
+  }
+}
+
+/** The file system is full (or a file size limit was hit) while reserving the file. */
+export class ShmNoSpaceError extends ShmError {
+  static readonly code = 'SHM_ERR_NO_SPACE';
+  constructor(message: string, options?: ErrorOptions) {
+    super('SHM_ERR_NO_SPACE', message, options);
+  }
+}
+
+/** The record exceeds maxMessageLength. */
+export class ShmRecordTooLargeError extends ShmError {
+  static readonly code = 'SHM_ERR_RECORD_TOO_LARGE';
+  constructor(message: string, options?: ErrorOptions) {
+    super('SHM_ERR_RECORD_TOO_LARGE', message, options);
+  }
+}
+
+/** No room left for this record; a smaller one may still fit. */
+export class ShmChannelFullError extends ShmError {
+  static readonly code = 'SHM_ERR_CHANNEL_FULL';
+  constructor(message: string, options?: ErrorOptions) {
+    super('SHM_ERR_CHANNEL_FULL', message, options);
+  }
+}
+
+/** The writer has been silent for longer than the journal timeout. */
+export class ShmWriterTimeoutError extends ShmError {
+  static readonly code = 'SHM_ERR_WRITER_TIMEOUT';
+  constructor(message: string, options?: ErrorOptions) {
+    super('SHM_ERR_WRITER_TIMEOUT', message, options);
+  }
+}
+
+/** The writer or reader was closed. */
+export class ShmClosedError extends ShmError {
+  static readonly code = 'SHM_ERR_CLOSED';
+  constructor(message: string, options?: ErrorOptions) {
+    super('SHM_ERR_CLOSED', message, options);
+  }
+}
+
+/** Truncated file, invalid header field or invalid record. */
+export class ShmCorruptError extends ShmError {
+  static readonly code = 'SHM_ERR_CORRUPT';
+  constructor(message: string, options?: ErrorOptions) {
+    super('SHM_ERR_CORRUPT', message, options);
+  }
+}
+
+/** Not a journal: the signature does not match. */
+export class ShmForeignFileError extends ShmError {
+  static readonly code = 'SHM_ERR_FOREIGN_FILE';
+  constructor(message: string, options?: ErrorOptions) {
+    super('SHM_ERR_FOREIGN_FILE', message, options);
+  }
+}
+
+/** A journal format version this package does not read. */
+export class ShmUnsupportedVersionError extends ShmError {
+  static readonly code = 'SHM_ERR_UNSUPPORTED_VERSION';
+  constructor(message: string, options?: ErrorOptions) {
+    super('SHM_ERR_UNSUPPORTED_VERSION', message, options);
+  }
+}
+
+/** The header is not published yet. */
+export class ShmNotReadyError extends ShmError {
+  static readonly code = 'SHM_ERR_NOT_READY';
+  constructor(message: string, options?: ErrorOptions) {
+    super('SHM_ERR_NOT_READY', message, options);
   }
 }
