@@ -146,8 +146,10 @@ export function decodeBody(encoded: string): Body {
     const split = eq === -1 || eq > end ? end : eq;
     const key = decodeURIComponent(encoded.slice(start, split));
     const value = split === end ? '' : decodeURIComponent(encoded.slice(split + 1, end));
-    const prev = body[key];
-    if (prev === undefined) body[key] = value;
+    const prev = Object.hasOwn(body, key) ? body[key] : undefined;
+    // A "__proto__" field must stay an own data property, never set the prototype.
+    if (prev === undefined)
+      Object.defineProperty(body, key, { value, enumerable: true, writable: true, configurable: true });
     else if (typeof prev === 'string') body[key] = [prev, value];
     else prev.push(value);
     start = end + 1;

@@ -1,0 +1,255 @@
+import assert from 'node:assert/strict';
+import { subscribe, unsubscribe } from 'node:diagnostics_channel';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import {
+  Broker,
+  MailboxError,
+  ManualClock,
+  MemoryStore,
+  SqliteStore,
+  decodeBody,
+  encodeBody,
+  resolveOptions,
+  type MessageStore,
+} from '@switchyard/mailbox';
+import { makeTempDir } from '@switchyard/testkit';
+
+function code(e: unknown): string {
+  return e instanceof MailboxError ? e.code : `not a MailboxError: ${String(e)}`;
+}
+
+async function codeOf(fn: () => Promise<unknown>): Promise<string> {
+  try {
+    await fn();
+  } catch (e) {
+    return code(e);
+  }
+  return 'resolved';
+}
+
+test('resolveOptions fills defaults and names the option it refuses', () => {
+  const o = resolveOptions({ store: 'memory:' });
+  assert.equal(o.maxMessageBytes, 256 * 1024);
+  assert.equal(o.defaultLeaseMs, 300_000);
+  assert.deepEqual(o.mailboxDefaults, { maxDeliveries: 5, retryDelayMs: 1000, retentionMs: 86_400_000 });
+  assert.ok(Object.isFrozen(o));
+  const bad: [Record<string, unknown>, RegExp][] = [
+    [{ maxMessageBytes: 0 }, /maxMessageBytes/],
+    [{ maxMessageBytes: 1.5 }, /maxMessageBytes/],
+    [{ defaultLeaseMs: -1 }, /defaultLeaseMs/],
+    [{ maxWaitMs: 'x' }, /maxWaitMs/],
+    [{ maxPendingOps: 0 }, /maxPendingOps/],
+    [{ hash: 'md5' }, /hash/],
+    [{ mailboxDefaults: { maxDeliveries: 0 } }, /mailboxDefaults\.maxDeliveries/],
+    [{ mailboxDefaults: { retries: 1 } }, /mailboxDefaults\.retries/],
+    [{ sqlite: { synchronous: 'off' } }, /sqlite\.synchronous/],
+    [{ clock: {} }, /clock/],
+    [{ store: 42 }, /store/],
+  ];
+  for (const [extra, message] of bad) {
+    assert.throws(
+      () => resolveOptions({ store: 'memory:', ...extra }),
+      (e: unknown) => code(e) === 'MAILBOX_ERR_INVALID_ARGUMENT' && message.test((e as Error).message),
+      JSON.stringify(extra),
+    );
+  }
+});
+
+test('Broker.open understands memory: and sqlite: URLs and refuses others', async () => {
+  using dir = makeTempDir('switchyard-mailbox-');
+  for (const url of ['memory:', `sqlite:${join(dir.path, 'a.db')}`, 'sqlite::memory:']) {
+    const broker = await Broker.open({ store: url });
+    const m = await broker.send({ sender: 's', receiver: 'r', body: { a: '1' } });
+    assert.equal((await broker.fetch('r'))?.mid, m.mid, url);
+    await broker.close();
+  }
+  for (const url of ['postgres://localhost/test', 'mysql://x', 'sqlite:', ''])
+    assert.equal(await codeOf(() => Broker.open({ store: url })), 'MAILBOX_ERR_INVALID_ARGUMENT', url);
+});
+
+test('one process owns a SQLite database: a second open gets MAILBOX_ERR_STORE_LOCKED', async () => {
+  using dir = makeTempDir('switchyard-mailbox-');
+  const path = join(dir.path, 'owned.db');
+  const first = await SqliteStore.open(path);
+  assert.equal(await codeOf(() => SqliteStore.open(path, { busyTimeoutMs: 20 })), 'MAILBOX_ERR_STORE_LOCKED');
+  await first.close();
+  const second = await SqliteStore.open(path);
+  await second.close();
+  await second.close();
+});
+
+test('maxPendingOps and maxWaiters bound the queues', async () => {
+  const broker = await Broker.open({ store: 'memory:', maxPendingOps: 5, maxWaiters: 1 });
+  try {
+    const results = await Promise.all(
+      Array.from({ length: 8 }, (_, i) =>
+        broker.send({ sender: 's', receiver: 'r', body: { i: `${i}` } }).then(
+          () => 'ok',
+          (e: unknown) => code(e),
+        ),
+      ),
+    );
+    assert.deepEqual(results.filter((r) => r === 'ok').length, 5);
+    assert.deepEqual(results.filter((r) => r === 'MAILBOX_ERR_OVERLOADED').length, 3);
+    const waiting = broker.fetch('empty', { waitMs: 60_000 });
+    while ((await broker.stats()).waiters === 0) await new Promise((r) => setImmediate(r));
+    assert.equal(await codeOf(() => broker.fetch('empty2', { waitMs: 1000 })), 'MAILBOX_ERR_OVERLOADED');
+    await broker.send({ sender: 's', receiver: 'empty', body: {} });
+    assert.ok(await waiting);
+  } finally {
+    await broker.close();
+  }
+});
+
+test('a failing store rejects the whole batch with MAILBOX_ERR_STORE and the broker carries on', async () => {
+  const inner = new MemoryStore();
+  let fail = true;
+  const cause = new Error('disk on fire');
+  const flaky: MessageStore = {
+    blobs: inner.blobs,
+    apply: async (ops, now) => {
+      if (fail) throw cause;
+      return inner.apply(ops, now);
+    },
+    get: (mid) => inner.get(mid),
+    headers: (m, a, l) => inner.headers(m, a, l),
+    mailboxes: (now) => inner.mailboxes(now),
+    stats: () => inner.stats(),
+    close: () => inner.close(),
+  };
+  const broker = await Broker.open({ store: flaky });
+  try {
+    const errors = await Promise.all(
+      [1, 2, 3].map((i) =>
+        broker.send({ sender: 's', receiver: 'r', body: { i: `${i}` } }).then(
+          () => null,
+          (e: unknown) => e as MailboxError,
+        ),
+      ),
+    );
+    for (const e of errors) {
+      assert.equal(e?.code, 'MAILBOX_ERR_STORE');
+      assert.equal(e?.cause, cause);
+    }
+    assert.equal((await broker.stats()).store.messages, 0);
+    fail = false;
+    await broker.send({ sender: 's', receiver: 'r', body: {} });
+    assert.equal((await broker.stats()).store.messages, 1);
+  } finally {
+    await broker.close();
+    await flaky.close();
+  }
+});
+
+test('the sweep on the clock ends expired leases and frees retained messages without explicit calls', async () => {
+  const clock = new ManualClock();
+  const broker = await Broker.open({
+    store: 'memory:',
+    clock,
+    sweepIntervalMs: 1000,
+    mailboxDefaults: { retryDelayMs: 0, retentionMs: 5000 },
+  });
+  try {
+    const sent = await broker.send({ sender: 's', receiver: 'r', body: { x: '1' } });
+    const m = (await broker.fetch('r', { leaseMs: 1500 }))!;
+    const waiting = broker.fetch('r', { waitMs: 10_000 });
+    while ((await broker.stats()).waiters === 0) await new Promise((r) => setImmediate(r));
+    clock.advance(1000);
+    clock.advance(1000);
+    const again = (await waiting)!;
+    assert.equal(again.mid, m.mid);
+    assert.equal(again.deliveryCount, 2);
+    await broker.ack(again.mid, again.lid!, 1);
+    for (let i = 0; i < 6; i++) {
+      clock.advance(1000);
+      for (let j = 0; j < 5; j++) await new Promise((r) => setImmediate(r));
+    }
+    assert.equal(await broker.get(sent.mid), null);
+    assert.equal((await broker.stats()).store.blobs, 0);
+  } finally {
+    await broker.close();
+  }
+});
+
+test('batches are published on switchyard:mailbox:batch', async () => {
+  const events: { ops: number }[] = [];
+  const listener = (e: unknown): void => {
+    events.push(e as { ops: number });
+  };
+  subscribe('switchyard:mailbox:batch', listener);
+  const broker = await Broker.open({ store: 'memory:' });
+  try {
+    await Promise.all([1, 2, 3].map((i) => broker.send({ sender: 's', receiver: 'r', body: { i: `${i}` } })));
+    assert.deepEqual(
+      events.map((e) => e.ops),
+      [3],
+    );
+  } finally {
+    unsubscribe('switchyard:mailbox:batch', listener);
+    await broker.close();
+  }
+});
+
+test('ManualClock fires due timers in order, never goes backwards, and cancels', () => {
+  const clock = new ManualClock(1000);
+  const fired: string[] = [];
+  clock.setTimer(20, () => fired.push('b'));
+  clock.setTimer(10, () => fired.push('a'));
+  const cancel = clock.setTimer(15, () => fired.push('x'));
+  cancel();
+  clock.advance(10);
+  assert.deepEqual(fired, ['a']);
+  clock.advance(100);
+  assert.deepEqual(fired, ['a', 'b']);
+  assert.equal(clock.now(), 1110);
+  assert.throws(() => clock.set(0), RangeError);
+  assert.equal(clock.pendingTimers, 0);
+});
+
+const field = fc.string({ unit: 'grapheme', maxLength: 12 });
+const body = fc.dictionary(field, fc.oneof(field, fc.array(field, { minLength: 2, maxLength: 4 })), {
+  maxKeys: 6,
+});
+
+test('body codec: decode(encode(b)) is b, and the encoding is canonical (key order does not matter)', () => {
+  fc.assert(
+    fc.property(body, (b) => {
+      const encoded = encodeBody(b);
+      assert.match(encoded, /^[\x21-\x7e]*$/, 'the encoding is printable ASCII');
+      assert.deepEqual(decodeBody(encoded), { ...b });
+      const reversed = Object.fromEntries(Object.entries(b).reverse());
+      assert.equal(encodeBody(reversed), encoded);
+    }),
+    { numRuns: 300 },
+  );
+});
+
+test('body codec: a "__proto__" field is data, not a prototype', () => {
+  const decoded = decodeBody(encodeBody(JSON.parse('{"__proto__":"x","a":"1"}') as Record<string, string>));
+  assert.equal(Object.getPrototypeOf(decoded), Object.prototype);
+  assert.deepEqual(Object.keys(decoded), ['__proto__', 'a']);
+  assert.equal(Object.getOwnPropertyDescriptor(decoded, '__proto__')?.value, 'x');
+});
+
+test('body codec: anything but string fields is refused with MAILBOX_ERR_INVALID_ARGUMENT', () => {
+  fc.assert(
+    fc.property(
+      fc.oneof(
+        fc.constant(null),
+        fc.integer(),
+        fc.string(),
+        fc.array(fc.string()),
+        fc.dictionary(fc.string(), fc.oneof(fc.integer(), fc.boolean(), fc.constant(null)), { minKeys: 1 }),
+      ),
+      (input) => {
+        assert.throws(
+          () => encodeBody(input),
+          (e: unknown) => code(e) === 'MAILBOX_ERR_INVALID_ARGUMENT',
+        );
+      },
+    ),
+    { numRuns: 200 },
+  );
+});
