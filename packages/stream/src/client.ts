@@ -236,6 +236,8 @@ export class StreamClient {
         this.#deadUntil.set(endpoint, Date.now() + this.#options.deadEndpointRetryMs);
       }
     }
+    // One endpoint tried: its own error (a dial timeout, a refused connection) says most.
+    if (errors.length === 1 && ordered.length === 1) throw errors[0]!;
     throw new StreamNoEndpointError(
       live.length === 0
         ? `every endpoint of "${address}" is marked dead`
