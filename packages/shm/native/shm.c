@@ -175,6 +175,8 @@ static napi_value Map(napi_env env, napi_callback_info info) {
     napi_throw_error(env, NULL, "switchyard_shm: cannot wrap the mapping in an ArrayBuffer");
     return NULL;
   }
+  /* Remember the mapping on the buffer so unmap() can release it before the collector does. */
+  if (create_external_sab == NULL) napi_wrap(env, result, m, NULL, NULL, NULL);
   return result;
 }
 
@@ -202,27 +204,40 @@ static int get_buffer(napi_env env, napi_value value, uint8_t **data, size_t *le
   return -1;
 }
 
-/* unmap(buffer): detach an ArrayBuffer mapping now; true when detached. */
+/* unmap(buffer): detach an ArrayBuffer mapping and munmap it now; true when done. Detaching
+   first makes every view of it length 0, so no JavaScript can reach the unmapped pages; the
+   finalizer then finds nothing left to unmap. */
 static napi_value Unmap(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   bool is_ab = false;
   napi_value result;
-  if (argc < 1 || napi_is_arraybuffer(env, argv[0], &is_ab) != napi_ok || !is_ab) {
+  void *wrapped = NULL;
+  if (argc < 1 || napi_is_arraybuffer(env, argv[0], &is_ab) != napi_ok || !is_ab ||
+      napi_unwrap(env, argv[0], &wrapped) != napi_ok || wrapped == NULL) {
     /* A SharedArrayBuffer cannot be detached: its finalizer unmaps once it is collected. */
     napi_get_boolean(env, false, &result);
     return result;
   }
+  mapping_t *m = (mapping_t *)wrapped;
   bool detached = false;
-  if (napi_is_detached_arraybuffer(env, argv[0], &detached) == napi_ok && !detached) {
-    /* Detaching makes every view length 0, so a stale view can never reach unmapped pages;
-       the backing store's finalizer then munmaps. */
-    if (napi_detach_arraybuffer(env, argv[0]) != napi_ok) {
-      napi_get_boolean(env, false, &result);
-      return result;
-    }
+  if (napi_is_detached_arraybuffer(env, argv[0], &detached) != napi_ok) detached = false;
+  if (detached || m->addr == NULL) {
+    napi_get_boolean(env, true, &result);
+    return result;
   }
+  /* Take the range out of `m` before detaching: should a runtime run the finalizer (which
+     frees `m`) during the detach, it then finds nothing to unmap and `m` is not touched again. */
+  void *addr = m->addr;
+  size_t length = m->length;
+  m->addr = NULL;
+  if (napi_detach_arraybuffer(env, argv[0]) != napi_ok) {
+    m->addr = addr;
+    napi_get_boolean(env, false, &result);
+    return result;
+  }
+  munmap(addr, length);
   napi_get_boolean(env, true, &result);
   return result;
 }
