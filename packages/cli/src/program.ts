@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
+import { registerJournalCommands } from './commands/journal.js';
 
 /** Where the CLI writes; tests pass their own. */
 export interface CliIo {
@@ -43,6 +44,8 @@ export function createProgram(
       io.stderr('switchyard serve: the mailbox broker is not part of this build yet.\n');
       setExitCode(1);
     });
+
+  registerJournalCommands(program, io, setExitCode);
 
   return program;
 }
