@@ -5,6 +5,7 @@
  */
 import { decompressRecord } from './compression.js';
 import {
+  StreamCancelledError,
   StreamClosedError,
   StreamConnectionLostError,
   StreamError,
@@ -25,7 +26,7 @@ import {
   type RequestFrame,
 } from './frames.js';
 import { Keepalive } from './internal/keepalive.js';
-import { type FrameLink, Waiter, unrefTimer } from './internal/link.js';
+import { type FrameLink, Waiter, deadline } from './internal/link.js';
 import { publish } from './internal/diagnostics.js';
 import type { ResolvedClientOptions } from './options.js';
 
@@ -207,7 +208,7 @@ class ClientSource implements Source, Frames {
   async #wait(): Promise<void> {
     const timeoutMs = this.#session.options.frameReadTimeoutMs;
     if (timeoutMs === 0) return this.#waiter.wait();
-    const timer = unrefTimer(timeoutMs, () => {
+    const timer = deadline(timeoutMs, () => {
       this.cancel(
         'frameReadTimeoutMs',
         new StreamTimeoutError(
@@ -370,7 +371,7 @@ export class ClientRequest implements AsyncIterator<Source> {
   async #wait(): Promise<void> {
     const timeoutMs = this.#session.options.masterReadTimeoutMs;
     if (timeoutMs === 0) return this.#waiter.wait();
-    const timer = unrefTimer(timeoutMs, () => {
+    const timer = deadline(timeoutMs, () => {
       this.abort(
         new StreamTimeoutError(
           'masterReadTimeoutMs',
@@ -417,13 +418,19 @@ export class ClientRequest implements AsyncIterator<Source> {
     }
   }
 
-  /** `break` out of the sources: stop the source function and cancel the sources not taken. */
+  /**
+   * `break` out of the sources: stop the source function and cancel every source of the
+   * request that is still open (a taken one being read elsewhere fails with
+   * STREAM_ERR_CANCELLED), so no producer is left behind.
+   */
   return(): Promise<IteratorResult<Source>> {
     if (!this.#finished) {
       this.#session.cancelStream(this.id, 'consumer stopped');
       this.#finished = true;
     }
-    for (let i = this.#head; i < this.#queue.length; i++) this.#queue[i]!.cancel('not taken', null);
+    const untaken = new Set(this.#queue.slice(this.#head));
+    const cancelled = new StreamCancelledError('the request was cancelled: its sources loop was left');
+    for (const s of [...this.#live]) s.cancel('consumer stopped', untaken.has(s) ? null : cancelled);
     this.#queue.length = 0;
     this.#head = 0;
     this.#waiter.wake();
@@ -508,7 +515,7 @@ export class ClientSession {
     const fits = this.#send(frame);
     const writeMs = this.options.masterWriteTimeoutMs;
     if (!fits && writeMs > 0) {
-      const timer = unrefTimer(writeMs, () =>
+      const timer = deadline(writeMs, () =>
         request.abort(
           new StreamTimeoutError(
             'masterWriteTimeoutMs',

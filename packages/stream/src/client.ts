@@ -261,8 +261,11 @@ export class StreamClient {
 
   async #connect(endpoint: string, signal: AbortSignal | undefined): Promise<ClientSession> {
     const ms = this.#options.dialTimeoutMs;
-    const timeout = AbortSignal.timeout(ms);
-    const combined = signal === undefined ? timeout : AbortSignal.any([signal, timeout]);
+    // Not AbortSignal.timeout(): its timer is unref'd, and a caller awaiting the dial must
+    // keep the process alive until the deadline.
+    const timeout = new AbortController();
+    const timer = setTimeout(() => timeout.abort(new Error('dial timeout')), ms);
+    const combined = signal === undefined ? timeout.signal : AbortSignal.any([signal, timeout.signal]);
     let conn: Connection<Frame>;
     try {
       const dial = this.#options.dial;
@@ -273,7 +276,7 @@ export class StreamClient {
       }
     } catch (error) {
       if (signal?.aborted === true) throw signal.reason;
-      if (timeout.aborted) {
+      if (timeout.signal.aborted) {
         throw new StreamTimeoutError(
           'dialTimeoutMs',
           `dialTimeoutMs: ${endpoint} not reached within ${ms} ms`,
@@ -287,6 +290,8 @@ export class StreamClient {
         : new StreamNoEndpointError(`cannot connect to ${endpoint}: ${(error as Error).message}`, {
             cause: error,
           });
+    } finally {
+      clearTimeout(timer);
     }
     const session = this.#sessions.get(conn);
     if (session === undefined) throw new StreamNoEndpointError(`connection to ${endpoint} closed at once`);

@@ -22,7 +22,7 @@ import {
 import { FrameType, MAX_CREDIT, type Frame, type RequestFrame } from './frames.js';
 import { publish } from './internal/diagnostics.js';
 import { Keepalive } from './internal/keepalive.js';
-import { type FrameLink, Waiter, unrefTimer } from './internal/link.js';
+import { type FrameLink, Waiter, deadline } from './internal/link.js';
 import type { ResolvedServerOptions } from './options.js';
 
 /** What a source function receives about the request. */
@@ -194,7 +194,7 @@ export class ServerSession {
         ),
     );
     if (options.masterReadTimeoutMs > 0) {
-      this.#firstRequestTimer = unrefTimer(options.masterReadTimeoutMs, () =>
+      this.#firstRequestTimer = deadline(options.masterReadTimeoutMs, () =>
         this.#destroy(
           new StreamTimeoutError(
             'masterReadTimeoutMs',
@@ -340,14 +340,14 @@ export class ServerSession {
     if (limits.length === 0) return;
     limits.sort((a, b) => a[1] - b[1]);
     const [name, ms] = limits[0]!;
-    request.timer = unrefTimer(ms, () => {
+    request.timer = deadline(ms, () => {
       const error = new StreamTimeoutError(name, `${name}: request ${request.id} not served within ${ms} ms`);
       this.#failRequest(request, error);
       if (name === 'servingTimeoutMs') {
         for (const s of [...request.sources]) this.#failSource(s, error);
       } else if (o.servingTimeoutMs > 0) {
         const rest = o.servingTimeoutMs - ms;
-        request.timer = unrefTimer(rest, () => {
+        request.timer = deadline(rest, () => {
           const e = new StreamTimeoutError(
             'servingTimeoutMs',
             `servingTimeoutMs: request ${request.id} not served within ${o.servingTimeoutMs} ms`,
@@ -364,7 +364,7 @@ export class ServerSession {
     const delay = this.#hooks.errorMass.delayMs;
     if (delay > 0) {
       await new Promise<void>((resolve) => {
-        const t = unrefTimer(delay, resolve);
+        const t = deadline(delay, resolve);
         request.abort.signal.addEventListener('abort', () => {
           clearTimeout(t);
           resolve();
@@ -449,7 +449,7 @@ export class ServerSession {
     const ms = this.#options.chanAcceptTimeoutMs;
     const timer =
       ms > 0
-        ? unrefTimer(ms, () =>
+        ? deadline(ms, () =>
             this.#failRequest(
               request,
               new StreamTimeoutError(
@@ -507,7 +507,7 @@ export class ServerSession {
     }
     const timer =
       ms > 0
-        ? unrefTimer(ms, () =>
+        ? deadline(ms, () =>
             this.#failSource(
               source,
               new StreamTimeoutError('frameWriteTimeoutMs', `frameWriteTimeoutMs: no credit within ${ms} ms`),
@@ -529,7 +529,7 @@ export class ServerSession {
     this.#writableWaiters.add(source.waiter);
     const timer =
       ms > 0
-        ? unrefTimer(ms, () =>
+        ? deadline(ms, () =>
             this.#failSource(
               source,
               new StreamTimeoutError(
@@ -805,7 +805,7 @@ export class ServerSession {
       let timer: NodeJS.Timeout | undefined;
       await new Promise<void>((resolve) => {
         this.#drained = resolve;
-        timer = unrefTimer(this.#options.closeTimeoutMs, resolve);
+        timer = deadline(this.#options.closeTimeoutMs, resolve);
       });
       clearTimeout(timer);
     }

@@ -32,9 +32,10 @@ export class Waiter {
   }
 }
 
-/** An unref'd timer, so a forgotten one never holds the process open. */
-export function unrefTimer(ms: number, fn: () => void): NodeJS.Timeout {
-  const t = setTimeout(fn, ms);
-  t.unref();
-  return t;
+/**
+ * A timer for a deadline somebody waits on. It is not unref'd: a consumer awaiting a
+ * timeout must keep the process alive until it fires. Every caller clears it.
+ */
+export function deadline(ms: number, fn: () => void): NodeJS.Timeout {
+  return setTimeout(fn, ms);
 }
