@@ -102,18 +102,19 @@ static int get_path(napi_env env, napi_value value, char *out, size_t size) {
   return 0;
 }
 
-/* map(path: string, size: number, create: boolean): ArrayBuffer | SharedArrayBuffer */
+/* map(path: string, size: number, create: boolean, populate: boolean): ArrayBuffer | SharedArrayBuffer */
 static napi_value Map(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   char path[PATH_MAX];
   int64_t size = 0;
-  bool create = false;
-  if (argc < 3 || get_path(env, argv[0], path, sizeof path) != 0 ||
+  bool create = false, populate = false;
+  if (argc < 4 || get_path(env, argv[0], path, sizeof path) != 0 ||
       napi_get_value_int64(env, argv[1], &size) != napi_ok ||
-      napi_get_value_bool(env, argv[2], &create) != napi_ok) {
-    napi_throw_type_error(env, NULL, "map(path, size, create): bad arguments");
+      napi_get_value_bool(env, argv[2], &create) != napi_ok ||
+      napi_get_value_bool(env, argv[3], &populate) != napi_ok) {
+    napi_throw_type_error(env, NULL, "map(path, size, create, populate): bad arguments");
     return NULL;
   }
   int fd;
@@ -151,7 +152,8 @@ static napi_value Map(napi_env env, napi_callback_info info) {
       return throw_errno(env, EINVAL, "mmap", path);
     }
   }
-  void *addr = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+  void *addr = mmap(NULL, (size_t)size, PROT_READ | PROT_WRITE, MAP_SHARED | (populate ? MAP_POPULATE : 0),
+                    fd, 0);
   int err = errno;
   close(fd);
   if (addr == MAP_FAILED) return throw_errno(env, err, "mmap", path);

@@ -17,7 +17,7 @@ import {
 /** The addon's surface, exactly as `native/shm.c` defines it. */
 interface Binding {
   readonly sharedArrayBuffer: boolean;
-  map(path: string, size: number, create: boolean): ArrayBufferLike;
+  map(path: string, size: number, create: boolean, populate: boolean): ArrayBufferLike;
   unmap(buffer: ArrayBufferLike): boolean;
   msync(view: Uint8Array, offset: number, length: number, sync: boolean): number;
   futexWait(view: Uint8Array, offset: number, expected: number, timeoutMs: number): number;
@@ -122,8 +122,11 @@ export interface Mapping {
 // index of the mapping a small integer.
 export const MAX_MAPPING_BYTES = 2 ** 31;
 
-/** Creates `path` exclusively with `size` bytes reserved (posix_fallocate) and maps it. */
-export function createMapping(path: string, size: number): Mapping {
+/**
+ * Creates `path` exclusively with `size` bytes reserved (posix_fallocate) and maps it;
+ * `populate` prefaults every page (MAP_POPULATE) so first writes take no page fault.
+ */
+export function createMapping(path: string, size: number, populate = false): Mapping {
   if (typeof path !== 'string' || path === '' || path.includes('\0')) {
     throw new ShmInvalidArgumentError('path must be a non-empty string without NUL');
   }
@@ -133,7 +136,7 @@ export function createMapping(path: string, size: number): Mapping {
   const native = binding();
   let buffer: ArrayBufferLike;
   try {
-    buffer = native.map(path, size, true);
+    buffer = native.map(path, size, true, populate === true);
   } catch (error) {
     throw mapError(error, path);
   }
@@ -148,7 +151,7 @@ export function openMapping(path: string): Mapping {
   const native = binding();
   let buffer: ArrayBufferLike;
   try {
-    buffer = native.map(path, 0, false);
+    buffer = native.map(path, 0, false, false);
   } catch (error) {
     throw mapError(error, path);
   }

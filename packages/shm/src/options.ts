@@ -40,6 +40,11 @@ export interface JournalOptions {
   tickUnit?: TickUnit;
   /** Reader slots: how many readers may park on a doorbell at once. Default 32. */
   readerSlots?: number;
+  /**
+   * Map every page at create (MAP_POPULATE), so `write` never takes a page fault: about
+   * 0.1 s per GiB once, instead of a fault per 4 KiB page while writing. Default true.
+   */
+  prefault?: boolean;
 }
 
 export interface ResolvedJournalOptions {
@@ -50,11 +55,17 @@ export interface ResolvedJournalOptions {
   readonly timeout: number;
   readonly tickUnit: TickUnit;
   readonly readerSlots: number;
+  readonly prefault: boolean;
 }
 
-export const JOURNAL_DEFAULTS: { readonly tickUnit: TickUnit; readonly readerSlots: number } = Object.freeze({
+export const JOURNAL_DEFAULTS: {
+  readonly tickUnit: TickUnit;
+  readonly readerSlots: number;
+  readonly prefault: boolean;
+} = Object.freeze({
   tickUnit: 'ms',
   readerSlots: 32,
+  prefault: true,
 });
 
 function u64(name: string, value: unknown): bigint {
@@ -102,6 +113,8 @@ export function resolveJournalOptions(options: JournalOptions): ResolvedJournalO
       `option "maxMessageLength" (${maxMessageLength}) does not fit in "capacity" (${capacity}) with the end mark`,
     );
   }
+  const prefault = options.prefault ?? JOURNAL_DEFAULTS.prefault;
+  if (typeof prefault !== 'boolean') throw new ShmInvalidArgumentError('option "prefault" must be a boolean');
   const tickUnit = options.tickUnit ?? JOURNAL_DEFAULTS.tickUnit;
   if (!TICK_UNITS.includes(tickUnit)) {
     throw new ShmInvalidArgumentError(`option "tickUnit" must be one of ${TICK_UNITS.join(', ')}`);
@@ -114,6 +127,7 @@ export function resolveJournalOptions(options: JournalOptions): ResolvedJournalO
     timeout: integer('timeout', options.timeout, 0, Number.MAX_SAFE_INTEGER),
     tickUnit,
     readerSlots,
+    prefault,
   });
 }
 

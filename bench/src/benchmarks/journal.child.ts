@@ -1,0 +1,218 @@
+// The processes of the journal benchmark (see journal.ts). One JSON line on stdout reports.
+//   jw <path> <size> <count> <gapUs> <capacity>   journal writer (waits for "go" on stdin)
+//   jr <path> <wait> <latency 0|1>                journal reader: spin (tryRead loop) or adaptive
+//   sr <socket> <count> <latency 0|1>             Unix socket reader (server)
+//   sw <socket> <size> <count> <batched 0|1> <gapUs>   Unix socket writer
+//   ipc <count> <latency 0|1>                     child_process IPC receiver (process.on('message'))
+import { createServer, connect, type Socket } from 'node:net';
+import { createInterface } from 'node:readline';
+import { createJournal, openJournal } from '@switchyard/shm';
+
+const [role = '', ...args] = process.argv.slice(2);
+const say = (message: object): void => void process.stdout.write(JSON.stringify(message) + '\n');
+const now = (): bigint => process.hrtime.bigint();
+
+/** Busy-waits `us` µs: pacing for the latency phases (a timer cannot pace at µs). */
+function pause(us: number): void {
+  const until = now() + BigInt(Math.round(us * 1000));
+  while (now() < until);
+}
+
+function stamp(target: Uint8Array): void {
+  new DataView(target.buffer, target.byteOffset, 8).setBigInt64(0, now(), true);
+}
+
+/** Collects one-way latencies (ns) and reports p50/p99 in µs. */
+function percentiles(samples: Float64Array, n: number): { p50: number; p99: number } {
+  const sorted = samples.subarray(0, n).sort();
+  const at = (q: number): number => (sorted[Math.min(n - 1, Math.floor(q * n))] ?? 0) / 1000;
+  return { p50: at(0.5), p99: at(0.99) };
+}
+
+async function waitForGo(): Promise<void> {
+  const lines = createInterface({ input: process.stdin });
+  for await (const line of lines) if (line === 'go') break;
+  lines.close();
+}
+
+async function journalWriter(
+  path: string,
+  size: number,
+  count: number,
+  gapUs: number,
+  capacity: number,
+): Promise<void> {
+  const writer = createJournal(path, {
+    writerId: 1,
+    channelId: 1,
+    capacity,
+    maxMessageLength: Math.max(size, 8),
+    timeout: 10_000,
+  });
+  say({ created: true });
+  await waitForGo();
+  const payload = new Uint8Array(Math.max(size, 8)).fill(7).subarray(0, size);
+  const start = now();
+  if (gapUs > 0) {
+    for (let i = 0; i < count; i++) {
+      pause(gapUs);
+      stamp(payload);
+      writer.write(payload);
+    }
+  } else {
+    for (let i = 0; i < count; i++) writer.write(payload);
+  }
+  const elapsed = Number(now() - start);
+  writer.close();
+  say({ written: count, writerMsgsPerSec: (count * 1e9) / elapsed });
+}
+
+async function journalReader(path: string, wait: string, latency: boolean): Promise<void> {
+  const reader = openJournal(path, { waitForMs: 10_000, wait: wait === 'spin' ? 'spin' : 'adaptive' });
+  say({ ready: true });
+  const samples = new Float64Array(1 << 20);
+  let n = 0;
+  let bytes = 0;
+  let first = 0n;
+  let check = 0;
+  for (;;) {
+    let record = reader.tryRead();
+    if (record === null) {
+      if (reader.ended) break;
+      if (wait === 'spin') continue;
+      record = await reader.read();
+      if (record === null) break;
+    }
+    if (n === 0) first = now();
+    if (latency) {
+      const sent = new DataView(record.buffer, record.byteOffset, 8).getBigInt64(0, true);
+      if (n < samples.length) samples[n] = Number(now() - sent);
+    } else {
+      // Read in place: touch the payload's last byte, no copy.
+      check += record[record.length - 1] ?? 0;
+    }
+    bytes += record.length;
+    n++;
+  }
+  const elapsed = Number(now() - first);
+  reader.close();
+  say({
+    read: n,
+    bytes,
+    elapsedNs: elapsed,
+    check,
+    ...(latency ? percentiles(samples, Math.min(n, samples.length)) : {}),
+  });
+}
+
+function socketReader(path: string, count: number, latency: boolean): void {
+  const samples = new Float64Array(Math.min(count, 1 << 20));
+  const server = createServer((socket: Socket) => {
+    let pending: Buffer = Buffer.alloc(0);
+    let n = 0;
+    let first = 0n;
+    let bytes = 0;
+    socket.on('data', (chunk: Buffer) => {
+      pending = pending.length === 0 ? chunk : Buffer.concat([pending, chunk]);
+      let at = 0;
+      while (pending.length - at >= 4) {
+        const length = pending.readUInt32LE(at);
+        if (pending.length - at - 4 < length) break;
+        if (n === 0) first = now();
+        if (latency && n < samples.length) samples[n] = Number(now() - pending.readBigInt64LE(at + 4));
+        bytes += length;
+        n++;
+        at += 4 + length;
+      }
+      pending = pending.subarray(at);
+      if (n === count) {
+        say({
+          read: n,
+          bytes,
+          elapsedNs: Number(now() - first),
+          ...(latency ? percentiles(samples, n) : {}),
+        });
+        socket.end();
+        server.close();
+      }
+    });
+  });
+  server.listen(path, () => say({ ready: true }));
+}
+
+async function socketWriter(
+  path: string,
+  size: number,
+  count: number,
+  batched: boolean,
+  gapUs: number,
+): Promise<void> {
+  const socket = connect(path);
+  await new Promise<void>((resolve) => socket.once('connect', resolve));
+  const frame = Buffer.alloc(4 + Math.max(size, 8), 7);
+  frame.writeUInt32LE(size, 0);
+  const drain = (): Promise<void> => new Promise((resolve) => socket.once('drain', resolve));
+  if (batched) {
+    const batch = Buffer.alloc(64 * 1024);
+    let used = 0;
+    for (let i = 0; i < count; i++) {
+      if (used + 4 + size > batch.length) {
+        if (!socket.write(Buffer.from(batch.subarray(0, used)))) await drain();
+        used = 0;
+      }
+      frame.copy(batch, used, 0, 4 + size);
+      used += 4 + size;
+    }
+    if (used > 0) socket.write(Buffer.from(batch.subarray(0, used)));
+  } else {
+    for (let i = 0; i < count; i++) {
+      if (gapUs > 0) {
+        pause(gapUs);
+        frame.writeBigInt64LE(now(), 4);
+      }
+      // One write per message: its own buffer (the socket may still hold the last one).
+      if (!socket.write(Buffer.from(frame.subarray(0, 4 + size)))) await drain();
+    }
+  }
+  socket.end();
+  await new Promise((resolve) => socket.once('close', resolve));
+}
+
+function ipcReceiver(count: number): void {
+  let n = 0;
+  let first = 0n;
+  let bytes = 0;
+  process.on('message', (message: string) => {
+    if (n === 0) first = now();
+    bytes += message.length;
+    n++;
+    if (n % 10_000 === 0) process.send?.({ ack: n });
+    if (n === count) {
+      say({ read: n, bytes, elapsedNs: Number(now() - first) });
+      process.disconnect();
+    }
+  });
+  process.send?.({ ready: true });
+}
+
+const num = (i: number): number => Number(args[i]);
+switch (role) {
+  case 'jw':
+    await journalWriter(args[0] ?? '', num(1), num(2), num(3), num(4));
+    break;
+  case 'jr':
+    await journalReader(args[0] ?? '', args[1] ?? 'spin', args[2] === '1');
+    break;
+  case 'sr':
+    socketReader(args[0] ?? '', num(1), args[2] === '1');
+    break;
+  case 'sw':
+    await socketWriter(args[0] ?? '', num(1), num(2), args[3] === '1', num(4));
+    break;
+  case 'ipc':
+    ipcReceiver(num(0));
+    break;
+  default:
+    process.stderr.write(`unknown role ${role}\n`);
+    process.exitCode = 2;
+}

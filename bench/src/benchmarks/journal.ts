@@ -1,0 +1,220 @@
+// @switchyard/shm journal against Node's own ways to move a message between two processes
+// (worker_threads postMessage between two threads). Writer and reader are separate processes;
+// every peer is measured again in this run. Messages/s are counted by the reader, from its
+// first message to its last. `npm run bench -- journal [scale]` (scale 1 = default counts).
+import { fork, spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
+import { progress, report, type Row } from '../lib/report.js';
+
+const CHILD = fileURLToPath(new URL('./journal.child.js', import.meta.url));
+const WORKER = new URL('./journal-worker.child.js', import.meta.url);
+
+interface Result {
+  read: number;
+  bytes: number;
+  elapsedNs: number;
+  p50?: number;
+  p99?: number;
+}
+
+class Proc {
+  readonly child: ChildProcess;
+  readonly #messages: Record<string, unknown>[] = [];
+  #wake: (() => void) | undefined;
+
+  constructor(args: string[]) {
+    this.child = spawn(process.execPath, [CHILD, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+    createInterface({ input: this.child.stdout! }).on('line', (line) => {
+      this.#messages.push(JSON.parse(line) as Record<string, unknown>);
+      this.#wake?.();
+    });
+  }
+
+  async message<T>(key: string): Promise<T> {
+    for (;;) {
+      const found = this.#messages.find((m) => key in m);
+      if (found !== undefined) return found as T;
+      if (this.child.exitCode !== null) throw new Error(`benchmark child exited without "${key}"`);
+      await new Promise<void>((resolve) => {
+        this.#wake = resolve;
+        setTimeout(resolve, 100);
+      });
+    }
+  }
+}
+
+const rate = (r: Result): number => (r.read * 1e9) / r.elapsedNs;
+const mbps = (r: Result): number => (r.bytes * 1e9) / r.elapsedNs / 1e6;
+
+async function journalRun(
+  dir: string,
+  size: number,
+  count: number,
+  wait: string,
+  gapUs: number,
+): Promise<Result> {
+  const path = join(dir, `j-${size}-${wait}-${gapUs}`);
+  const capacity = Math.ceil((((size + 15) & ~7) * (count + 16)) / 8) * 8 + 64;
+  const writer = new Proc(['jw', path, String(size), String(count), String(gapUs), String(capacity)]);
+  await writer.message('created');
+  const reader = new Proc(['jr', path, wait, gapUs > 0 ? '1' : '0']);
+  await reader.message('ready');
+  writer.child.stdin!.write('go\n');
+  const result = await reader.message<Result>('read');
+  await writer.message('written');
+  rmSync(path, { force: true });
+  return result;
+}
+
+async function socketRun(
+  dir: string,
+  size: number,
+  count: number,
+  batched: boolean,
+  gapUs: number,
+): Promise<Result> {
+  const path = join(dir, `s-${size}-${batched}-${gapUs}.sock`);
+  const reader = new Proc(['sr', path, String(count), gapUs > 0 ? '1' : '0']);
+  await reader.message('ready');
+  const writer = new Proc(['sw', path, String(size), String(count), batched ? '1' : '0', String(gapUs)]);
+  const result = await reader.message<Result>('read');
+  await once(writer.child, 'exit');
+  return result;
+}
+
+async function ipcRun(size: number, count: number): Promise<Result> {
+  const child = fork(CHILD, ['ipc', String(count)], {
+    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
+    serialization: 'json',
+  });
+  let result: Result | undefined;
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    result = JSON.parse(line) as Result;
+  });
+  let acked = 0;
+  child.on('message', (m: { ack?: number }) => {
+    if (m.ack !== undefined) acked = m.ack;
+  });
+  await once(child, 'message');
+  const payload = 'x'.repeat(size);
+  // At most ~50 000 messages in flight: the channel has no flow control of its own.
+  for (let i = 0; i < count; i++) {
+    while (i - acked > 50_000) await new Promise((r) => setImmediate(r));
+    child.send(payload);
+  }
+  await once(child, 'exit');
+  if (result === undefined) throw new Error('no IPC result');
+  return result;
+}
+
+async function postMessageRun(size: number, count: number): Promise<Result> {
+  const worker = new Worker(WORKER, { workerData: { count } });
+  let acked = 0;
+  let result: Result | undefined;
+  worker.on('message', (m: { ack?: number } & Partial<Result>) => {
+    if (m.ack !== undefined) acked = m.ack;
+    else result = m as Result;
+  });
+  const payload = Buffer.alloc(size, 7);
+  for (let i = 0; i < count; i++) {
+    while (i - acked > 50_000) await new Promise((r) => setImmediate(r));
+    worker.postMessage(payload);
+  }
+  await once(worker, 'exit');
+  if (result === undefined) throw new Error('no postMessage result');
+  return result;
+}
+
+export default async function journal(args: string[]): Promise<void> {
+  const scale = Number(args[0] ?? 1);
+  const n = (count: number): number => Math.max(1000, Math.round(count * scale));
+  const dir = mkdtempSync('/dev/shm/switchyard-bench-');
+  const sockDir = mkdtempSync(join(tmpdir(), 'switchyard-bench-'));
+  const sizes = [64, 1024];
+  const counts: Record<number, Record<string, number>> = {
+    64: { journal: n(3_000_000), post: n(300_000), ipc: n(100_000), sock: n(200_000), batched: n(2_000_000) },
+    1024: { journal: n(1_000_000), post: n(200_000), ipc: n(50_000), sock: n(100_000), batched: n(500_000) },
+  };
+  const rows: Row[] = [];
+  const table = new Map<string, Row>();
+  const row = (name: string): Row => {
+    let r = table.get(name);
+    if (r === undefined) {
+      r = { transport: name };
+      table.set(name, r);
+      rows.push(r);
+    }
+    return r;
+  };
+  const bar = progress('journal', 16);
+  const results: Record<string, Result> = {};
+  try {
+    for (const size of sizes) {
+      const c = counts[size] as Record<string, number>;
+      const put = (name: string, r: Result): void => {
+        results[`${name}/${size}`] = r;
+        row(name)[`${size} B msgs/s`] = Math.round(rate(r));
+        row(name)[`${size} B MB/s`] = Math.round(mbps(r));
+        bar.tick();
+      };
+      put(
+        'shm journal, reader spinning (read in place)',
+        await journalRun(dir, size, c.journal as number, 'spin', 0),
+      );
+      put(
+        'shm journal, reader adaptive (parks on the doorbell)',
+        await journalRun(dir, size, c.journal as number, 'adaptive', 0),
+      );
+      put('worker_threads postMessage(Buffer) (threads)', await postMessageRun(size, c.post as number));
+      put('child_process IPC process.send (json)', await ipcRun(size, c.ipc as number));
+      put('Unix socket, one write() per message', await socketRun(sockDir, size, c.sock as number, false, 0));
+      put('Unix socket, 64 KiB batched writes', await socketRun(sockDir, size, c.batched as number, true, 0));
+    }
+    // Write-to-read latency, one 64-byte message every 50 µs (spinning) or 200 µs (parked).
+    const lat: [string, Promise<Result> | (() => Promise<Result>)][] = [
+      ['shm journal, reader spinning (read in place)', () => journalRun(dir, 64, n(20_000), 'spin', 50)],
+      [
+        'shm journal, reader adaptive (parks on the doorbell)',
+        () => journalRun(dir, 64, n(5_000), 'adaptive', 200),
+      ],
+      ['Unix socket, one write() per message', () => socketRun(sockDir, 64, n(5_000), false, 200)],
+    ];
+    for (const [name, run] of lat) {
+      const r = await (run as () => Promise<Result>)();
+      row(name)['p50 µs'] = Number((r.p50 ?? 0).toFixed(1));
+      row(name)['p99 µs'] = Number((r.p99 ?? 0).toFixed(1));
+      bar.tick();
+    }
+  } finally {
+    bar.stop();
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(sockDir, { recursive: true, force: true });
+  }
+  for (const r of rows) {
+    r['p50 µs'] ??= '—';
+    r['p99 µs'] ??= '—';
+  }
+  const ratio = (a: string, b: string, size: number): string => {
+    const x = results[`${a}/${size}`];
+    const y = results[`${b}/${size}`];
+    return x !== undefined && y !== undefined ? (rate(x) / rate(y)).toFixed(1) : '?';
+  };
+  const J = 'shm journal, reader spinning (read in place)';
+  report(
+    'journal',
+    'shm journal vs Node same-host transports (two processes; postMessage: two threads)',
+    rows,
+    [
+      `64 B: journal/postMessage(Buffer) = ${ratio(J, 'worker_threads postMessage(Buffer) (threads)', 64)}x (target >= 10x); ` +
+        `journal/batched Unix socket = ${ratio(J, 'Unix socket, 64 KiB batched writes', 64)}x (target >= 1x)`,
+      `1 KiB: journal/batched Unix socket bytes/s = ${ratio(J, 'Unix socket, 64 KiB batched writes', 1024)}x (target >= 3x)`,
+      'Latency: one-way write-to-read (CLOCK_MONOTONIC stamped by the writer), 64 B, paced; "—": not measured.',
+    ],
+  );
+}
