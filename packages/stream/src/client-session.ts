@@ -49,6 +49,15 @@ export interface Source {
 
 const DONE: IteratorReturnResult<undefined> = Object.freeze({ value: undefined, done: true });
 
+/** The first StreamError in `error`'s cause chain. */
+export function streamCause(error: unknown): StreamError | undefined {
+  for (let e = error, depth = 0; e !== undefined && e !== null && depth < 8; depth++) {
+    if (e instanceof StreamError) return e;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
 /** Maps an ERROR frame to the typed error the application sees. */
 function remoteError(code: string, message: string): StreamError {
   switch (code) {
@@ -668,10 +677,10 @@ export class ClientSession {
   /** The connection ended: every open request and source fails. */
   onClosed(error?: Error): void {
     const first = this.#closed === null;
+    // A codec error reaches us wrapped by the engine (WIRE_ERR_PROTOCOL with our error as cause).
     const reason =
-      error instanceof StreamError
-        ? error
-        : new StreamConnectionLostError(`connection to ${this.remoteAddress} lost`, { cause: error });
+      streamCause(error) ??
+      new StreamConnectionLostError(`connection to ${this.remoteAddress} lost`, { cause: error });
     if (first) this.#closed = reason;
     this.#keepalive.stop();
     for (const request of [...this.#requests.values()]) request.failAll(reason);

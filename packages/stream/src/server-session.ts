@@ -5,6 +5,7 @@
  * generators (`return()`) on cancel, timeout, error and close. No producer outlives its
  * stream.
  */
+import { streamCause } from './client-session.js';
 import { compressRecord } from './compression.js';
 import {
   StreamCancelledError,
@@ -768,10 +769,7 @@ export class ServerSession {
   onClosed(error?: Error): void {
     const first = this.#closed === null;
     if (first) {
-      this.#closed =
-        error instanceof StreamError
-          ? error
-          : new StreamConnectionLostError('connection lost', { cause: error });
+      this.#closed = streamCause(error) ?? new StreamConnectionLostError('connection lost', { cause: error });
     }
     this.#keepalive.stop();
     if (this.#firstRequestTimer !== null) clearTimeout(this.#firstRequestTimer);
