@@ -94,7 +94,8 @@ test('rendezvousOrder: removing an endpoint moves only its keys', () => {
   const home = new Map(keys.map((k) => [k, rendezvousOrder(k, endpoints)[0]!]));
   const counts = new Map<string, number>();
   for (const h of home.values()) counts.set(h, (counts.get(h) ?? 0) + 1);
-  for (const c of counts.values()) assert.ok(c > 120 && c < 280, `uneven spread ${JSON.stringify([...counts])}`);
+  for (const c of counts.values())
+    assert.ok(c > 120 && c < 280, `uneven spread ${JSON.stringify([...counts])}`);
   const without = endpoints.filter((e) => e !== 'c');
   for (const k of keys) {
     const after = rendezvousOrder(k, without)[0];
