@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { openJournal, ShmWriterTimeoutError } from '@switchyard/shm';
+import { createJournal, inspectJournal, openJournal, ShmWriterTimeoutError } from '@switchyard/shm';
 import { makeTempDir } from '@switchyard/testkit';
-import { checkPattern } from './fixtures/pattern.js';
+import { checkPattern, fillPattern, patternLength } from './fixtures/pattern.js';
 import { Child } from './helpers.js';
 
 const COUNT = 200_000;
@@ -84,4 +84,44 @@ test('a writer killed with SIGKILL mid-burst never shows a torn record; readers 
   assert.equal(summary.read, seq, 'the other process read the same whole records');
   reader.close();
   await other.exit();
+});
+
+test('a reader killed while parked: the writer goes on, and a new reader takes its slot back', async () => {
+  using dir = makeTempDir();
+  const path = join(dir.path, 'journal');
+  const writer = createJournal(path, {
+    writerId: 1,
+    channelId: 1,
+    capacity: 1 << 16,
+    maxMessageLength: MAX,
+    timeout: 60_000,
+    readerSlots: 1,
+  });
+  const child = new Child(['read', path, 'adaptive', String(MAX)]);
+  await child.message('opened');
+  const deadline = Date.now() + 10_000;
+  while (inspectJournal(path).parkedReaders !== 1) {
+    assert.ok(Date.now() < deadline, 'the child reader never parked');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  child.process.kill('SIGKILL');
+  await child.exit();
+  const scratch = new Uint8Array(MAX);
+  writer.write(fillPattern(scratch, 0, patternLength(0, MAX)));
+  const after = inspectJournal(path);
+  assert.equal(after.parkedReaders, 0, 'the writer took the dead reader off the parked count');
+  assert.equal(after.readers.length, 1, 'its slot is still marked taken');
+  // The only slot belongs to a dead process: a new reader reclaims it and parks.
+  const reader = openJournal(path);
+  checkPattern((await reader.read()) as Uint8Array, 0, MAX);
+  const pending = reader.read();
+  await new Promise((r) => setTimeout(r, 20));
+  const parked = inspectJournal(path);
+  assert.equal(parked.parkedReaders, 1);
+  assert.deepEqual(parked.readers, [{ slot: 0, pid: process.pid, parked: true }]);
+  writer.write(fillPattern(scratch, 1, patternLength(1, MAX)));
+  checkPattern((await pending) as Uint8Array, 1, MAX);
+  writer.close();
+  assert.equal(await reader.read(), null);
+  reader.close();
 });

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
-import { existsSync, statSync } from 'node:fs';
+import diagnostics from 'node:diagnostics_channel';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import {
@@ -318,4 +319,36 @@ test('readers park on the doorbell: the writer rings only while one is parked', 
   assert.equal(existsSync(`${path}.r0.bell`), false, 'close removes the FIFO');
   assert.equal(inspectJournal(path).readers.length, 0);
   writer.close();
+});
+
+test('flush writes the records to a disk file; prefault can be turned off; diagnostics channels report', async () => {
+  using dir = makeTempDir();
+  const path = join(dir.path, 'j');
+  const events: string[] = [];
+  const onCreate = (m: unknown): void => void events.push(`create ${(m as { path: string }).path === path}`);
+  const onClose = (m: unknown): void => void events.push(`close ${(m as { position: number }).position}`);
+  const onTimeout = (): void => void events.push('timeout');
+  diagnostics.subscribe('switchyard:shm:journal-create', onCreate);
+  diagnostics.subscribe('switchyard:shm:journal-close', onClose);
+  diagnostics.subscribe('switchyard:shm:journal-writer-timeout', onTimeout);
+  try {
+    const writer = createJournal(path, { ...OPTIONS, prefault: false, timeout: 20 });
+    writer.write(Buffer.from('persisted'));
+    writer.flush();
+    const file = readFileSync(path);
+    const headerBytes = file.readUInt32LE(12);
+    assert.equal(file.readInt32LE(headerBytes), (9 << 2) | 1, 'the commit word is in the file');
+    assert.equal(file.subarray(headerBytes + 8, headerBytes + 17).toString(), 'persisted');
+    const reader = openJournal(path);
+    assert.equal(text(reader.tryRead()), 'persisted');
+    await assert.rejects(reader.read(), ShmWriterTimeoutError);
+    writer.close();
+    reader.close();
+    assert.throws(() => createJournal(join(dir.path, 'k'), { ...OPTIONS, prefault: 1 as never }), /prefault/);
+  } finally {
+    diagnostics.unsubscribe('switchyard:shm:journal-create', onCreate);
+    diagnostics.unsubscribe('switchyard:shm:journal-close', onClose);
+    diagnostics.unsubscribe('switchyard:shm:journal-writer-timeout', onTimeout);
+  }
+  assert.deepEqual(events, ['create true', 'timeout', 'close 32']);
 });
