@@ -11,7 +11,8 @@ parentPort?.on('message', (message: Uint8Array) => {
   n++;
   if (n % 10_000 === 0) parentPort?.postMessage({ ack: n });
   if (n === count) {
-    parentPort?.postMessage({ read: n, bytes, elapsedNs: Number(process.hrtime.bigint() - first) });
+    const last = process.hrtime.bigint();
+    parentPort?.postMessage({ read: n, bytes, elapsedNs: Number(last - first), lastNs: String(last) });
     parentPort?.close();
   }
 });

@@ -53,6 +53,7 @@ async function journalWriter(
   await waitForGo();
   const payload = new Uint8Array(Math.max(size, 8)).fill(7).subarray(0, size);
   const start = now();
+  say({ startNs: String(start) });
   if (gapUs > 0) {
     for (let i = 0; i < count; i++) {
       pause(gapUs);
@@ -152,6 +153,7 @@ async function socketWriter(
   const frame = Buffer.alloc(4 + Math.max(size, 8), 7);
   frame.writeUInt32LE(size, 0);
   const drain = (): Promise<void> => new Promise((resolve) => socket.once('drain', resolve));
+  say({ startNs: String(now()) });
   if (batched) {
     const batch = Buffer.alloc(64 * 1024);
     let used = 0;
@@ -188,7 +190,8 @@ function ipcReceiver(count: number): void {
     n++;
     if (n % 10_000 === 0) process.send?.({ ack: n });
     if (n === count) {
-      say({ read: n, bytes, elapsedNs: Number(now() - first) });
+      const last = now();
+      say({ read: n, bytes, elapsedNs: Number(last - first), lastNs: String(last) });
       process.disconnect();
     }
   });

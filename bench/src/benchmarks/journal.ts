@@ -1,7 +1,8 @@
 // @switchyard/shm journal against Node's own ways to move a message between two processes
 // (worker_threads postMessage between two threads). Writer and reader are separate processes;
-// every peer is measured again in this run. Messages/s are counted by the reader, from its
-// first message to its last. `npm run bench -- journal [scale]` (scale 1 = default counts).
+// every peer is measured again in this run. Messages/s count from the sender's first message
+// to the reader's last (CLOCK_MONOTONIC, the same clock in every process).
+// `npm run bench -- journal [scale]` (scale 1 = the default counts).
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -18,7 +19,9 @@ const WORKER = new URL('./journal-worker.child.js', import.meta.url);
 interface Result {
   read: number;
   bytes: number;
+  /** From the writer's first write to the reader's last read (CLOCK_MONOTONIC in both). */
   elapsedNs: number;
+  lastNs?: string;
   p50?: number;
   p99?: number;
 }
@@ -49,6 +52,13 @@ class Proc {
   }
 }
 
+/** Measures from the sender's first message, so a reader catching up on a backlog cannot flatter. */
+function endToEnd(result: Result, startNs: bigint): Result {
+  return result.lastNs === undefined
+    ? result
+    : { ...result, elapsedNs: Number(BigInt(result.lastNs) - startNs) };
+}
+
 const rate = (r: Result): number => (r.read * 1e9) / r.elapsedNs;
 const mbps = (r: Result): number => (r.bytes * 1e9) / r.elapsedNs / 1e6;
 
@@ -66,7 +76,8 @@ async function journalRun(
   const reader = new Proc(['jr', path, wait, gapUs > 0 ? '1' : '0']);
   await reader.message('ready');
   writer.child.stdin!.write('go\n');
-  const result = await reader.message<Result>('read');
+  const { startNs } = await writer.message<{ startNs: string }>('startNs');
+  const result = endToEnd(await reader.message<Result>('read'), BigInt(startNs));
   await writer.message('written');
   rmSync(path, { force: true });
   return result;
@@ -83,7 +94,8 @@ async function socketRun(
   const reader = new Proc(['sr', path, String(count), gapUs > 0 ? '1' : '0']);
   await reader.message('ready');
   const writer = new Proc(['sw', path, String(size), String(count), batched ? '1' : '0', String(gapUs)]);
-  const result = await reader.message<Result>('read');
+  const { startNs } = await writer.message<{ startNs: string }>('startNs');
+  const result = endToEnd(await reader.message<Result>('read'), BigInt(startNs));
   await once(writer.child, 'exit');
   return result;
 }
@@ -103,6 +115,7 @@ async function ipcRun(size: number, count: number): Promise<Result> {
   });
   await once(child, 'message');
   const payload = 'x'.repeat(size);
+  const start = process.hrtime.bigint();
   // At most ~50 000 messages in flight: the channel has no flow control of its own.
   for (let i = 0; i < count; i++) {
     while (i - acked > 50_000) await new Promise((r) => setImmediate(r));
@@ -110,7 +123,7 @@ async function ipcRun(size: number, count: number): Promise<Result> {
   }
   await once(child, 'exit');
   if (result === undefined) throw new Error('no IPC result');
-  return result;
+  return endToEnd(result, start);
 }
 
 async function postMessageRun(size: number, count: number): Promise<Result> {
@@ -122,13 +135,14 @@ async function postMessageRun(size: number, count: number): Promise<Result> {
     else result = m as Result;
   });
   const payload = Buffer.alloc(size, 7);
+  const start = process.hrtime.bigint();
   for (let i = 0; i < count; i++) {
     while (i - acked > 50_000) await new Promise((r) => setImmediate(r));
     worker.postMessage(payload);
   }
   await once(worker, 'exit');
   if (result === undefined) throw new Error('no postMessage result');
-  return result;
+  return endToEnd(result, start);
 }
 
 export default async function journal(args: string[]): Promise<void> {
