@@ -407,6 +407,8 @@ export class ServerSession {
           return;
         }
         this.#announce(request, r.value);
+        // Announcements wait for a congested outbox like frames do (bounded by masterWriteTimeoutMs).
+        if (this.#congested) await this.#waitAnnounced(request);
       }
       if (!request.closed) {
         request.closed = true;
@@ -443,6 +445,29 @@ export class ServerSession {
       else if (typeof syncFn === 'function') syncFn.call(frames).return?.();
     } catch {
       // Finishing a generator that was never started cannot fail in a way we can report.
+    }
+  }
+
+  async #waitAnnounced(request: ServerRequest): Promise<void> {
+    const ms = this.#options.masterWriteTimeoutMs;
+    const timer =
+      ms > 0
+        ? deadline(ms, () =>
+            this.#failRequest(
+              request,
+              new StreamTimeoutError(
+                'masterWriteTimeoutMs',
+                `masterWriteTimeoutMs: source announcement not written within ${ms} ms`,
+              ),
+            ),
+          )
+        : null;
+    this.#writableWaiters.add(request.waiter);
+    try {
+      while (this.#congested && !request.closed) await request.waiter.wait();
+    } finally {
+      if (timer !== null) clearTimeout(timer);
+      this.#writableWaiters.delete(request.waiter);
     }
   }
 

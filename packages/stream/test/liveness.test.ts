@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createServer, type Socket } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import { once } from 'node:events';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -10,6 +10,7 @@ import {
   StreamError,
   StreamGoawayError,
   StreamKeepaliveTimeoutError,
+  StreamServer,
   type Source,
 } from '@switchyard/stream';
 import { collect, counter, eventually, startPair, text } from './helpers.js';
@@ -144,4 +145,48 @@ test('a server killed mid-stream (SIGKILL) ends every open iterator with a typed
   } finally {
     child.kill('SIGKILL');
   }
+});
+
+test('a server drops a client that stopped answering and finishes its producers', async () => {
+  let finished = 0;
+  let produced = 0;
+  const server = new StreamServer({ keepaliveIntervalMs: 50, keepaliveTimeoutMs: 100 });
+  await server.listen('tcp://127.0.0.1:0', async function* () {
+    try {
+      yield {
+        frames: (function* () {
+          try {
+            for (;;) {
+              produced++;
+              yield counter(produced);
+            }
+          } finally {
+            finished++;
+          }
+        })(),
+      };
+    } finally {
+      finished++;
+    }
+  });
+  const port = Number(server.address.split(':').pop());
+  // A raw client: preface and one REQUEST, then it reads nothing and answers no PING.
+  const socket = connect(port, '127.0.0.1');
+  await once(socket, 'connect');
+  const preface = Buffer.from([0x53, 0x57, 0x59, 0x53, 1, 0, 0, 0, 0, 1, 0, 0]);
+  const request = Buffer.alloc(10 + 14);
+  request.writeUInt32BE(14, 0);
+  request[4] = 1; // REQUEST
+  request.writeUInt32BE(1, 6);
+  request.writeUInt32BE(1, 10); // source window
+  request.writeUInt32BE(64, 14); // frame window
+  request.writeUInt32BE(1 << 20, 18); // byte window
+  socket.write(Buffer.concat([preface, request]));
+  socket.pause();
+  await eventually(() => produced >= 64, 2000, 'the window to fill');
+  await eventually(() => finished === 2, 3000, 'the server to drop the silent client');
+  assert.equal(server.connections, 0);
+  assert.ok(produced <= 65, `produced ${produced}`);
+  socket.destroy();
+  await server.close();
 });

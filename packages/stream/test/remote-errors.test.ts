@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { randomBytes } from 'node:crypto';
+import diagnostics from 'node:diagnostics_channel';
 import { memoryTransportPair, type Transport } from '@switchyard/wire';
 import {
   FrameType,
@@ -276,4 +277,52 @@ test('maxErrorMass: bounded exponential back-off, the hook is called, success re
   await post();
   assert.equal(pair.server.errorMass, 0);
   assert.equal(served, 8);
+});
+
+test('server hooks and diagnostics channels report requests, sources and errors', async () => {
+  const events: { name: string; message: unknown }[] = [];
+  const names = ['request', 'source', 'error', 'connection'];
+  const listeners = names.map((name) => {
+    const fn = (message: unknown): void => {
+      events.push({ name, message });
+    };
+    diagnostics.subscribe(`switchyard:stream:${name}`, fn);
+    return { name, fn };
+  });
+  const masterErrors: Error[] = [];
+  const chanErrors: Error[] = [];
+  try {
+    await using pair = await startPair(
+      'tcp',
+      async function* () {
+        yield {
+          frames: (function* () {
+            yield text('x');
+            throw new Error('chan failed');
+          })(),
+        };
+        throw new Error('master failed');
+      },
+      { onError: (e) => masterErrors.push(e), onChanError: (e) => chanErrors.push(e) },
+    );
+    const sources: Source[] = [];
+    await assert.rejects(async () => {
+      for await (const s of pair.client.post(pair.address, text('x'))) sources.push(s);
+    }, StreamRemoteError);
+    await assert.rejects(collect(sources[0]!), StreamRemoteError);
+  } finally {
+    for (const { name, fn } of listeners) diagnostics.unsubscribe(`switchyard:stream:${name}`, fn);
+  }
+  assert.deepEqual(
+    masterErrors.map((e) => e.message),
+    ['master failed'],
+  );
+  assert.deepEqual(
+    chanErrors.map((e) => e.message),
+    ['chan failed'],
+  );
+  const seen = new Set(events.map((e) => e.name));
+  for (const name of names) assert.ok(seen.has(name), `no ${name} event`);
+  assert.ok(events.some((e) => e.name === 'request' && (e.message as { side: string }).side === 'server'));
+  assert.ok(events.some((e) => e.name === 'request' && (e.message as { side: string }).side === 'client'));
 });
