@@ -158,14 +158,18 @@ export class JournalReader {
       this.#seenAtMs = now;
       return;
     }
+    // Cheap check first: spinning readers come here on every empty poll, and reading the
+    // 64-bit heartbeat word allocates a BigInt.
+    if (now - this.#seenAtMs <= this.#timeoutMs) return;
     const heartbeat = Number(Atomics.load(this.#i64, I64_HEARTBEAT));
-    const last = Math.max(this.#seenAtMs, heartbeat);
-    if (now - last > this.#timeoutMs) {
-      if (onTimeout.hasSubscribers) onTimeout.publish({ path: this.path, position: this.#position });
-      throw new ShmWriterTimeoutError(
-        `${this.path}: no record or heartbeat for ${now - last} ms (timeout ${this.#timeoutMs} ms)`,
-      );
+    if (heartbeat > this.#seenAtMs) {
+      this.#seenAtMs = heartbeat;
+      if (now - heartbeat <= this.#timeoutMs) return;
     }
+    if (onTimeout.hasSubscribers) onTimeout.publish({ path: this.path, position: this.#position });
+    throw new ShmWriterTimeoutError(
+      `${this.path}: no record or heartbeat for ${now - this.#seenAtMs} ms (timeout ${this.#timeoutMs} ms)`,
+    );
   }
 
   /** Milliseconds until the writer would count as timed out (at least 1). */
