@@ -3,7 +3,9 @@
 //   jr <path> <wait> <latency 0|1>                journal reader: spin (tryRead loop) or adaptive
 //   sr <socket> <count> <latency 0|1>             Unix socket reader (server)
 //   sw <socket> <size> <count> <batched 0|1> <gapUs>   Unix socket writer
-//   ipc <count> <latency 0|1>                     child_process IPC receiver (process.on('message'))
+//   ipc <count>                                   child_process IPC receiver (process.on('message'))
+//   jping <dir> <wait> <count> / jpong <dir> <wait>   journal ping-pong (two journals)
+//   sping <socket> <count> / spong <socket>       Unix socket ping-pong, one write per message
 import { createServer, connect, type Socket } from 'node:net';
 import { createInterface } from 'node:readline';
 import { createJournal, openJournal } from '@switchyard/shm';
@@ -198,6 +200,96 @@ function ipcReceiver(count: number): void {
   process.send?.({ ready: true });
 }
 
+/** The next record of `reader`: spinning on tryRead, or parked on the doorbell (no spin). */
+async function next(reader: ReturnType<typeof openJournal>, spin: boolean): Promise<Uint8Array | null> {
+  if (spin) {
+    for (;;) {
+      const record = reader.tryRead();
+      if (record !== null || reader.ended) return record;
+    }
+  }
+  return reader.tryRead() ?? (await reader.read());
+}
+
+const WARMUP = 1000;
+
+/** Round trips of a 64-byte stamped message through two journals; reports p50/p99 in µs. */
+async function journalPing(dir: string, wait: string, count: number): Promise<void> {
+  const options = {
+    writerId: 1,
+    channelId: 1,
+    capacity: 72 * (count + WARMUP + 16),
+    maxMessageLength: 64,
+    timeout: 10_000,
+  };
+  const ping = createJournal(`${dir}/ping`, options);
+  const pong = openJournal(`${dir}/pong`, { waitForMs: 10_000, spinMicros: 0 });
+  const payload = new Uint8Array(64);
+  const samples = new Float64Array(count);
+  for (let i = 0; i < count + WARMUP; i++) {
+    const start = now();
+    ping.write(payload);
+    if ((await next(pong, wait === 'spin')) === null) throw new Error('pong ended early');
+    if (i >= WARMUP) samples[i - WARMUP] = Number(now() - start);
+  }
+  ping.close();
+  pong.close();
+  say({ read: count, bytes: count * 64, elapsedNs: 1, ...percentiles(samples, count) });
+}
+
+async function journalPong(dir: string, wait: string): Promise<void> {
+  const ping = openJournal(`${dir}/ping`, { waitForMs: 10_000, spinMicros: 0 });
+  const pong = createJournal(`${dir}/pong`, {
+    writerId: 2,
+    channelId: 2,
+    capacity: ping.header.capacity,
+    maxMessageLength: 64,
+    timeout: 10_000,
+  });
+  for (;;) {
+    const record = await next(ping, wait === 'spin');
+    if (record === null) break;
+    pong.write(record);
+  }
+  pong.close();
+  ping.close();
+}
+
+async function socketPing(path: string, count: number): Promise<void> {
+  const socket = connect(path);
+  await new Promise<void>((resolve) => socket.once('connect', resolve));
+  socket.setNoDelay?.(true);
+  const frame = Buffer.alloc(68);
+  frame.writeUInt32LE(64, 0);
+  const samples = new Float64Array(count);
+  let received = 0;
+  let resolveEcho: () => void = () => {};
+  socket.on('data', (chunk: Buffer) => {
+    received += chunk.length;
+    if (received >= 68) {
+      received -= 68;
+      resolveEcho();
+    }
+  });
+  for (let i = 0; i < count + WARMUP; i++) {
+    const echoed = new Promise<void>((resolve) => (resolveEcho = resolve));
+    const start = now();
+    socket.write(Buffer.from(frame));
+    await echoed;
+    if (i >= WARMUP) samples[i - WARMUP] = Number(now() - start);
+  }
+  socket.end();
+  say({ read: count, bytes: count * 64, elapsedNs: 1, ...percentiles(samples, count) });
+}
+
+function socketPong(path: string): void {
+  const server = createServer((socket: Socket) => {
+    socket.on('data', (chunk: Buffer) => socket.write(chunk));
+    socket.on('end', () => server.close());
+  });
+  server.listen(path, () => say({ ready: true }));
+}
+
 const num = (i: number): number => Number(args[i]);
 switch (role) {
   case 'jw':
@@ -214,6 +306,18 @@ switch (role) {
     break;
   case 'ipc':
     ipcReceiver(num(0));
+    break;
+  case 'jping':
+    await journalPing(args[0] ?? '', args[1] ?? 'spin', num(2));
+    break;
+  case 'jpong':
+    await journalPong(args[0] ?? '', args[1] ?? 'spin');
+    break;
+  case 'sping':
+    await socketPing(args[0] ?? '', num(1));
+    break;
+  case 'spong':
+    socketPong(args[0] ?? '');
     break;
   default:
     process.stderr.write(`unknown role ${role}\n`);

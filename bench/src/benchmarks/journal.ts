@@ -100,6 +100,26 @@ async function socketRun(
   return result;
 }
 
+async function pingPong(dir: string, wait: string, count: number): Promise<Result> {
+  const sub = mkdtempSync(join(dir, 'pp-'));
+  const pong = new Proc(['jpong', sub, wait]);
+  const ping = new Proc(['jping', sub, wait, String(count)]);
+  const result = await ping.message<Result>('read');
+  await once(pong.child, 'exit');
+  rmSync(sub, { recursive: true, force: true });
+  return result;
+}
+
+async function socketPingPong(dir: string, count: number): Promise<Result> {
+  const path = join(dir, 'pp.sock');
+  const pong = new Proc(['spong', path]);
+  await pong.message('ready');
+  const ping = new Proc(['sping', path, String(count)]);
+  const result = await ping.message<Result>('read');
+  await once(pong.child, 'exit');
+  return result;
+}
+
 async function ipcRun(size: number, count: number): Promise<Result> {
   const child = fork(CHILD, ['ipc', String(count)], {
     stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
@@ -190,19 +210,17 @@ export default async function journal(args: string[]): Promise<void> {
       put('Unix socket, one write() per message', await socketRun(sockDir, size, c.sock as number, false, 0));
       put('Unix socket, 64 KiB batched writes', await socketRun(sockDir, size, c.batched as number, true, 0));
     }
-    // Write-to-read latency, one 64-byte message every 50 µs (spinning) or 200 µs (parked).
-    const lat: [string, Promise<Result> | (() => Promise<Result>)][] = [
-      ['shm journal, reader spinning (read in place)', () => journalRun(dir, 64, n(20_000), 'spin', 50)],
-      [
-        'shm journal, reader adaptive (parks on the doorbell)',
-        () => journalRun(dir, 64, n(5_000), 'adaptive', 200),
-      ],
-      ['Unix socket, one write() per message', () => socketRun(sockDir, 64, n(5_000), false, 200)],
+    // Ping-pong round trips of 64-byte messages, one in flight: immune to backlogs, so a
+    // preempted process spoils only the samples it delays.
+    const lat: [string, () => Promise<Result>][] = [
+      ['shm journal, reader spinning (read in place)', () => pingPong(dir, 'spin', n(20_000))],
+      ['shm journal, reader adaptive (parks on the doorbell)', () => pingPong(dir, 'parked', n(5_000))],
+      ['Unix socket, one write() per message', () => socketPingPong(sockDir, n(5_000))],
     ];
     for (const [name, run] of lat) {
-      const r = await (run as () => Promise<Result>)();
-      row(name)['p50 µs'] = Number((r.p50 ?? 0).toFixed(1));
-      row(name)['p99 µs'] = Number((r.p99 ?? 0).toFixed(1));
+      const r = await run();
+      row(name)['RTT p50 µs'] = Number((r.p50 ?? 0).toFixed(1));
+      row(name)['RTT p99 µs'] = Number((r.p99 ?? 0).toFixed(1));
       bar.tick();
     }
   } finally {
@@ -211,8 +229,8 @@ export default async function journal(args: string[]): Promise<void> {
     rmSync(sockDir, { recursive: true, force: true });
   }
   for (const r of rows) {
-    r['p50 µs'] ??= '—';
-    r['p99 µs'] ??= '—';
+    r['RTT p50 µs'] ??= '—';
+    r['RTT p99 µs'] ??= '—';
   }
   const ratio = (a: string, b: string, size: number): string => {
     const x = results[`${a}/${size}`];
@@ -228,7 +246,8 @@ export default async function journal(args: string[]): Promise<void> {
       `64 B: journal/postMessage(Buffer) = ${ratio(J, 'worker_threads postMessage(Buffer) (threads)', 64)}x (target >= 10x); ` +
         `journal/batched Unix socket = ${ratio(J, 'Unix socket, 64 KiB batched writes', 64)}x (target >= 1x)`,
       `1 KiB: journal/batched Unix socket bytes/s = ${ratio(J, 'Unix socket, 64 KiB batched writes', 1024)}x (target >= 3x)`,
-      'Latency: one-way write-to-read (CLOCK_MONOTONIC stamped by the writer), 64 B, paced; "—": not measured.',
+      'RTT: ping-pong round trip of a 64 B message between the two processes (parked: spinMicros 0, ' +
+        'so every message wakes a parked reader through its doorbell); "—": not measured.',
     ],
   );
 }

@@ -444,9 +444,11 @@ static void watcher_ready(uv_poll_t *handle, int status, int events) {
   (void)events;
   watcher_t *w = (watcher_t *)handle->data;
   if (w->closing) return;
-  char drain[256];
-  while (read(w->fd, drain, sizeof drain) > 0) {
-  }
+  /* One read drains every pending ring (each is 8 bytes); a ring that lands after it makes
+     the fd readable again and polls again: level-triggered, nothing is lost. */
+  char drain[512];
+  ssize_t ignored = read(w->fd, drain, sizeof drain);
+  (void)ignored;
   napi_handle_scope scope;
   if (napi_open_handle_scope(w->env, &scope) != napi_ok) return;
   napi_value callback, global, arg;
@@ -508,6 +510,29 @@ static napi_value Watch(napi_env env, napi_callback_info info) {
   return handle;
 }
 
+/* setWatchRef(handle, ref): whether a watch keeps the event loop alive. A reader keeps its
+   doorbell watched for its whole life and only refs it while parked: no epoll_ctl per park. */
+static napi_value SetWatchRef(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  void *data = NULL;
+  bool ref = false;
+  if (argc < 2 || napi_get_value_external(env, argv[0], &data) != napi_ok || data == NULL ||
+      napi_get_value_bool(env, argv[1], &ref) != napi_ok) {
+    napi_throw_type_error(env, NULL, "setWatchRef(handle, ref): bad arguments");
+    return NULL;
+  }
+  watcher_t *w = (watcher_t *)data;
+  if (!w->closing) {
+    if (ref) uv_ref((uv_handle_t *)&w->poll);
+    else uv_unref((uv_handle_t *)&w->poll);
+  }
+  napi_value undefined;
+  napi_get_undefined(env, &undefined);
+  return undefined;
+}
+
 /* unwatch(handle): stop polling and release the handle (idempotent). */
 static napi_value Unwatch(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -541,6 +566,7 @@ static napi_value Init(napi_env env, napi_value exports) {
       {"closeFd", NULL, CloseFd, NULL, NULL, NULL, napi_enumerable, NULL},
       {"watch", NULL, Watch, NULL, NULL, NULL, napi_enumerable, NULL},
       {"unwatch", NULL, Unwatch, NULL, NULL, NULL, napi_enumerable, NULL},
+      {"setWatchRef", NULL, SetWatchRef, NULL, NULL, NULL, napi_enumerable, NULL},
   };
   napi_define_properties(env, exports, sizeof props / sizeof *props, props);
   napi_value flag;

@@ -72,6 +72,8 @@ export class JournalReader {
   #slot = -1;
   #bell: Doorbell | undefined;
   #cancelWait: ((error: Error) => void) | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #onTimer: (() => void) | undefined;
 
   /** @internal Use `openJournal`. */
   constructor(path: string, mapping: Mapping, header: JournalHeader, options: ResolvedOpenJournalOptions) {
@@ -360,7 +362,8 @@ export class JournalReader {
     }
     return new Promise<Uint8Array | null>((resolve, reject) => {
       const finish = (): void => {
-        clearTimeout(timer);
+        this.#timer?.unref();
+        this.#onTimer = undefined;
         signal?.removeEventListener('abort', onAbort);
         bell.disarm();
         this.#cancelWait = undefined;
@@ -370,10 +373,14 @@ export class JournalReader {
         finish();
         reject(signal?.reason as Error);
       };
-      const timer = setTimeout(() => {
+      // One timer per reader, re-armed per park (no allocation): it wakes the wait when the
+      // writer-timeout check is due, in case the writer died without a word.
+      this.#onTimer = () => {
         finish();
         resolve(null);
-      }, this.#timeoutLeftMs());
+      };
+      if (this.#timer === undefined) this.#timer = setTimeout(() => this.#onTimer?.(), this.#timeoutLeftMs());
+      else this.#timer.refresh().ref();
       signal?.addEventListener('abort', onAbort, { once: true });
       this.#cancelWait = (error) => {
         finish();
@@ -424,6 +431,7 @@ export class JournalReader {
     if (this.#closed) return;
     this.#closed = true;
     this.#cancelWait?.(new ShmClosedError('the journal reader was closed while reading'));
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
     if (this.#bell !== undefined) {
       const path = this.#bell.path;
       this.#bell.close();

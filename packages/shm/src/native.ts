@@ -29,6 +29,7 @@ interface Binding {
   closeFd(fd: number): number;
   watch(fd: number, callback: (status: number) => void): object;
   unwatch(handle: object): void;
+  setWatchRef(handle: object, ref: boolean): void;
 }
 
 /** The environment variable that overrides where the addon is loaded from. */
@@ -223,13 +224,15 @@ export function futexWake(mapping: Mapping, byteOffset: number, count = 2 ** 31 
 /**
  * The receiving end of a doorbell: a FIFO (by path, so another process can ring it) or an
  * eventfd (in this process), watched by this thread's event loop through uv_poll — never by
- * a threadpool thread. `arm(callback)` starts watching; the callback runs once per wake-up
- * after the fd is drained; `disarm()` stops.
+ * a threadpool thread. `arm(callback)`: the callback runs once per wake-up (the fd drained
+ * first) and the watch keeps the event loop alive; `disarm()`: no callback, and the loop may
+ * exit. The fd stays in epoll from the first `arm` to `close`, so parking costs no syscall.
  */
 export class Doorbell {
   readonly #fd: number;
   readonly #path: string | undefined;
   #watch: object | undefined;
+  #callback: (() => void) | undefined;
   #closed = false;
 
   private constructor(fd: number, path: string | undefined) {
@@ -266,25 +269,36 @@ export class Doorbell {
   }
 
   get armed(): boolean {
-    return this.#watch !== undefined;
+    return this.#callback !== undefined;
   }
 
   arm(callback: () => void): void {
     if (this.#closed) throw new ShmInvalidArgumentError('doorbell is closed');
-    if (this.#watch !== undefined) return;
-    this.#watch = binding().watch(this.#fd, () => callback());
+    this.#callback = callback;
+    if (this.#watch === undefined) {
+      this.#watch = binding().watch(this.#fd, () => this.#ring());
+    } else {
+      binding().setWatchRef(this.#watch, true);
+    }
   }
 
   disarm(): void {
-    if (this.#watch === undefined) return;
-    binding().unwatch(this.#watch);
-    this.#watch = undefined;
+    if (this.#callback === undefined) return;
+    this.#callback = undefined;
+    if (this.#watch !== undefined) binding().setWatchRef(this.#watch, false);
+  }
+
+  #ring(): void {
+    // A ring that comes while disarmed (a late one for a wait already over) is just drained.
+    this.#callback?.();
   }
 
   close(): void {
     if (this.#closed) return;
-    this.disarm();
+    this.#callback = undefined;
     this.#closed = true;
+    if (this.#watch !== undefined) binding().unwatch(this.#watch);
+    this.#watch = undefined;
     binding().closeFd(this.#fd);
   }
 }
