@@ -20,7 +20,7 @@ import {
   StreamRefusedError,
   StreamTimeoutError,
 } from './errors.js';
-import { FrameType, MAX_CREDIT, type Frame, type RequestFrame } from './frames.js';
+import { FrameType, MAX_CREDIT, MAX_STREAM_ID, type Frame, type RequestFrame } from './frames.js';
 import { publish } from './internal/diagnostics.js';
 import { Keepalive } from './internal/keepalive.js';
 import { type FrameLink, Waiter, deadline } from './internal/link.js';
@@ -508,7 +508,11 @@ export class ServerSession {
       throw new StreamFrameTooLargeError(`source header of ${header.length} bytes exceeds maxFrameSize`);
     }
     const id = this.#nextSourceId;
-    if (id > 0x7fffffff) throw new StreamRefusedError('stream ids exhausted on this connection');
+    if (id > MAX_STREAM_ID) {
+      // Out of ids: no new request here; the client opens a new connection (wire-format §4).
+      this.#sendGoaway('stream ids exhausted');
+      throw new StreamRefusedError('stream ids exhausted on this connection');
+    }
     this.#nextSourceId += 2;
     const source = new ServerSource(id, request);
     this.#sources.set(id, source);
@@ -811,19 +815,22 @@ export class ServerSession {
     }
   }
 
+  #sendGoaway(message: string): void {
+    if (this.#goaway) return;
+    this.#goaway = true;
+    this.#send({
+      type: FrameType.GOAWAY,
+      streamId: 0,
+      lastRequestId: this.#lastRequestId,
+      code: 'STREAM_ERR_CLOSED',
+      message,
+    });
+  }
+
   /** GOAWAY, let in-flight streams finish (up to closeTimeoutMs), then close the connection. */
   async close(): Promise<void> {
     if (this.#closed !== null) return;
-    if (!this.#goaway) {
-      this.#goaway = true;
-      this.#send({
-        type: FrameType.GOAWAY,
-        streamId: 0,
-        lastRequestId: this.#lastRequestId,
-        code: 'STREAM_ERR_CLOSED',
-        message: 'the server is closing',
-      });
-    }
+    this.#sendGoaway('the server is closing');
     if (this.#requests.size > 0 || this.#sources.size > 0) {
       let timer: NodeJS.Timeout | undefined;
       await new Promise<void>((resolve) => {
