@@ -73,6 +73,7 @@ export class JournalReader {
   #bell: Doorbell | undefined;
   #cancelWait: ((error: Error) => void) | undefined;
   #timer: NodeJS.Timeout | undefined;
+  #noBell = false;
   #onTimer: (() => void) | undefined;
 
   /** @internal Use `openJournal`. */
@@ -304,6 +305,7 @@ export class JournalReader {
   /** Takes a reader slot and creates its FIFO; false when every slot is taken. */
   #ensureBell(): boolean {
     if (this.#bell !== undefined) return true;
+    if (this.#noBell) return false;
     const slots = this.header.readerSlots;
     const slot = claimSlot(this.#i32, slots);
     if (slot < 0) return false;
@@ -325,6 +327,11 @@ export class JournalReader {
       }
     } catch (error) {
       releaseSlot(this.#i32, slot, undefined);
+      // No FIFO here (a read-only directory, say): this reader polls with backoff instead.
+      if (error instanceof ShmSystemError || (error instanceof ShmError && error.code === 'SHM_ERR_EXISTS')) {
+        this.#noBell = true;
+        return false;
+      }
       throw error;
     }
     // A new generation tells the writer to reopen the FIFO rather than ring a stale one.

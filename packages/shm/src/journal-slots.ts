@@ -3,7 +3,7 @@
  * and creates a FIFO named after the journal's real path and the slot. The writer rings that
  * FIFO when it finds the slot parked. A slot whose owner process is gone is taken back.
  */
-import { rmSync } from 'node:fs';
+import { lstatSync, unlinkSync } from 'node:fs';
 import { FIXED_HEADER_BYTES, I_PARKED, SLOT_BYTES } from './journal-format.js';
 
 /** The FIFO of reader slot `slot` of the journal at `realPath`. */
@@ -62,5 +62,14 @@ export function releaseSlot(i32: Int32Array, slot: number, fifoPath: string | un
   if (Atomics.compareExchange(i32, s + 1, 1, 0) === 1) Atomics.sub(i32, I_PARKED, 1);
   Atomics.store(i32, s + 2, 0);
   Atomics.store(i32, s, 0);
-  if (fifoPath !== undefined) rmSync(fifoPath, { force: true });
+  if (fifoPath !== undefined) removeFifo(fifoPath);
+}
+
+/** Removes `path` if it is a FIFO; anything else found there is left alone. */
+function removeFifo(path: string): void {
+  try {
+    if (lstatSync(path).isFIFO()) unlinkSync(path);
+  } catch {
+    // Gone already, or not ours to remove.
+  }
 }

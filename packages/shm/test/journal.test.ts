@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import diagnostics from 'node:diagnostics_channel';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import {
@@ -351,4 +351,22 @@ test('flush writes the records to a disk file; prefault can be turned off; diagn
     diagnostics.unsubscribe('switchyard:shm:journal-writer-timeout', onTimeout);
   }
   assert.deepEqual(events, ['create true', 'timeout', 'close 32']);
+});
+
+test('a reader that cannot create its doorbell FIFO falls back to polling', async () => {
+  using dir = makeTempDir();
+  const path = join(dir.path, 'j');
+  const writer = createJournal(path, OPTIONS);
+  const reader = openJournal(path);
+  // A directory where the FIFO of slot 0 would go: mkfifo fails with EEXIST, then the
+  // retry finds the slot taken; with the FIFO path blocked by a directory, parking is off.
+  mkdirSync(`${path}.r0.bell`);
+  writeFileSync(`${path}.r0.bell/keep`, '');
+  const pending = reader.read();
+  setTimeout(() => writer.write(Buffer.from('polled')), 20);
+  assert.equal(text(await pending), 'polled');
+  assert.equal(inspectJournal(path).parkedReaders, 0);
+  writer.close();
+  assert.equal(await reader.read(), null);
+  reader.close();
 });
