@@ -14,10 +14,12 @@ const [role = '', ...args] = process.argv.slice(2);
 const say = (message: object): void => void process.stdout.write(JSON.stringify(message) + '\n');
 const now = (): bigint => process.hrtime.bigint();
 
-/** Busy-waits `us` µs: pacing for the latency phases (a timer cannot pace at µs). */
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+
+/** Sleeps about `us` µs (a futex wait with a timeout): paces the latency phases without
+ * burning the core the spinning reader needs. */
 function pause(us: number): void {
-  const until = now() + BigInt(Math.round(us * 1000));
-  while (now() < until);
+  Atomics.wait(sleeper, 0, 0, us / 1000);
 }
 
 function stamp(target: Uint8Array): void {

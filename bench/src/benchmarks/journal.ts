@@ -186,7 +186,7 @@ export default async function journal(args: string[]): Promise<void> {
     }
     return r;
   };
-  const bar = progress('journal', 16);
+  const bar = progress('journal', 18);
   const results: Record<string, Result> = {};
   try {
     for (const size of sizes) {
@@ -223,6 +223,24 @@ export default async function journal(args: string[]): Promise<void> {
       row(name)['RTT p99 µs'] = Number((r.p99 ?? 0).toFixed(1));
       bar.tick();
     }
+    // One-way write-to-read latency: the writer stamps each 64-byte message and paces them
+    // (a futex sleep of 50 µs between messages to a spinning reader, 200 µs to a parked one, so it
+    // really parks).
+    // A preempted reader delays every message queued meanwhile: tails show the machine's load.
+    const oneWay: [string, () => Promise<Result>][] = [
+      ['shm journal, reader spinning (read in place)', () => journalRun(dir, 64, n(20_000), 'spin', 50)],
+      [
+        'shm journal, reader adaptive (parks on the doorbell)',
+        () => journalRun(dir, 64, n(5_000), 'adaptive', 200),
+      ],
+      ['Unix socket, one write() per message', () => socketRun(sockDir, 64, n(5_000), false, 200)],
+    ];
+    for (const [name, run] of oneWay) {
+      const r = await run();
+      row(name)['1-way p50 µs'] = Number((r.p50 ?? 0).toFixed(1));
+      row(name)['1-way p99 µs'] = Number((r.p99 ?? 0).toFixed(1));
+      bar.tick();
+    }
   } finally {
     bar.stop();
     rmSync(dir, { recursive: true, force: true });
@@ -231,6 +249,8 @@ export default async function journal(args: string[]): Promise<void> {
   for (const r of rows) {
     r['RTT p50 µs'] ??= '—';
     r['RTT p99 µs'] ??= '—';
+    r['1-way p50 µs'] ??= '—';
+    r['1-way p99 µs'] ??= '—';
   }
   const ratio = (a: string, b: string, size: number): string => {
     const x = results[`${a}/${size}`];
@@ -247,7 +267,8 @@ export default async function journal(args: string[]): Promise<void> {
         `journal/batched Unix socket = ${ratio(J, 'Unix socket, 64 KiB batched writes', 64)}x (target >= 1x)`,
       `1 KiB: journal/batched Unix socket bytes/s = ${ratio(J, 'Unix socket, 64 KiB batched writes', 1024)}x (target >= 3x)`,
       'RTT: ping-pong round trip of a 64 B message between the two processes (parked: spinMicros 0, ' +
-        'so every message wakes a parked reader through its doorbell); "—": not measured.',
+        'so every message wakes a parked reader through its doorbell). 1-way: write-to-read latency of paced, ' +
+        'stamped 64 B messages (CLOCK_MONOTONIC); "—": not measured.',
     ],
   );
 }
