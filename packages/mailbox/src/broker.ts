@@ -20,7 +20,7 @@ import {
 } from './errors.js';
 import { MemoryStore } from './memory-store.js';
 import type { Body, Message, MessageHeader } from './message.js';
-import { RandomIds, blobKeyOf, computeMid, encodeBody, validateMailboxName } from './message.js';
+import { RandomIds, blobKeyOf, computeMid, encodeBodyParts, validateMailboxName } from './message.js';
 import type { BrokerOptions, ResolvedBrokerOptions } from './options.js';
 import { checkInt, resolveMailboxSettings, resolveOptions } from './options.js';
 import { SqliteStore } from './sqlite-store.js';
@@ -334,16 +334,20 @@ export class Broker {
 
   #scheduleSweep(): void {
     if (this.#o.sweepIntervalMs === 0 || this.#closed) return;
-    this.#sweepTimer = this.#clock.setTimer(this.#o.sweepIntervalMs, () => {
-      this.#sweeping = this.#sweepOnce()
-        .catch((error: unknown) => {
-          if (errorChannel.hasSubscribers) errorChannel.publish({ error });
-        })
-        .finally(() => {
-          this.#sweeping = undefined;
-          this.#scheduleSweep();
-        });
-    });
+    this.#sweepTimer = this.#clock.setTimer(
+      this.#o.sweepIntervalMs,
+      () => {
+        this.#sweeping = this.#sweepOnce()
+          .catch((error: unknown) => {
+            if (errorChannel.hasSubscribers) errorChannel.publish({ error });
+          })
+          .finally(() => {
+            this.#sweeping = undefined;
+            this.#scheduleSweep();
+          });
+      },
+      false,
+    );
   }
 
   async #sweepOnce(): Promise<void> {
@@ -371,7 +375,7 @@ export class Broker {
         throw new MailboxInvalidArgumentError('clientTime must be a valid Date');
       clientTimeMs = m.clientTime.getTime();
     }
-    const body = encodeBody(m.body);
+    const { encoded: body, decoded } = encodeBodyParts(m.body);
     // The encoding is ASCII (percent-encoded), so its length is its byte size.
     const bodyBytes = body.length;
     if (bodyBytes > this.#o.maxMessageBytes)
@@ -390,6 +394,7 @@ export class Broker {
         delayMs,
         blobKey: blobKeyOf(hash, body),
         body,
+        decoded,
         bodyBytes,
       },
     };

@@ -10,17 +10,20 @@ export type CancelTimer = () => void;
 export interface Clock {
   /** Milliseconds since the Unix epoch. */
   now(): number;
-  /** Calls `fn` once, `delayMs` from now on this clock. Timers must not keep the process alive. */
-  setTimer(delayMs: number, fn: () => void): CancelTimer;
+  /**
+   * Calls `fn` once, `delayMs` from now on this clock. `keepAlive` (default true) says whether
+   * the timer keeps the process alive: a long poll does, a background sweep does not.
+   */
+  setTimer(delayMs: number, fn: () => void, keepAlive?: boolean): CancelTimer;
 }
 
 /** Wall-clock time and unref'd `setTimeout` timers. */
 export const systemClock: Clock = Object.freeze({
   now: () => Date.now(),
-  setTimer(delayMs: number, fn: () => void): CancelTimer {
+  setTimer(delayMs: number, fn: () => void, keepAlive = true): CancelTimer {
     // setTimeout caps at 2^31-1 ms; longer waits are bounded by options anyway.
     const handle = setTimeout(fn, Math.min(Math.max(0, delayMs), 2_147_483_647));
-    handle.unref();
+    if (!keepAlive) handle.unref();
     return () => clearTimeout(handle);
   },
 });

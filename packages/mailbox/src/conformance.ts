@@ -134,6 +134,7 @@ export function storeConformance(
       assert.ok(m);
       assert.equal(m.mid, sent.mid);
       assert.deepEqual(m.body, { text: 'hello', tags: ['a', 'b'], 'sp ace&=': 'x=y&z' });
+      assert.deepEqual(sent.body, m.body, 'send returns the body as fetch does');
       assert.equal(m.sender, 'alice');
       assert.equal(m.receiver, 'bob');
       assert.equal(m.mailbox, 'bob');

@@ -43,7 +43,7 @@ export type {
 } from './message.js';
 export { DEFAULT_BROKER_OPTIONS, DEFAULT_MAILBOX_SETTINGS, resolveOptions } from './options.js';
 export type { BrokerOptions, ResolvedBrokerOptions } from './options.js';
-export { afterAttempt, isDurableOp } from './store.js';
+export { afterAttempt } from './store.js';
 export type {
   BlobStore,
   LeaseOutcome,

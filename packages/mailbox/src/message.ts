@@ -100,26 +100,44 @@ export function validateMailboxName(name: unknown, what = 'mailbox'): string {
  * bytes, so they hash to one blob key. Throws for anything but string fields.
  */
 export function encodeBody(body: unknown): string {
+  return encodeBodyParts(body).encoded;
+}
+
+function setField(body: Body, key: string, value: string | string[]): void {
+  // A "__proto__" field must stay an own data property, never set the prototype.
+  Object.defineProperty(body, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
+/**
+ * The canonical encoding of a body and the body exactly as `decodeBody` would return it (keys
+ * sorted, one-element arrays as strings, empty arrays gone), built in one pass so a send never
+ * decodes what it just encoded.
+ */
+export function encodeBodyParts(body: unknown): { encoded: string; decoded: Body } {
   if (typeof body !== 'object' || body === null || Array.isArray(body))
     throw new MailboxInvalidArgumentError('body must be an object of string fields');
   const keys = Object.keys(body).sort();
+  const decoded: Body = {};
   let out = '';
   for (const key of keys) {
     const value = (body as Record<string, unknown>)[key];
     const k = encodeField(key, 'body key');
     if (typeof value === 'string') {
       out += (out.length === 0 ? '' : '&') + k + '=' + encodeField(value, `body.${key}`);
+      setField(decoded, key, value);
     } else if (Array.isArray(value)) {
       for (const v of value as unknown[]) {
         if (typeof v !== 'string')
           throw new MailboxInvalidArgumentError(`body.${key} must be a string or an array of strings`);
         out += (out.length === 0 ? '' : '&') + k + '=' + encodeField(v, `body.${key}`);
       }
+      if (value.length === 1) setField(decoded, key, value[0] as string);
+      else if (value.length > 1) setField(decoded, key, [...(value as string[])]);
     } else {
       throw new MailboxInvalidArgumentError(`body.${key} must be a string or an array of strings`);
     }
   }
-  return out;
+  return { encoded: out, decoded };
 }
 
 function encodeField(s: string, what: string): string {

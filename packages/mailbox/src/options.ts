@@ -128,8 +128,6 @@ export function resolveOptions(options: BrokerOptions): ResolvedBrokerOptions {
   if (typeof sqlite !== 'object') throw new MailboxInvalidArgumentError('sqlite must be an object');
   if (sqlite.synchronous !== undefined && sqlite.synchronous !== 'full' && sqlite.synchronous !== 'normal')
     throw new MailboxInvalidArgumentError('sqlite.synchronous must be "full" or "normal"');
-  if (sqlite.syncClaims !== undefined && typeof sqlite.syncClaims !== 'boolean')
-    throw new MailboxInvalidArgumentError('sqlite.syncClaims must be a boolean');
   if (sqlite.busyTimeoutMs !== undefined) checkInt('sqlite.busyTimeoutMs', sqlite.busyTimeoutMs, 0, 600_000);
   if (sqlite.cacheKiB !== undefined) checkInt('sqlite.cacheKiB', sqlite.cacheKiB, 64, 16 * 1024 * 1024);
   const hash = o.hash ?? d.hash;

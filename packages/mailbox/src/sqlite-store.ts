@@ -6,10 +6,9 @@
  * Durability: with `synchronous: 'full'` (default) a commit fsyncs the WAL before `apply`
  * returns, so a send or ack that resolved survives `kill -9` and power loss. `'normal'` skips
  * that fsync (the WAL is synced at checkpoints): still safe against a killed process, but a
- * power cut can lose the last commits. With `syncClaims: false`, batches of claims and
- * re-enqueues only are committed without the fsync even under 'full': a lost claim comes back
- * as queued after a crash, and fencing tokens stay monotonic across that because each open
- * starts a new fencing epoch (token = epoch * 2^32 + counter).
+ * power cut can lose the last commits. Each open also starts a new fencing epoch (token =
+ * epoch * 2^32 + counter), committed before any lease is granted, so tokens keep growing across
+ * restarts without a write per lease.
  *
  * Indexes: a partial index (mailbox, due, seq) over queued rows makes "the oldest due message
  * of a mailbox" one O(log n) seek; partial indexes over leased rows (by leasedUntil) and
@@ -29,13 +28,11 @@ import type {
   StoreResult,
   StoreStats,
 } from './store.js';
-import { afterAttempt, isDurableOp } from './store.js';
+import { afterAttempt } from './store.js';
 
 export interface SqliteStoreOptions {
   /** 'full' (default): fsync before a send or ack resolves. 'normal': safe against process crashes only. */
   readonly synchronous?: 'full' | 'normal';
-  /** Whether claim-only batches also wait for an fsync (default true). */
-  readonly syncClaims?: boolean;
   /** How long to wait for another process's lock at open (default 2000 ms). */
   readonly busyTimeoutMs?: number;
   /** SQLite page cache in KiB (default 32768). */
@@ -58,7 +55,7 @@ CREATE TABLE IF NOT EXISTS messages (
 CREATE INDEX IF NOT EXISTS messages_ready ON messages(mailbox, due, seq) WHERE state = 0;
 CREATE INDEX IF NOT EXISTS messages_leased ON messages(leased_until) WHERE state = 1;
 CREATE INDEX IF NOT EXISTS messages_expiring ON messages(expires_at) WHERE state = 2;
-CREATE INDEX IF NOT EXISTS messages_pending ON messages(mailbox, received_at, seq) WHERE state < 2;
+DROP INDEX IF EXISTS messages_pending;
 `;
 
 const COLS = `m.seq, m.mid, m.mailbox, m.sender, m.receiver, m.client_time, m.received_at, m.delay_ms, m.state,
@@ -168,6 +165,7 @@ class Statements {
   readonly nextDue: Statement;
   readonly leaseOf: Statement;
   readonly confirm: Statement;
+  readonly confirmLease: Statement;
   readonly retry: Statement;
   readonly extend: Statement;
   readonly expired: Statement;
@@ -178,8 +176,6 @@ class Statements {
   readonly headers: Statement;
   readonly counts: Statement;
   readonly totals: Statement;
-  readonly syncFull: Statement;
-  readonly syncNormal: Statement;
 
   constructor(db: Database.Database) {
     this.insertMsg = db.prepare(
@@ -217,6 +213,14 @@ class Statements {
       `UPDATE messages SET state = 2, status = 1, leased_until = NULL, expires_at = ?, history = history || ?
        WHERE seq = ?`,
     );
+    // Confirm in one statement: the lease check, the retention of the mailbox and the attempt
+    // record (same JSON as formatAttempt) all in SQL. Zero changes means the lease is not valid.
+    this.confirmLease = db.prepare(
+      `UPDATE messages SET state = 2, status = 1, leased_until = NULL,
+       expires_at = @now + (SELECT retention_ms FROM mailboxes WHERE name = messages.mailbox),
+       history = history || json_object('n', delivery_count, 'c', coalesce(consumer, ''), 'f', fetch_time, 'e', @now, 'o', 1) || char(10)
+       WHERE mid = @mid AND lid = @lid AND state = 1 AND leased_until > @now`,
+    );
     this.retry = db.prepare(
       `UPDATE messages SET state = 0, status = ?, mailbox = ?, due = ?, leased_until = NULL, history = history || ?
        WHERE seq = ?`,
@@ -238,9 +242,12 @@ class Statements {
       `INSERT INTO mailboxes (name, max_deliveries, retry_delay_ms, retention_ms, created_at) VALUES (?, ?, ?, ?, ?)
        ON CONFLICT(name) DO NOTHING`,
     );
+    // No index of its own (it would cost every send, claim and ack): the queued rows of the
+    // mailbox come from messages_ready, the leased ones from messages_leased.
     this.headers = db.prepare(
-      `SELECT ${COLS} FROM messages m WHERE m.mailbox = ? AND m.state < 2 AND m.received_at > ?
-       ORDER BY m.received_at, m.seq LIMIT ?`,
+      `SELECT * FROM (SELECT ${COLS} FROM messages m WHERE m.mailbox = @mailbox AND m.state = 0 AND m.received_at > @after
+       UNION ALL SELECT ${COLS} FROM messages m WHERE m.state = 1 AND m.mailbox = @mailbox AND m.received_at > @after)
+       ORDER BY received_at, seq LIMIT @limit`,
     );
     this.counts = db.prepare(
       `SELECT mailbox, sum(state = 0 AND due <= ?) AS ready, sum(state = 0 AND due > ?) AS delayed,
@@ -250,8 +257,6 @@ class Statements {
       `SELECT count(*) AS messages, coalesce(sum(state = 0), 0) AS queued, coalesce(sum(state = 1), 0) AS leased,
        coalesce(sum(state = 2), 0) AS confirmed FROM messages`,
     );
-    this.syncFull = db.prepare('PRAGMA synchronous = FULL');
-    this.syncNormal = db.prepare('PRAGMA synchronous = NORMAL');
   }
 }
 
@@ -263,19 +268,13 @@ export class SqliteStore implements MessageStore {
   readonly #st: Statements;
   readonly #ids = new RandomIds();
   readonly #mailboxes = new Map<string, { settings: MailboxSettings; createdAt: number }>();
-  readonly #full: boolean;
-  readonly #syncClaims: boolean;
-  #syncing: boolean;
   readonly #epoch: number;
   #fenceCounter = 0;
   #closed = false;
 
-  private constructor(path: string, db: Database.Database, options: SqliteStoreOptions) {
+  private constructor(path: string, db: Database.Database) {
     this.path = path;
     this.#db = db;
-    this.#full = (options.synchronous ?? 'full') === 'full';
-    this.#syncClaims = options.syncClaims ?? true;
-    this.#syncing = this.#full;
     this.#st = new Statements(db);
     this.blobs = new SqliteBlobStore({
       run: (fn) => this.#run(fn),
@@ -318,7 +317,7 @@ export class SqliteStore implements MessageStore {
       db.pragma(`cache_size = -${options.cacheKiB ?? 32768}`);
       db.pragma('temp_store = MEMORY');
       db.exec(SCHEMA);
-      return new SqliteStore(path, db, options);
+      return new SqliteStore(path, db);
     } catch (error) {
       db?.close();
       const code = (error as { code?: unknown }).code;
@@ -342,11 +341,6 @@ export class SqliteStore implements MessageStore {
 
   async apply(ops: readonly StoreOp[], nowMs: number): Promise<StoreResult[]> {
     if (this.#closed) throw new MailboxClosedError('the SQLite store is closed');
-    const sync = this.#full && (this.#syncClaims || ops.some(isDurableOp));
-    if (sync !== this.#syncing) {
-      (sync ? this.#st.syncFull : this.#st.syncNormal).run();
-      this.#syncing = sync;
-    }
     // Mailbox settings are cached; undo cache changes if the transaction rolls back.
     const added: string[] = [];
     try {
@@ -416,7 +410,7 @@ export class SqliteStore implements MessageStore {
             dueAt: new Date(due),
             blobKey: m.blobKey,
             bodyBytes: m.bodyBytes,
-            body: decodeBody(m.body),
+            body: m.decoded,
           },
         };
       }
@@ -435,10 +429,14 @@ export class SqliteStore implements MessageStore {
           st.claimUpdate.run(r.delivery_count, r.lid, r.fence, r.leased_until, now, op.consumer, r.seq);
           messages.push(message(r));
         }
+        // Only an empty claim needs to know when to look again (the long poll sleeps until then).
+        if (messages.length > 0) return { kind: 'claim', messages, nextDueMs: null };
         const next = st.nextDue.get(op.mailbox) as { due: number } | undefined;
         return { kind: 'claim', messages, nextDueMs: next?.due ?? null };
       }
       case 'ack': {
+        if (op.status === 1 && st.confirmLease.run({ now, mid: op.mid, lid: op.lid }).changes === 1)
+          return { kind: 'ack', outcome: 'ok', wake: null };
         const r = st.leaseOf.get(op.mid) as Row | undefined;
         const outcome = this.#checkLease(r, op.lid, now);
         if (outcome !== 'ok') return { kind: 'ack', outcome, wake: null };
@@ -514,7 +512,7 @@ export class SqliteStore implements MessageStore {
   }
 
   async headers(mailbox: string, afterMs: number, limit: number): Promise<MessageHeader[]> {
-    return this.#run((st) => (st.headers.all(mailbox, afterMs, limit) as Row[]).map(header));
+    return this.#run((st) => (st.headers.all({ mailbox, after: afterMs, limit }) as Row[]).map(header));
   }
 
   async mailboxes(nowMs: number): Promise<MailboxInfo[]> {

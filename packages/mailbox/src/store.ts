@@ -7,7 +7,7 @@
  * applied inside the store's transaction; `afterAttempt()` below is the one statement of the
  * retry rule that every store shares.
  */
-import type { Message, MessageHeader } from './message.js';
+import type { Body, Message, MessageHeader } from './message.js';
 import { deadLetterName, isDeadLetterName } from './message.js';
 
 /** Per-mailbox settings, fixed when the mailbox is created (first send or `configure`). */
@@ -54,6 +54,8 @@ export interface NewMessage {
   readonly blobKey: string;
   /** The canonical encoded body (see `encodeBody`). */
   readonly body: string;
+  /** The body as `decodeBody(body)` returns it (the broker has it already; stores need not decode). */
+  readonly decoded: Body;
   readonly bodyBytes: number;
 }
 
@@ -83,17 +85,13 @@ export type LeaseOutcome = 'ok' | 'not-found' | 'lease-invalid';
 
 export type StoreResult =
   | { readonly kind: 'send'; readonly message: Message; readonly created: boolean }
+  /** `nextDueMs`: when the mailbox's next queued message comes due; required only when `messages` is empty. */
   | { readonly kind: 'claim'; readonly messages: Message[]; readonly nextDueMs: number | null }
   | { readonly kind: 'ack'; readonly outcome: LeaseOutcome; readonly wake: string | null }
   | { readonly kind: 'extend'; readonly outcome: LeaseOutcome; readonly message: MessageHeader | null }
   | { readonly kind: 'reenqueue'; readonly count: number; readonly wake: readonly string[] }
   | { readonly kind: 'expire'; readonly count: number }
   | { readonly kind: 'configure' };
-
-/** Ops whose effect must be on disk before they resolve; claims and re-enqueues may ride along. */
-export function isDurableOp(op: StoreOp): boolean {
-  return op.kind !== 'claim' && op.kind !== 'reenqueue';
-}
 
 export interface MessageStore {
   /** The blob store holding this store's bodies (sends put bodies into it in the same transaction). */

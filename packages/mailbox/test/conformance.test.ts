@@ -17,11 +17,11 @@ storeConformance('sqlite', () => {
   };
 });
 
-storeConformance('sqlite, synchronous normal, claims without fsync', () => {
+storeConformance('sqlite, synchronous normal', () => {
   const dir = makeTempDir('switchyard-mailbox-');
   return {
     durable: true,
-    open: () => SqliteStore.open(join(dir.path, 'mailbox.db'), { synchronous: 'normal', syncClaims: false }),
+    open: () => SqliteStore.open(join(dir.path, 'mailbox.db'), { synchronous: 'normal' }),
     destroy: async () => rmSync(dir.path, { recursive: true, force: true }),
   };
 });
