@@ -34,6 +34,7 @@ class Proc {
   constructor(args: string[]) {
     this.child = spawn(process.execPath, [CHILD, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
     createInterface({ input: this.child.stdout! }).on('line', (line) => {
+      if (!line.startsWith('{')) return;
       this.#messages.push(JSON.parse(line) as Record<string, unknown>);
       this.#wake?.();
     });
@@ -170,6 +171,12 @@ export default async function journal(args: string[]): Promise<void> {
   const n = (count: number): number => Math.max(1000, Math.round(count * scale));
   const dir = mkdtempSync('/dev/shm/switchyard-bench-');
   const sockDir = mkdtempSync(join(tmpdir(), 'switchyard-bench-'));
+  // Also on a crash: the journals under /dev/shm hold memory until removed.
+  const cleanUp = (): void => {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(sockDir, { recursive: true, force: true });
+  };
+  process.once('exit', cleanUp);
   const sizes = [64, 1024];
   const counts: Record<number, Record<string, number>> = {
     64: { journal: n(3_000_000), post: n(300_000), ipc: n(100_000), sock: n(200_000), batched: n(2_000_000) },
@@ -243,8 +250,7 @@ export default async function journal(args: string[]): Promise<void> {
     }
   } finally {
     bar.stop();
-    rmSync(dir, { recursive: true, force: true });
-    rmSync(sockDir, { recursive: true, force: true });
+    cleanUp();
   }
   for (const r of rows) {
     r['RTT p50 µs'] ??= '—';
