@@ -20,7 +20,8 @@ function smallTmpfs(): { path: string; unmount: () => void } | string {
   return {
     path,
     unmount: () => {
-      execFileSync('umount', [path]);
+      // Lazily if a failed assertion left a mapping open: never leave the mount behind.
+      execFileSync('umount', ['-l', path]);
       rmSync(path, { recursive: true, force: true });
     },
   };
