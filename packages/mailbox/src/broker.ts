@@ -483,7 +483,7 @@ export class Broker {
   }
 
   /** Moves the end of lease `lid` to `leaseMs` from now (the lease must still be valid). */
-  async extend(mid: string, lid: string, leaseMs: number, options: CallOptions = {}): Promise<MessageHeader> {
+  async extend(mid: string, lid: string, leaseMs: number, options: CallOptions = {}): Promise<Message> {
     checkSignal(options.signal);
     this.#checkMid(mid);
     checkHexId('lid', lid, [32]);

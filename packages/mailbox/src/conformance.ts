@@ -325,6 +325,7 @@ export function storeConformance(
       const ext = await broker.extend(m.mid, m.lid!, 1000);
       assert.equal(ext.leasedUntil?.getTime(), clock.now() + 1000);
       assert.equal(ext.lid, m.lid);
+      assert.deepEqual(ext.body, { x: '1' });
       clock.advance(500);
       assert.equal(await broker.reenqueue(), 0, 'an extended lease is not expired');
       await broker.ack(m.mid, m.lid!, 1);

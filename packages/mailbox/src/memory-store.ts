@@ -248,7 +248,7 @@ export class MemoryStore implements MessageStore {
         if (rec.state !== LEASED || rec.lid !== op.lid || rec.leasedUntil === null || rec.leasedUntil <= now)
           return { kind: 'extend', outcome: 'lease-invalid', message: null };
         rec.leasedUntil = now + op.leaseMs;
-        return { kind: 'extend', outcome: 'ok', message: this.#header(rec) };
+        return { kind: 'extend', outcome: 'ok', message: this.#message(rec) };
       }
       case 'reenqueue': {
         const expired: Rec[] = [];

@@ -447,9 +447,8 @@ export class SqliteStore implements MessageStore {
         const r = st.leaseOf.get(op.mid) as Row | undefined;
         const outcome = this.#checkLease(r, op.lid, now);
         if (outcome !== 'ok') return { kind: 'extend', outcome, message: null };
-        r!.leased_until = now + op.leaseMs;
-        st.extend.run(r!.leased_until, r!.seq);
-        return { kind: 'extend', outcome, message: header(r!) };
+        st.extend.run(now + op.leaseMs, r!.seq);
+        return { kind: 'extend', outcome, message: message(st.byMid.get(op.mid) as Row) };
       }
       case 'reenqueue': {
         const rows = st.expired.all(now, op.limit) as Row[];

@@ -88,7 +88,7 @@ export type StoreResult =
   /** `nextDueMs`: when the mailbox's next queued message comes due; required only when `messages` is empty. */
   | { readonly kind: 'claim'; readonly messages: Message[]; readonly nextDueMs: number | null }
   | { readonly kind: 'ack'; readonly outcome: LeaseOutcome; readonly wake: string | null }
-  | { readonly kind: 'extend'; readonly outcome: LeaseOutcome; readonly message: MessageHeader | null }
+  | { readonly kind: 'extend'; readonly outcome: LeaseOutcome; readonly message: Message | null }
   | { readonly kind: 'reenqueue'; readonly count: number; readonly wake: readonly string[] }
   | { readonly kind: 'expire'; readonly count: number }
   | { readonly kind: 'configure' };
