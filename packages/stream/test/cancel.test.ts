@@ -1,7 +1,16 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import { once } from 'node:events';
+import { connect, createServer, type Socket } from 'node:net';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { StreamError, StreamTimeoutError, type Source, type SourceFunc } from '@switchyard/stream';
+import {
+  StreamClient,
+  StreamError,
+  StreamServer,
+  StreamTimeoutError,
+  type Source,
+  type SourceFunc,
+} from '@switchyard/stream';
 import { TRANSPORTS, counter, eventually, startPair, text } from './helpers.js';
 
 /** A server whose producers record whether their `finally` ran. */
@@ -246,7 +255,6 @@ test('frameWriteTimeoutMs fails a source whose consumer stops taking frames', as
 });
 
 test('dialTimeoutMs bounds connecting', async () => {
-  const { StreamClient } = await import('@switchyard/stream');
   const client = new StreamClient({
     dialTimeoutMs: 100,
     dial: (_endpoint, signal) =>
@@ -277,4 +285,65 @@ test('closing the client mid-stream finishes every server producer', async () =>
   );
   await assert.rejects(it.next(), (e) => e instanceof StreamError);
   await pair[Symbol.asyncDispose]();
+});
+
+test('client masterWriteTimeoutMs: a request stuck in the outbox fails typed', async () => {
+  // A peer that sends its preface and then never reads.
+  const sockets: Socket[] = [];
+  const deaf = createServer((socket) => {
+    sockets.push(socket);
+    socket.write(Buffer.from([0x53, 0x57, 0x59, 0x53, 1, 0, 0, 0, 0, 1, 0, 0]));
+    socket.pause();
+  });
+  deaf.listen(0, '127.0.0.1');
+  await once(deaf, 'listening');
+  const port = (deaf.address() as { port: number }).port;
+  const client = new StreamClient({ masterWriteTimeoutMs: 100, keepaliveIntervalMs: 0 });
+  await assert.rejects(
+    client
+      .post(`tcp://127.0.0.1:${port}`, new Uint8Array(32 * 1024 * 1024))
+      [Symbol.asyncIterator]()
+      .next(),
+    isTimeout('masterWriteTimeoutMs'),
+  );
+  await client.close();
+  for (const s of sockets) s.destroy();
+  deaf.close();
+});
+
+test('server masterWriteTimeoutMs: an announcement stuck behind a congested outbox fails the request', async () => {
+  let reason: unknown;
+  const server = new StreamServer({ masterWriteTimeoutMs: 100, keepaliveIntervalMs: 0 });
+  await server.listen('tcp://127.0.0.1:0', async function* (request) {
+    try {
+      // Endless sources: each announcement finds the outbox congested again, until the
+      // socket buffers are full and it stays congested.
+      for (let i = 0; i < 100; i++) {
+        yield {
+          frames: (function* () {
+            for (;;) yield new Uint8Array(65536);
+          })(),
+        };
+      }
+    } finally {
+      reason = request.signal.reason;
+    }
+  });
+  const port = Number(server.address.split(':').pop());
+  const socket = connect(port, '127.0.0.1');
+  await once(socket, 'connect');
+  const preface = Buffer.from([0x53, 0x57, 0x59, 0x53, 1, 0, 0, 0, 0x7f, 0xff, 0xff, 0xff]);
+  const request = Buffer.alloc(10 + 14);
+  request.writeUInt32BE(14, 0);
+  request[4] = 1; // REQUEST
+  request.writeUInt32BE(1, 6);
+  request.writeUInt32BE(100, 10); // source window
+  request.writeUInt32BE(0x7fffffff, 14); // frame window
+  request.writeUInt32BE(0x7fffffff, 18); // byte window
+  socket.write(Buffer.concat([preface, request]));
+  socket.pause(); // never read: the server's outbox fills
+  await eventually(() => reason !== undefined, 3000, 'the request to fail');
+  assert.ok(isTimeout('masterWriteTimeoutMs')(reason), String(reason));
+  socket.destroy();
+  await server.close();
 });
