@@ -299,13 +299,8 @@ test('client masterWriteTimeoutMs: a request stuck in the outbox fails typed', a
   await once(deaf, 'listening');
   const port = (deaf.address() as { port: number }).port;
   const client = new StreamClient({ masterWriteTimeoutMs: 100, keepaliveIntervalMs: 0 });
-  await assert.rejects(
-    client
-      .post(`tcp://127.0.0.1:${port}`, new Uint8Array(32 * 1024 * 1024))
-      [Symbol.asyncIterator]()
-      .next(),
-    isTimeout('masterWriteTimeoutMs'),
-  );
+  const posted = client.post(`tcp://127.0.0.1:${port}`, new Uint8Array(32 * 1024 * 1024));
+  await assert.rejects(posted[Symbol.asyncIterator]().next(), isTimeout('masterWriteTimeoutMs'));
   await client.close();
   for (const s of sockets) s.destroy();
   deaf.close();
