@@ -642,7 +642,6 @@ export class ConnectionImpl<F, T> implements Connection<F, T> {
         this.#closeTimer = null;
         this.#finishTransport(new WireConnectionClosedError('the peer did not close within closeTimeoutMs'));
       }, this.#ctx.options.closeTimeoutMs);
-      this.#closeTimer.unref();
       if (this.#paused) this.#transport.resume(); // to see the peer's end of stream
       this.#endIfFlushed();
     }
