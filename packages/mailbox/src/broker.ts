@@ -516,8 +516,9 @@ export class Broker {
   }
 
   /**
-   * Ends every expired lease as a Timeout attempt (retry after the delay, or dead-letter);
-   * returns how many. `now` may not be later than the clock: that would end valid leases.
+   * Ends every lease that expired by `now` (default: the clock) as a Timeout attempt (retry
+   * after the delay, or dead-letter); returns how many. `now` may not be later than the clock:
+   * that would end leases that are still valid.
    */
   async reenqueue(now?: Date, options: CallOptions = {}): Promise<number> {
     checkSignal(options.signal);
@@ -527,12 +528,13 @@ export class Broker {
       if (now.getTime() > this.#clock.now())
         throw new MailboxInvalidArgumentError('now must not be later than the broker clock');
     }
+    const op: StoreOp =
+      now === undefined
+        ? { kind: 'reenqueue', limit: this.#o.sweepLimit }
+        : { kind: 'reenqueue', limit: this.#o.sweepLimit, asOfMs: now.getTime() };
     let total = 0;
     for (;;) {
-      const r = (await this.#submit({ kind: 'reenqueue', limit: this.#o.sweepLimit })) as Extract<
-        StoreResult,
-        { kind: 'reenqueue' }
-      >;
+      const r = (await this.#submit(op)) as Extract<StoreResult, { kind: 'reenqueue' }>;
       total += r.count;
       if (r.count < this.#o.sweepLimit) return total;
     }

@@ -292,6 +292,11 @@ export function storeConformance(
       clock.advance(LEASE);
       await rejectsWith(broker.ack(first.mid, first.lid!, 1), 'MAILBOX_ERR_LEASE_INVALID');
       assert.equal(await broker.fetch('e'), null, 'not due before the sweep and the retry delay');
+      assert.equal(
+        await broker.reenqueue(new Date(clock.now() - 1)),
+        0,
+        'not expired as of a moment earlier',
+      );
       assert.equal(await broker.reenqueue(), 1);
       const h = await broker.get(first.mid);
       assert.equal(h?.status, MessageStatus.Timeout);

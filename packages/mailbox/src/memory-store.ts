@@ -253,7 +253,12 @@ export class MemoryStore implements MessageStore {
       case 'reenqueue': {
         const expired: Rec[] = [];
         for (const rec of d.messages.values())
-          if (rec.state === LEASED && rec.leasedUntil !== null && rec.leasedUntil <= now) expired.push(rec);
+          if (
+            rec.state === LEASED &&
+            rec.leasedUntil !== null &&
+            rec.leasedUntil <= Math.min(now, op.asOfMs ?? now)
+          )
+            expired.push(rec);
         expired.sort((a, b) => a.leasedUntil! - b.leasedUntil! || a.seq - b.seq);
         const wake = new Set<string>();
         for (const rec of expired.slice(0, op.limit)) {

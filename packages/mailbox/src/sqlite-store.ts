@@ -451,7 +451,7 @@ export class SqliteStore implements MessageStore {
         return { kind: 'extend', outcome, message: message(st.byMid.get(op.mid) as Row) };
       }
       case 'reenqueue': {
-        const rows = st.expired.all(now, op.limit) as Row[];
+        const rows = st.expired.all(Math.min(now, op.asOfMs ?? now), op.limit) as Row[];
         const wake = new Set<string>();
         for (const r of rows) wake.add(this.#endAttempt(r, r.leased_until!, 4, added));
         return { kind: 'reenqueue', count: rows.length, wake: [...wake] };

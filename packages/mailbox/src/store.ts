@@ -74,8 +74,8 @@ export type StoreOp =
   | { readonly kind: 'ack'; readonly mid: string; readonly lid: string; readonly status: 1 | 2 }
   /** Move the lease `lid` of `mid` to end `leaseMs` from now. */
   | { readonly kind: 'extend'; readonly mid: string; readonly lid: string; readonly leaseMs: number }
-  /** End up to `limit` expired leases as Timeout attempts. */
-  | { readonly kind: 'reenqueue'; readonly limit: number }
+  /** End up to `limit` leases expired by `asOfMs` (at most the batch time; default it) as Timeout attempts. */
+  | { readonly kind: 'reenqueue'; readonly limit: number; readonly asOfMs?: number }
   /** Delete up to `limit` confirmed messages past retention; their blob references go down. */
   | { readonly kind: 'expire'; readonly limit: number }
   /** Create a mailbox, or change its settings. */
