@@ -146,3 +146,41 @@ test('post accepts AbortSignal.timeout(): the timeout cancels on the wire like a
   );
   await eventually(() => finished, 2000, 'the source function to finish');
 });
+
+test('a peer that overruns the granted window is a protocol error: client memory stays bounded', async () => {
+  const data: Frame = {
+    type: FrameType.DATA,
+    streamId: 2,
+    records: [text('x')],
+    lz4: null,
+    payload: null,
+    count: 1,
+  };
+  const client = new StreamClient({
+    keepaliveIntervalMs: 0,
+    frameBufferSize: 4,
+    dial: () => {
+      const [a, b] = memoryTransportPair();
+      b.start({ data: () => undefined, end: () => b.end(), closed: () => undefined });
+      b.write(
+        [
+          bytes([PREFACE, { type: FrameType.SOURCE, streamId: 2, requestId: 1, header: text('h') }]),
+          ...Array.from({ length: 10 }, () => bytes([data])),
+        ],
+        () => undefined,
+      );
+      return a;
+    },
+  });
+  const it = client.post('memory:x', text('x'))[Symbol.asyncIterator]();
+  await assert.rejects(
+    (async () => {
+      const source = (await it.next()).value as Source;
+      for await (const _ of source.frames) {
+        // the first four are fine
+      }
+    })(),
+    (e) => e instanceof StreamError && e.code === 'STREAM_ERR_PROTOCOL',
+  );
+  await client.close();
+});
