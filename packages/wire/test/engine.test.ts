@@ -290,14 +290,12 @@ test('backpressure: hysteresis between the water marks, onDrain, and maxOutboxSi
   assert.equal(conn.isWritable, false);
   let resolved = false;
   void conn.writable.then(() => (resolved = true));
-  await sleep(5); // the flush hands the outbox to the transport, which holds it
-  assert.equal(t.writes, 1);
+  await until(() => t.writes === 1, 'the flush hands the outbox to the transport, which holds it');
   assert.equal(conn.send(frame), false, 'still false: the outbox is still over the low-water mark');
-  t.completeWrites();
-  await sleep(5);
-  t.completeWrites();
-  await sleep(5);
-  assert.equal(resolved, true);
+  await until(() => {
+    t.completeWrites();
+    return resolved;
+  }, 'drain');
   assert.equal(drains, 1);
   assert.equal(conn.outboxSize, 0);
   assert.equal(conn.send(frame), true);
@@ -329,15 +327,13 @@ test('pooled buffers: a connection holds buffers only while it has something in 
   assert.equal(s.engine.poolStats().leased, 0, 'the read buffer went back');
   s.conn.send(new Uint8Array(10));
   assert.equal(s.engine.poolStats().leased, 1, 'the write buffer is out until the write completes');
-  await sleep(5);
-  assert.equal(s.engine.poolStats().leased, 0, 'and back after it');
+  await until(() => s.engine.poolStats().leased === 0, 'the write buffer back after the write');
   assert.equal(s.transport.writes, 1);
   // A frame larger than a pooled buffer takes a larger pooled buffer, returned after.
   const big = scripted(() => lengthPrefixed(), { initialBufferSize: 1024 });
   big.conn.send(new Uint8Array(5000));
   assert.ok(big.engine.poolStats().leasedBytes >= 5004);
-  await sleep(5);
-  assert.equal(big.engine.poolStats().leased, 0);
+  await until(() => big.engine.poolStats().leased === 0, 'the large buffer back');
   assert.equal(big.transport.writtenBytes().length, 5004);
 });
 
