@@ -20,9 +20,19 @@ export const SHM_ERROR_CODES = Object.freeze({
     'No record or heartbeat arrived from the writer within the journal timeout: the writer is presumed dead.',
   SHM_ERR_CLOSED: 'The writer or reader was closed.',
   SHM_ERR_CORRUPT: 'The file is truncated or a header field or record is invalid.',
-  SHM_ERR_FOREIGN_FILE: 'The file is not a Switchyard journal (wrong signature).',
-  SHM_ERR_UNSUPPORTED_VERSION: 'The journal was written in a format version this package does not read.',
-  SHM_ERR_NOT_READY: 'The journal header has not been published yet (the writer is still creating it).',
+  SHM_ERR_FOREIGN_FILE: 'The file is not a Switchyard journal or pub/sub region (wrong signature).',
+  SHM_ERR_UNSUPPORTED_VERSION:
+    'The journal or region was written in a format version this package does not read.',
+  SHM_ERR_NOT_READY:
+    'The journal or region header has not been published yet (the writer is still creating it).',
+  SHM_ERR_POOL_EXHAUSTED:
+    'Every block of the pub/sub pool is out (held by samples, loans or unread ring entries); release some and retry.',
+  SHM_ERR_DATA_TOO_LARGE: "The message is larger than the region's blockSize.",
+  SHM_ERR_PUBLISHER_DEAD:
+    "The publisher's heartbeat is older than staleTimeoutMs: the publisher process is presumed dead.",
+  SHM_ERR_WOULD_BLOCK:
+    "slowSubscriber 'block': publishing now would overwrite a message a live subscriber has not read yet; wait with `writable()`.",
+  SHM_ERR_TIMEOUT: 'The other side did not appear (or no message came) within the given time.',
 } as const);
 
 export type ShmErrorCode = keyof typeof SHM_ERROR_CODES;
@@ -155,5 +165,45 @@ export class ShmNotReadyError extends ShmError {
   static readonly code = 'SHM_ERR_NOT_READY';
   constructor(message: string, options?: ErrorOptions) {
     super('SHM_ERR_NOT_READY', message, options);
+  }
+}
+
+/** Every block of the pool is out. */
+export class ShmPoolExhaustedError extends ShmError {
+  static readonly code = 'SHM_ERR_POOL_EXHAUSTED';
+  constructor(message: string, options?: ErrorOptions) {
+    super('SHM_ERR_POOL_EXHAUSTED', message, options);
+  }
+}
+
+/** The message exceeds the block size. */
+export class ShmDataTooLargeError extends ShmError {
+  static readonly code = 'SHM_ERR_DATA_TOO_LARGE';
+  constructor(message: string, options?: ErrorOptions) {
+    super('SHM_ERR_DATA_TOO_LARGE', message, options);
+  }
+}
+
+/** The publisher's heartbeat went stale. */
+export class ShmPublisherDeadError extends ShmError {
+  static readonly code = 'SHM_ERR_PUBLISHER_DEAD';
+  constructor(message: string, options?: ErrorOptions) {
+    super('SHM_ERR_PUBLISHER_DEAD', message, options);
+  }
+}
+
+/** Publishing would overwrite an unread message of a live subscriber (slowSubscriber 'block'). */
+export class ShmWouldBlockError extends ShmError {
+  static readonly code = 'SHM_ERR_WOULD_BLOCK';
+  constructor(message: string, options?: ErrorOptions) {
+    super('SHM_ERR_WOULD_BLOCK', message, options);
+  }
+}
+
+/** The peer did not appear, or nothing came, in time. */
+export class ShmTimeoutError extends ShmError {
+  static readonly code = 'SHM_ERR_TIMEOUT';
+  constructor(message: string, options?: ErrorOptions) {
+    super('SHM_ERR_TIMEOUT', message, options);
   }
 }

@@ -10,6 +10,14 @@ import {
   type TickUnit,
 } from './journal-format.js';
 import { MAX_MAPPING_BYTES } from './native.js';
+import {
+  MAX_BLOCK_COUNT,
+  MAX_SUBSCRIBER_SLOTS,
+  MIN_BLOCK_SIZE,
+  SLOW_POLICIES,
+  regionLayout,
+  type SlowSubscriberPolicy,
+} from './pubsub-format.js';
 
 /**
  * How a reader waits for the next record.
@@ -172,6 +180,182 @@ export function resolveOpenJournalOptions(options: OpenJournalOptions = {}): Res
   const d = OPEN_JOURNAL_DEFAULTS;
   return Object.freeze({
     waitForMs: integer('waitForMs', options.waitForMs ?? d.waitForMs, 0, 2 ** 31 - 1),
+    wait: checkWait(options.wait ?? d.wait),
+    spinMicros: integer('spinMicros', options.spinMicros ?? d.spinMicros, 0, 1_000_000),
+    maxBackoffMs: integer('maxBackoffMs', options.maxBackoffMs ?? d.maxBackoffMs, 1, 60_000),
+  });
+}
+
+/** Configuration of a pub/sub region (`Publisher.create`, `ShmChannel.listen/connect`). */
+export interface PubSubConfig {
+  /** Blocks in the pool. Default 256. */
+  blockCount?: number;
+  /** Bytes per block: the largest message. A multiple of 64. Default 64 KiB. */
+  blockSize?: number;
+  /** Descriptor ring entries: a power of two, at most `blockCount`. Default 128. */
+  ringDepth?: number;
+  /** How often the publisher stamps its heartbeat, ms. Default 100. */
+  heartbeatIntervalMs?: number;
+  /** Heartbeat age after which subscribers report `SHM_ERR_PUBLISHER_DEAD`, ms. Default 5000. */
+  staleTimeoutMs?: number;
+  /**
+   * `'overwrite'` (default): the publisher never waits; a subscriber that falls more than
+   * `ringDepth` behind loses the oldest messages and is told how many. `'block'`: the
+   * publisher never overwrites a message a live subscriber has not read (`send` throws
+   * `SHM_ERR_WOULD_BLOCK`; `writable()` waits for room).
+   */
+  slowSubscriber?: SlowSubscriberPolicy;
+  /** Subscribers that can attach at once. Default 8. */
+  subscriberSlots?: number;
+  /** Directory of the region files. Default `/dev/shm`. */
+  dir?: string;
+  /** Prefault every page at create (MAP_POPULATE). Default true. */
+  prefault?: boolean;
+}
+
+export interface ResolvedPubSubConfig {
+  readonly blockCount: number;
+  readonly blockSize: number;
+  readonly ringDepth: number;
+  readonly heartbeatIntervalMs: number;
+  readonly staleTimeoutMs: number;
+  readonly slowSubscriber: SlowSubscriberPolicy;
+  readonly subscriberSlots: number;
+  readonly dir: string;
+  readonly prefault: boolean;
+}
+
+export const PUBSUB_DEFAULTS: ResolvedPubSubConfig = Object.freeze({
+  blockCount: 256,
+  blockSize: 64 * 1024,
+  ringDepth: 128,
+  heartbeatIntervalMs: 100,
+  staleTimeoutMs: 5000,
+  slowSubscriber: 'overwrite',
+  subscriberSlots: 8,
+  dir: '/dev/shm',
+  prefault: true,
+});
+
+/** Validates a `PubSubConfig`; every message names the option. */
+export function resolvePubSubConfig(config: PubSubConfig = {}): ResolvedPubSubConfig {
+  if (typeof config !== 'object' || config === null) {
+    throw new ShmInvalidArgumentError('PubSubConfig must be an object');
+  }
+  const d = PUBSUB_DEFAULTS;
+  const blockCount = integer('blockCount', config.blockCount ?? d.blockCount, 1, MAX_BLOCK_COUNT);
+  const blockSize = integer('blockSize', config.blockSize ?? d.blockSize, MIN_BLOCK_SIZE, 2 ** 30);
+  if (blockSize % 64 !== 0) {
+    throw new ShmInvalidArgumentError(`option "blockSize" must be a multiple of 64, got ${blockSize}`);
+  }
+  const ringDepth = integer(
+    'ringDepth',
+    config.ringDepth ?? Math.min(d.ringDepth, blockCount),
+    1,
+    blockCount,
+  );
+  if ((ringDepth & (ringDepth - 1)) !== 0) {
+    throw new ShmInvalidArgumentError(`option "ringDepth" must be a power of two, got ${ringDepth}`);
+  }
+  const heartbeatIntervalMs = integer(
+    'heartbeatIntervalMs',
+    config.heartbeatIntervalMs ?? d.heartbeatIntervalMs,
+    1,
+    2 ** 31 - 1,
+  );
+  const staleTimeoutMs = integer('staleTimeoutMs', config.staleTimeoutMs ?? d.staleTimeoutMs, 2, 2 ** 31 - 1);
+  if (staleTimeoutMs <= heartbeatIntervalMs) {
+    throw new ShmInvalidArgumentError(
+      `option "staleTimeoutMs" (${staleTimeoutMs}) must exceed "heartbeatIntervalMs" (${heartbeatIntervalMs})`,
+    );
+  }
+  const slowSubscriber = config.slowSubscriber ?? d.slowSubscriber;
+  if (!SLOW_POLICIES.includes(slowSubscriber)) {
+    throw new ShmInvalidArgumentError(`option "slowSubscriber" must be one of ${SLOW_POLICIES.join(', ')}`);
+  }
+  const subscriberSlots = integer(
+    'subscriberSlots',
+    config.subscriberSlots ?? d.subscriberSlots,
+    1,
+    MAX_SUBSCRIBER_SLOTS,
+  );
+  const dir = config.dir ?? d.dir;
+  if (typeof dir !== 'string' || dir === '' || dir.includes('\0')) {
+    throw new ShmInvalidArgumentError('option "dir" must be a non-empty path without NUL');
+  }
+  const prefault = config.prefault ?? d.prefault;
+  if (typeof prefault !== 'boolean') throw new ShmInvalidArgumentError('option "prefault" must be a boolean');
+  if (regionLayout(blockCount, blockSize, ringDepth, subscriberSlots).totalBytes > MAX_MAPPING_BYTES) {
+    throw new ShmInvalidArgumentError(
+      `options "blockCount" × "blockSize" (${blockCount} × ${blockSize}) exceed the ${MAX_MAPPING_BYTES}-byte mapping limit`,
+    );
+  }
+  return Object.freeze({
+    blockCount,
+    blockSize,
+    ringDepth,
+    heartbeatIntervalMs,
+    staleTimeoutMs,
+    slowSubscriber,
+    subscriberSlots,
+    dir,
+    prefault,
+  });
+}
+
+/** Options of `Subscriber.open`. */
+export interface SubscriberOptions {
+  /** Wait up to this long for the region to appear (blocking the thread). Default 0. */
+  timeoutMs?: number;
+  /** Directory of the region files. Default `/dev/shm`. */
+  dir?: string;
+  /**
+   * `'next'` (default): the first message published after the subscriber attached;
+   * `'oldest'`: the oldest message the ring still holds.
+   */
+  from?: 'next' | 'oldest';
+  /** Default wait strategy of `recv`. Default `'adaptive'`. */
+  wait?: WaitStrategy;
+  /** How long `adaptive` and `block` spin before parking, µs. Default 20. */
+  spinMicros?: number;
+  /** Longest sleep of `backoff`, ms. Default 4. */
+  maxBackoffMs?: number;
+}
+
+export interface ResolvedSubscriberOptions {
+  readonly timeoutMs: number;
+  readonly dir: string;
+  readonly from: 'next' | 'oldest';
+  readonly wait: WaitStrategy;
+  readonly spinMicros: number;
+  readonly maxBackoffMs: number;
+}
+
+export const SUBSCRIBER_DEFAULTS: ResolvedSubscriberOptions = Object.freeze({
+  timeoutMs: 0,
+  dir: '/dev/shm',
+  from: 'next',
+  wait: 'adaptive',
+  spinMicros: 20,
+  maxBackoffMs: 4,
+});
+
+export function resolveSubscriberOptions(options: SubscriberOptions = {}): ResolvedSubscriberOptions {
+  if (typeof options !== 'object' || options === null) {
+    throw new ShmInvalidArgumentError('Subscriber options must be an object');
+  }
+  const d = SUBSCRIBER_DEFAULTS;
+  const from = options.from ?? d.from;
+  if (from !== 'next' && from !== 'oldest')
+    throw new ShmInvalidArgumentError('option "from" must be "next" or "oldest"');
+  const dir = options.dir ?? d.dir;
+  if (typeof dir !== 'string' || dir === '' || dir.includes('\0')) {
+    throw new ShmInvalidArgumentError('option "dir" must be a non-empty path without NUL');
+  }
+  return Object.freeze({
+    timeoutMs: integer('timeoutMs', options.timeoutMs ?? d.timeoutMs, 0, 2 ** 31 - 1),
+    dir,
+    from,
     wait: checkWait(options.wait ?? d.wait),
     spinMicros: integer('spinMicros', options.spinMicros ?? d.spinMicros, 0, 1_000_000),
     maxBackoffMs: integer('maxBackoffMs', options.maxBackoffMs ?? d.maxBackoffMs, 1, 60_000),

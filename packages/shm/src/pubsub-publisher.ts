@@ -1,0 +1,560 @@
+import { channel } from 'node:diagnostics_channel';
+import { lstatSync, realpathSync, statSync, unlinkSync } from 'node:fs';
+import { basename, dirname, join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import {
+  ShmClosedError,
+  ShmDataTooLargeError,
+  ShmError,
+  ShmExistsError,
+  ShmInvalidArgumentError,
+  ShmPoolExhaustedError,
+  ShmWouldBlockError,
+} from './errors.js';
+import {
+  FIXED_HEADER_BYTES,
+  I64_HEARTBEAT,
+  I_FUTEX_SEQ,
+  I_FUTEX_WAITERS,
+  I_PARKED,
+  I_STATE,
+  I_WRITER_PID,
+  OFF_FUTEX_SEQ,
+  SLOT_BYTES,
+  STATE_CLOSED,
+  STATE_OPEN,
+} from './journal-format.js';
+import { bellPath } from './journal-slots.js';
+import {
+  closeRinger,
+  createMapping,
+  futexWake,
+  openRinger,
+  ring,
+  unmapFile,
+  type Mapping,
+} from './native.js';
+import { resolvePubSubConfig, type PubSubConfig, type ResolvedPubSubConfig } from './options.js';
+import {
+  FLAG_ATTACHED,
+  I_FLAGS,
+  I_HEAD_HI,
+  I_HEAD_LO,
+  I_TAIL_HI,
+  I_TAIL_LO,
+  LOAN_BIT,
+  POSITION_BYTES,
+  regionLayout,
+  regionPath,
+  writeRegionHeader,
+  type RegionLayout,
+} from './pubsub-format.js';
+import { inspectRegionFile, processAlive } from './pubsub-inspect.js';
+
+const onCreate = channel('switchyard:shm:pubsub-create');
+const onClose = channel('switchyard:shm:pubsub-close');
+const onExhausted = channel('switchyard:shm:pubsub-pool-exhausted');
+
+const HI = 2 ** 32;
+
+/** Counters of a publisher (all since create). */
+export interface PublisherStats {
+  /** Messages published. */
+  readonly published: number;
+  /** Wake-ups that made a system call (a futex wake or a doorbell ring): someone was parked. */
+  readonly wakeSyscalls: number;
+  /** Publishes that found nobody parked and made no system call. */
+  readonly wakesSkipped: number;
+  /** Ring entries released early to free a block (`overwrite`), or after every subscriber read them. */
+  readonly evicted: number;
+}
+
+/**
+ * A block loaned by the publisher: write the message into `bytes` in place, then
+ * `publish(length)` (no copy) or `discard()`. A loan holds one block of the pool until then.
+ */
+export class Loan {
+  readonly bytes: Uint8Array;
+  readonly #publisher: Publisher;
+  readonly #block: number;
+  #done = false;
+
+  /** @internal */
+  constructor(publisher: Publisher, block: number, bytes: Uint8Array) {
+    this.#publisher = publisher;
+    this.#block = block;
+    this.bytes = bytes;
+  }
+
+  /** The block number (for diagnostics). */
+  get block(): number {
+    return this.#block;
+  }
+
+  /** Publishes the first `length` bytes of `bytes` as one message. */
+  publish(length: number): void {
+    if (this.#done) throw new ShmClosedError('this loan was already published or discarded');
+    if (!Number.isInteger(length) || length < 0 || length > this.bytes.length) {
+      throw new ShmInvalidArgumentError(
+        `publish(length): length must be an integer in 0..${this.bytes.length}`,
+      );
+    }
+    this.#publisher.publishBlock(this.#block, length);
+    this.#done = true;
+  }
+
+  /** Gives the block back unpublished. Idempotent. */
+  discard(): void {
+    if (this.#done) return;
+    this.#done = true;
+    this.#publisher.discardBlock(this.#block);
+  }
+
+  [Symbol.dispose](): void {
+    this.discard();
+  }
+}
+
+/**
+ * The one publisher of a pub/sub region. `send` copies into a block of the pool; `loan`
+ * hands out a block to write in place. Each message gets the next sequence number and a
+ * ring entry; subscribers take it in place. Nothing here allocates per message except the
+ * `Loan` object, and nothing makes a system call unless a subscriber is parked.
+ */
+export class Publisher {
+  readonly name: string;
+  readonly path: string;
+  readonly config: ResolvedPubSubConfig;
+  readonly #mapping: Mapping;
+  readonly #bytes: Uint8Array;
+  readonly #i32: Int32Array;
+  readonly #i64: BigInt64Array;
+  readonly #layout: RegionLayout;
+  readonly #mask: number;
+  readonly #ringIndex: number;
+  readonly #tableIndex: number;
+  readonly #posIndex: number;
+  readonly #overwrite: boolean;
+  readonly #realPath: string;
+  readonly #ino: number;
+  readonly #ringers: Int32Array;
+  readonly #ringerGeneration: Int32Array;
+  readonly #heartbeat: NodeJS.Timeout;
+  /** Blocks this publisher has loaned and not yet published or discarded. */
+  #loaned = 0;
+  #head = 0;
+  #tail = 0;
+  #cursor = 0;
+  #closed = false;
+  #published = 0;
+  #wakeSyscalls = 0;
+  #evicted = 0;
+  #sinceStamp = 0;
+
+  private constructor(name: string, path: string, config: ResolvedPubSubConfig) {
+    this.name = name;
+    this.path = path;
+    this.config = config;
+    const layout = regionLayout(
+      config.blockCount,
+      config.blockSize,
+      config.ringDepth,
+      config.subscriberSlots,
+    );
+    this.#layout = layout;
+    this.#mapping = createMappingTakingOver(path, layout.totalBytes, config.prefault);
+    this.#bytes = this.#mapping.bytes;
+    this.#i32 = new Int32Array(this.#mapping.buffer);
+    this.#i64 = new BigInt64Array(this.#mapping.buffer, 0, FIXED_HEADER_BYTES >> 3);
+    this.#mask = layout.ringDepth - 1;
+    this.#ringIndex = layout.ringOffset >> 2;
+    this.#tableIndex = layout.tableOffset >> 2;
+    this.#posIndex = layout.positionsOffset >> 2;
+    this.#overwrite = config.slowSubscriber === 'overwrite';
+    this.#realPath = realpathSync(path);
+    this.#ino = statSync(path).ino;
+    this.#ringers = new Int32Array(config.subscriberSlots).fill(-1);
+    this.#ringerGeneration = new Int32Array(config.subscriberSlots).fill(-1);
+    const i32 = this.#i32;
+    // No ring entry and no block holds a sequence yet: -1 in both words is none.
+    for (let e = 0; e < layout.ringDepth; e++) {
+      i32[this.#ringIndex + e * 4] = -1;
+      i32[this.#ringIndex + e * 4 + 1] = -1;
+    }
+    for (let b = 0; b < layout.blockCount; b++) {
+      i32[this.#tableIndex + b * 4 + 1] = -1;
+      i32[this.#tableIndex + b * 4 + 2] = -1;
+    }
+    const now = Date.now();
+    writeRegionHeader(this.#bytes, {
+      layout,
+      heartbeatIntervalMs: config.heartbeatIntervalMs,
+      staleTimeoutMs: config.staleTimeoutMs,
+      slowSubscriber: config.slowSubscriber,
+      createdAtMs: now,
+    });
+    Atomics.store(this.#i64, I64_HEARTBEAT, BigInt(now));
+    Atomics.store(i32, I_WRITER_PID, process.pid);
+    // Published last: a subscriber that sees OPEN sees every field above.
+    Atomics.store(i32, I_STATE, STATE_OPEN);
+    // The heartbeat timer does not keep the process alive; a busy publisher also stamps
+    // from `send` (every 1024 messages), so a blocked event loop does not look like death.
+    this.#heartbeat = setInterval(() => this.#stamp(), config.heartbeatIntervalMs).unref();
+    if (onCreate.hasSubscribers) onCreate.publish({ name, path, bytes: layout.totalBytes });
+  }
+
+  /** Creates region `name` (in `config.dir`, default /dev/shm; mode 0600). A region left by a dead publisher is taken over. */
+  static create(name: string, config?: PubSubConfig): Publisher {
+    const resolved = resolvePubSubConfig(config);
+    return new Publisher(name, regionPath(resolved.dir, name), resolved);
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Sequence number the next message gets. */
+  get sequence(): bigint {
+    return BigInt(this.#head);
+  }
+
+  get stats(): PublisherStats {
+    return {
+      published: this.#published,
+      wakeSyscalls: this.#wakeSyscalls,
+      wakesSkipped: this.#published - this.#wakeSyscalls,
+      evicted: this.#evicted,
+    };
+  }
+
+  /** Live subscribers attached now. */
+  get subscribers(): number {
+    let n = 0;
+    for (let slot = 0; slot < this.config.subscriberSlots; slot++) {
+      const s = (FIXED_HEADER_BYTES >> 2) + slot * (SLOT_BYTES >> 2);
+      if (Atomics.load(this.#i32, s) === 1 && processAlive(Atomics.load(this.#i32, s + 2))) n++;
+    }
+    return n;
+  }
+
+  /** Copies `data` into a block and publishes it. Throws `SHM_ERR_DATA_TOO_LARGE`, `SHM_ERR_POOL_EXHAUSTED`, `SHM_ERR_WOULD_BLOCK`. */
+  send(data: Uint8Array): void {
+    if (!(data instanceof Uint8Array))
+      throw new ShmInvalidArgumentError('send(data): data must be a Uint8Array');
+    if (data.length > this.#layout.blockSize) {
+      throw new ShmDataTooLargeError(
+        `a ${data.length}-byte message exceeds blockSize ${this.#layout.blockSize}`,
+      );
+    }
+    const block = this.#take();
+    this.#bytes.set(data, this.#layout.blocksOffset + block * this.#layout.blockSize);
+    this.publishBlock(block, data.length);
+  }
+
+  /** Loans a block to write in place (no copy). Throws `SHM_ERR_POOL_EXHAUSTED`, `SHM_ERR_WOULD_BLOCK`. */
+  loan(): Loan {
+    const block = this.#take();
+    const offset = this.#layout.blocksOffset + block * this.#layout.blockSize;
+    return new Loan(this, block, new Uint8Array(this.#mapping.buffer, offset, this.#layout.blockSize));
+  }
+
+  /**
+   * True when a message can be published now: a block is free (or can be freed) and, with
+   * `slowSubscriber: 'block'`, the ring has room.
+   */
+  get isWritable(): boolean {
+    if (this.#closed) return false;
+    const ringFull = this.#head - this.#tail >= this.#layout.ringDepth;
+    if (ringFull && !this.#canEvict()) return false;
+    const i32 = this.#i32;
+    for (let b = 0; b < this.#layout.blockCount; b++) {
+      if (Atomics.load(i32, this.#tableIndex + b * 4) === 0) return true;
+    }
+    // No free block: one would come free only by releasing a ring entry no guard shares.
+    const limit = this.#evictLimit();
+    for (let seq = this.#tail; seq < limit; seq++) {
+      const block = Atomics.load(i32, this.#ringIndex + (seq & this.#mask) * 4 + 2);
+      if (Atomics.load(i32, this.#tableIndex + block * 4) === 1) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Resolves once `isWritable` (polling with a backoff of up to `maxBackoffMs`; subscribers
+   * do not ring the publisher). Rejects with `signal.reason`, or `SHM_ERR_CLOSED`.
+   */
+  async writable(options: { signal?: AbortSignal; maxBackoffMs?: number } = {}): Promise<void> {
+    const { signal } = options;
+    const max = options.maxBackoffMs ?? 2;
+    let delay = 0;
+    for (;;) {
+      signal?.throwIfAborted();
+      if (this.#closed) throw new ShmClosedError('the publisher is closed');
+      if (this.isWritable) return;
+      try {
+        await sleep(delay, undefined, signal === undefined ? {} : { signal });
+      } catch (error) {
+        signal?.throwIfAborted();
+        throw error;
+      }
+      delay = delay === 0 ? 1 : Math.min(max, delay * 2);
+    }
+  }
+
+  /** Takes a free block for a loan or a send (LOAN_BIT set), making room in the ring first. */
+  #take(): number {
+    if (this.#closed) throw new ShmClosedError('the publisher is closed');
+    // The ring entry this message will use must be free first (slowSubscriber 'block').
+    if (this.#head - this.#tail >= this.#layout.ringDepth && !this.#evict()) {
+      throw new ShmWouldBlockError(
+        `a subscriber has not read message ${this.#tail} yet, and the ring holds ${this.#layout.ringDepth}`,
+      );
+    }
+    for (;;) {
+      const block = this.#findFree();
+      if (block >= 0) {
+        this.#loaned++;
+        return block;
+      }
+      if (!this.#evict()) break;
+    }
+    if (onExhausted.hasSubscribers) onExhausted.publish({ name: this.name });
+    if (!this.#overwrite && this.#head > this.#tail && !this.#canEvict()) {
+      throw new ShmWouldBlockError('every free block waits in the ring for a subscriber to read it');
+    }
+    throw new ShmPoolExhaustedError(
+      `all ${this.#layout.blockCount} blocks are out (${this.#head - this.#tail} in the ring, ${this.#loaned} loaned, the rest held by samples)`,
+    );
+  }
+
+  /** A free block, claimed with LOAN_BIT, or -1. Round-robin: blocks come back roughly in order. */
+  #findFree(): number {
+    const i32 = this.#i32;
+    const count = this.#layout.blockCount;
+    let b = this.#cursor;
+    for (let n = 0; n < count; n++) {
+      const s = this.#tableIndex + b * 4;
+      if (Atomics.load(i32, s) === 0 && Atomics.compareExchange(i32, s, 0, LOAN_BIT) === 0) {
+        // Invalidate the old sequence before writing: a reader that got a reference earlier
+        // (impossible while the state was 0, but cheap to rule out) sees a mismatch.
+        Atomics.store(i32, s + 1, -1);
+        Atomics.store(i32, s + 2, -1);
+        this.#cursor = b + 1 === count ? 0 : b + 1;
+        return b;
+      }
+      b = b + 1 === count ? 0 : b + 1;
+    }
+    return -1;
+  }
+
+  /** True when the oldest ring entry may be released now. */
+  #canEvict(): boolean {
+    return this.#tail < this.#evictLimit();
+  }
+
+  /**
+   * The first sequence whose ring entry must stay: the head with `overwrite`; with `block`,
+   * the oldest position of a live subscriber (the tail while none has attached yet).
+   */
+  #evictLimit(): number {
+    const tail = this.#tail;
+    const head = this.#head;
+    if (this.#overwrite || tail >= head) return head;
+    const i32 = this.#i32;
+    if ((Atomics.load(i32, I_FLAGS) & FLAG_ATTACHED) === 0) return tail;
+    // Positions hold the low 32 bits of each subscriber's next sequence; it lies within
+    // [tail, head], so its distance from the tail, taken in 32 bits, is exact.
+    let limit = head;
+    for (let slot = 0; slot < this.config.subscriberSlots; slot++) {
+      const s = (FIXED_HEADER_BYTES >> 2) + slot * (SLOT_BYTES >> 2);
+      if (Atomics.load(i32, s) !== 1) continue;
+      const ahead = (Atomics.load(i32, this.#posIndex + slot * (POSITION_BYTES >> 2)) - (tail | 0)) | 0;
+      if (ahead >= limit - tail) continue;
+      if (!processAlive(Atomics.load(i32, s + 2))) continue;
+      limit = tail + Math.max(0, ahead);
+    }
+    return limit;
+  }
+
+  /** Releases the ring's reference of the oldest entry (tail); false when not allowed. */
+  #evict(): boolean {
+    if (!this.#canEvict()) return false;
+    const i32 = this.#i32;
+    const tail = this.#tail;
+    const e = this.#ringIndex + (tail & this.#mask) * 4;
+    const block = Atomics.load(i32, e + 2);
+    // Advance the tail before dropping the reference: a reader that then fails to take
+    // the block reads the tail and knows how many it missed.
+    this.#tail = tail + 1;
+    Atomics.store(i32, I_TAIL_HI, Math.floor(this.#tail / HI));
+    Atomics.store(i32, I_TAIL_LO, this.#tail | 0);
+    Atomics.sub(i32, this.#tableIndex + block * 4, 1);
+    this.#evicted++;
+    return true;
+  }
+
+  /** @internal Publishes loaned block `block` with `length` bytes. */
+  publishBlock(block: number, length: number): void {
+    if (this.#closed) throw new ShmClosedError('the publisher is closed');
+    const i32 = this.#i32;
+    const seq = this.#head;
+    const lo = seq | 0;
+    const hi = Math.floor(seq / HI);
+    if (seq - this.#tail >= this.#layout.ringDepth && !this.#evict()) {
+      // Only when another loan took the last ring entry first: give the block back.
+      this.discardBlock(block);
+      throw new ShmWouldBlockError(`a subscriber has not read message ${this.#tail} yet`);
+    }
+    const t = this.#tableIndex + block * 4;
+    Atomics.store(i32, t + 3, length);
+    Atomics.store(i32, t + 2, hi);
+    Atomics.store(i32, t + 1, lo);
+    // From loaned to published, held by the ring entry: one reference.
+    Atomics.store(i32, t, 1);
+    const e = this.#ringIndex + (seq & this.#mask) * 4;
+    Atomics.store(i32, e + 2, block);
+    Atomics.store(i32, e + 1, hi);
+    // The entry's low sequence word last: a reader that sees it sees the rest.
+    Atomics.store(i32, e, lo);
+    this.#head = seq + 1;
+    Atomics.store(i32, I_HEAD_HI, Math.floor(this.#head / HI));
+    Atomics.store(i32, I_HEAD_LO, this.#head | 0);
+    this.#loaned--;
+    this.#published++;
+    if (Atomics.load(i32, I_PARKED) !== 0) this.#wake();
+    if (++this.#sinceStamp === 1024) this.#stamp();
+  }
+
+  /** @internal Returns a loaned block to the pool. */
+  discardBlock(block: number): void {
+    if (this.#closed) return;
+    Atomics.store(this.#i32, this.#tableIndex + block * 4, 0);
+    this.#loaned--;
+  }
+
+  #stamp(): void {
+    this.#sinceStamp = 0;
+    if (!this.#closed) Atomics.store(this.#i64, I64_HEARTBEAT, BigInt(Date.now()));
+  }
+
+  /** Wakes futex waiters and rings each parked subscriber's doorbell. */
+  #wake(): void {
+    const i32 = this.#i32;
+    if (Atomics.load(i32, I_FUTEX_WAITERS) !== 0) {
+      Atomics.add(i32, I_FUTEX_SEQ, 1);
+      futexWake(this.#mapping, OFF_FUTEX_SEQ);
+      this.#wakeSyscalls++;
+    }
+    const base = FIXED_HEADER_BYTES >> 2;
+    for (let slot = 0; slot < this.config.subscriberSlots; slot++) {
+      const s = base + slot * (SLOT_BYTES >> 2);
+      if (Atomics.load(i32, s + 1) !== 1) continue;
+      // Whoever moves a slot from parked to not parked takes it off the parked count.
+      if (Atomics.compareExchange(i32, s + 1, 1, 0) !== 1) continue;
+      Atomics.sub(i32, I_PARKED, 1);
+      this.#ring(slot, s);
+      this.#wakeSyscalls++;
+    }
+  }
+
+  #ring(slot: number, s: number): void {
+    const generation = Atomics.load(this.#i32, s + 3);
+    let fd = this.#ringers[slot] as number;
+    if (fd < 0 || this.#ringerGeneration[slot] !== generation) {
+      if (fd >= 0) closeRinger(fd);
+      fd = openRinger(bellPath(this.#realPath, slot));
+      this.#ringers[slot] = fd;
+      this.#ringerGeneration[slot] = generation;
+    }
+    if (fd < 0 || ring(fd) < 0) {
+      if (fd >= 0) closeRinger(fd);
+      this.#ringers[slot] = -1;
+    }
+  }
+
+  /**
+   * Marks the region closed (subscribers drain what is there, then get `SHM_ERR_CLOSED`),
+   * wakes every parked subscriber, unmaps and removes the file (subscribers keep their
+   * mappings). Idempotent.
+   */
+  close(): void {
+    if (this.#closed) return;
+    clearInterval(this.#heartbeat);
+    Atomics.store(this.#i32, I_STATE, STATE_CLOSED);
+    this.#wake();
+    this.#closed = true;
+    for (const fd of this.#ringers) if (fd >= 0) closeRinger(fd);
+    try {
+      // Only our own file: a publisher that took the name over since must keep it.
+      if (statSync(this.path).ino === this.#ino) unlinkSync(this.path);
+    } catch {
+      // Removed already (switchyard shm rm).
+    }
+    unmapFile(this.#mapping);
+    if (onClose.hasSubscribers) onClose.publish({ name: this.name, published: this.#published });
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+  }
+}
+
+/**
+ * Creates the region file; if one exists whose publisher is dead (or closed), removes it
+ * and its doorbells first. A live publisher's region is never touched: `SHM_ERR_EXISTS`.
+ */
+function createMappingTakingOver(path: string, size: number, populate: boolean): Mapping {
+  try {
+    return createMapping(path, size, populate);
+  } catch (error) {
+    if (!(error instanceof ShmExistsError)) throw error;
+    let stale: boolean;
+    try {
+      const info = inspectRegionFile(path);
+      stale = !info.publisherAlive || info.state !== 'open';
+    } catch (inner) {
+      // A header never published: a publisher that died while creating it, if the file has
+      // not changed for a second. Anything that is not a region at all is left alone.
+      if (!(inner instanceof ShmError) || inner.code !== 'SHM_ERR_NOT_READY') {
+        throw new ShmExistsError(`${path} exists and is not a pub/sub region`, { cause: inner });
+      }
+      stale = Date.now() - lstatSync(path).mtimeMs > 1000;
+    }
+    if (!stale) throw new ShmExistsError(`${path} belongs to a live publisher`, { cause: error });
+    removeRegionFiles(path);
+    return createMapping(path, size, populate);
+  }
+}
+
+/** Removes a region file and its subscribers' doorbell FIFOs. */
+export function removeRegionFiles(path: string): void {
+  let slots: number;
+  try {
+    slots = inspectRegionFile(path).subscriberSlots;
+  } catch {
+    slots = 0;
+  }
+  try {
+    unlinkSync(path);
+  } catch {
+    // Gone already.
+  }
+  let real: string;
+  try {
+    real = join(realpathSync(dirname(path)), basename(path));
+  } catch {
+    real = path;
+  }
+  for (let slot = 0; slot < Math.max(slots, 1024); slot++) {
+    const bell = bellPath(real, slot);
+    try {
+      if (lstatSync(bell).isFIFO()) unlinkSync(bell);
+    } catch {
+      if (slot >= slots) break;
+    }
+  }
+}

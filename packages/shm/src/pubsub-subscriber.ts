@@ -1,0 +1,661 @@
+import { channel } from 'node:diagnostics_channel';
+import { lstatSync, realpathSync, statSync, unlinkSync } from 'node:fs';
+import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
+import {
+  ShmClosedError,
+  ShmError,
+  ShmInvalidArgumentError,
+  ShmNotReadyError,
+  ShmPublisherDeadError,
+  ShmSystemError,
+  ShmTimeoutError,
+} from './errors.js';
+import {
+  FIXED_HEADER_BYTES,
+  I64_HEARTBEAT,
+  I_FUTEX_SEQ,
+  I_FUTEX_WAITERS,
+  I_PARKED,
+  I_STATE,
+  I_WRITER_PID,
+  OFF_FUTEX_SEQ,
+  STATE_OPEN,
+} from './journal-format.js';
+import { bellPath, claimSlot, releaseSlot, slotIndex } from './journal-slots.js';
+import { processAlive } from './pubsub-inspect.js';
+import { Doorbell, futexWait, openMapping, unmapFile, type Mapping } from './native.js';
+import {
+  checkWait,
+  resolveSubscriberOptions,
+  type ResolvedSubscriberOptions,
+  type SubscriberOptions,
+  type WaitStrategy,
+} from './options.js';
+import {
+  FLAG_ATTACHED,
+  I_FLAGS,
+  I_HEAD_HI,
+  I_HEAD_LO,
+  I_TAIL_HI,
+  I_TAIL_LO,
+  LOAN_BIT,
+  POSITION_BYTES,
+  readRegionHeader,
+  regionPath,
+  type RegionHeader,
+} from './pubsub-format.js';
+
+const onLag = channel('switchyard:shm:pubsub-lag');
+const onDead = channel('switchyard:shm:pubsub-publisher-dead');
+
+const HI = 2 ** 32;
+// Longest single futex sleep of `block` and `recvSync`: bounds how late a stale heartbeat is noticed.
+const FUTEX_SLICE_MS = 50;
+
+/** Options of `Subscriber.recv`. */
+export interface RecvOptions {
+  wait?: WaitStrategy;
+  signal?: AbortSignal;
+}
+
+/** Options of `Subscriber.recvSync`. */
+export interface RecvSyncOptions {
+  /** `'spin'` or `'block'` (default): spin `spinMicros`, then sleep on the futex. */
+  wait?: WaitStrategy;
+  /** Give up after this long with `SHM_ERR_TIMEOUT`. Default: wait forever. */
+  timeoutMs?: number;
+}
+
+/**
+ * A received message, in place in the publisher's block: `bytes` is a view into shared
+ * memory, valid until `release()` (or `[Symbol.dispose]`, so `using sample = …` works). The
+ * block is not reused while any guard holds it. Release promptly: held guards take blocks
+ * out of the pool (`SHM_ERR_POOL_EXHAUSTED` once every block is out).
+ */
+export class Sample {
+  readonly bytes: Uint8Array;
+  readonly sequence: bigint;
+  /** Messages this subscriber missed right before this one (overwritten before it read them). */
+  readonly missed: number;
+  readonly #subscriber: Subscriber;
+  readonly #block: number;
+  #released = false;
+
+  /** @internal */
+  constructor(subscriber: Subscriber, block: number, bytes: Uint8Array, sequence: number, missed: number) {
+    this.#subscriber = subscriber;
+    this.#block = block;
+    this.bytes = bytes;
+    this.sequence = BigInt(sequence);
+    this.missed = missed;
+  }
+
+  get released(): boolean {
+    return this.#released;
+  }
+
+  /** Gives the block back (when no other guard holds it, it returns to the pool). Idempotent. */
+  release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    this.#subscriber.releaseBlock(this.#block);
+  }
+
+  [Symbol.dispose](): void {
+    this.release();
+  }
+}
+
+/**
+ * A subscriber of a pub/sub region, in this process or worker thread (a worker opens the
+ * region by name itself). Takes one subscriber slot for its life; reads messages in place.
+ */
+export class Subscriber {
+  readonly name: string;
+  readonly path: string;
+  readonly header: RegionHeader;
+  readonly #options: ResolvedSubscriberOptions;
+  readonly #mapping: Mapping;
+  readonly #buffer: ArrayBufferLike;
+  readonly #i32: Int32Array;
+  readonly #i64: BigInt64Array;
+  readonly #mask: number;
+  readonly #ringIndex: number;
+  readonly #tableIndex: number;
+  readonly #blocksOffset: number;
+  readonly #blockSize: number;
+  readonly #posIndex: number;
+  readonly #slot: number;
+  /** Guards this subscriber holds, per block: released for it on close. */
+  readonly #held: Int32Array;
+  #next: number;
+  #missed = 0;
+  #closed = false;
+  #bell: Doorbell | undefined;
+  #noBell = false;
+  #cancelWait: ((error: Error) => void) | undefined;
+  #timer: NodeJS.Timeout | undefined;
+  #onTimer: (() => void) | undefined;
+  #emptyPolls = 0;
+
+  private constructor(
+    name: string,
+    path: string,
+    mapping: Mapping,
+    header: RegionHeader,
+    options: ResolvedSubscriberOptions,
+  ) {
+    this.name = name;
+    this.path = path;
+    this.header = header;
+    this.#options = options;
+    this.#mapping = mapping;
+    this.#buffer = mapping.buffer;
+    this.#i32 = new Int32Array(mapping.buffer);
+    this.#i64 = new BigInt64Array(mapping.buffer, 0, FIXED_HEADER_BYTES >> 3);
+    this.#mask = header.ringDepth - 1;
+    this.#ringIndex = header.ringOffset >> 2;
+    this.#tableIndex = header.tableOffset >> 2;
+    this.#blocksOffset = header.blocksOffset;
+    this.#blockSize = header.blockSize;
+    this.#posIndex = header.positionsOffset >> 2;
+    this.#held = new Int32Array(header.blockCount);
+    const slot = claimSlot(this.#i32, header.subscriberSlots);
+    if (slot < 0) {
+      throw new ShmInvalidArgumentError(
+        `${path}: all ${header.subscriberSlots} subscriber slots are taken by live subscribers`,
+      );
+    }
+    this.#slot = slot;
+    const head = this.#readPair(I_HEAD_HI, I_HEAD_LO);
+    const tail = this.#readPair(I_TAIL_HI, I_TAIL_LO);
+    this.#next = options.from === 'oldest' ? Math.max(tail, head - header.ringDepth) : head;
+    this.#storePosition();
+    Atomics.or(this.#i32, I_FLAGS, FLAG_ATTACHED);
+  }
+
+  /**
+   * Opens region `name` (in `options.dir`, default /dev/shm). With `timeoutMs`, waits for a
+   * publisher still creating it (blocking this thread, in 1–10 ms steps); then throws
+   * `SHM_ERR_TIMEOUT`. Every header field is validated.
+   */
+  static open(name: string, options: SubscriberOptions = {}): Subscriber {
+    const resolved = resolveSubscriberOptions(options);
+    const path = regionPath(resolved.dir, name);
+    const deadline = Date.now() + resolved.timeoutMs;
+    let step = 1;
+    for (;;) {
+      try {
+        return Subscriber.#tryOpen(name, path, resolved);
+      } catch (error) {
+        const retry =
+          error instanceof ShmNotReadyError || (error instanceof ShmSystemError && error.errno === 'ENOENT');
+        if (!retry) throw error;
+        if (Date.now() >= deadline) {
+          if (resolved.timeoutMs === 0) throw error;
+          throw new ShmTimeoutError(`region ${name} did not appear within ${resolved.timeoutMs} ms`, {
+            cause: error,
+          });
+        }
+        Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, step);
+        step = Math.min(10, step * 2);
+      }
+    }
+  }
+
+  /** @internal Opens without waiting (ShmChannel polls asynchronously). */
+  static tryOpen(name: string, options: SubscriberOptions = {}): Subscriber {
+    const resolved = resolveSubscriberOptions(options);
+    return Subscriber.#tryOpen(name, regionPath(resolved.dir, name), resolved);
+  }
+
+  static #tryOpen(name: string, path: string, options: ResolvedSubscriberOptions): Subscriber {
+    let size: number;
+    try {
+      const stat = statSync(path);
+      if (!stat.isFile()) throw new ShmInvalidArgumentError(`${path} is not a regular file`);
+      size = stat.size;
+    } catch (error) {
+      if (error instanceof ShmError) throw error;
+      const code = (error as NodeJS.ErrnoException).code ?? 'EUNKNOWN';
+      throw new ShmSystemError(`stat ${path} failed: ${code}`, code, 'stat', { cause: error });
+    }
+    if (size === 0) throw new ShmNotReadyError(`${path} is empty: the publisher has not created it yet`);
+    const mapping = openMapping(path);
+    try {
+      const header = readRegionHeader(mapping.bytes, path);
+      return new Subscriber(name, path, mapping, header, options);
+    } catch (error) {
+      unmapFile(mapping);
+      throw error;
+    }
+  }
+
+  #readPair(hiIndex: number, loIndex: number): number {
+    for (;;) {
+      const hi = Atomics.load(this.#i32, hiIndex);
+      const lo = Atomics.load(this.#i32, loIndex);
+      if (Atomics.load(this.#i32, hiIndex) === hi) return (hi >>> 0) * HI + (lo >>> 0);
+    }
+  }
+
+  #storePosition(): void {
+    Atomics.store(this.#i32, this.#posIndex + this.#slot * (POSITION_BYTES >> 2), this.#next | 0);
+  }
+
+  /** Total messages this subscriber missed because they were overwritten before it read them. */
+  get missed(): number {
+    return this.#missed;
+  }
+
+  /** The sequence of the next message this subscriber will read. */
+  get position(): bigint {
+    return BigInt(this.#next);
+  }
+
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** True while the publisher's region is open, its process exists and its heartbeat is fresh. */
+  get publisherAlive(): boolean {
+    if (this.#closed || Atomics.load(this.#i32, I_STATE) !== STATE_OPEN) return false;
+    return (
+      processAlive(Atomics.load(this.#i32, I_WRITER_PID)) &&
+      this.#heartbeatAgeMs() <= this.header.staleTimeoutMs
+    );
+  }
+
+  /**
+   * The next message, or `null` when none is there yet. Throws `SHM_ERR_CLOSED` once the
+   * publisher closed and everything was read, `SHM_ERR_PUBLISHER_DEAD` when nothing is there
+   * and the heartbeat is stale (checked every 4096 empty polls here; at every wait in `recv`).
+   */
+  tryRecv(): Sample | null {
+    if (this.#closed) throw new ShmClosedError('the subscriber is closed');
+    const sample = this.#poll();
+    if (sample !== null) return sample;
+    if (Atomics.load(this.#i32, I_STATE) !== STATE_OPEN) this.#checkEnd();
+    if (++this.#emptyPolls >= 4096) {
+      this.#emptyPolls = 0;
+      this.#checkAlive();
+    }
+    return null;
+  }
+
+  /** The hot path: one ring entry, one CAS on the block, one check. */
+  #poll(): Sample | null {
+    const i32 = this.#i32;
+    let missed = 0;
+    for (;;) {
+      const next = this.#next;
+      const lo = next | 0;
+      const hi = Math.floor(next / HI);
+      const e = this.#ringIndex + (next & this.#mask) * 4;
+      if (Atomics.load(i32, e) === lo && Atomics.load(i32, e + 1) === hi) {
+        const block = Atomics.load(i32, e + 2);
+        if (block >= 0 && block < this.#held.length) {
+          const t = this.#tableIndex + block * 4;
+          if (this.#acquire(t)) {
+            if (Atomics.load(i32, t + 1) === lo && Atomics.load(i32, t + 2) === hi) {
+              const length = Atomics.load(i32, t + 3);
+              if (length >= 0 && length <= this.#blockSize) {
+                this.#next = next + 1;
+                this.#storePosition();
+                this.#held[block]!++;
+                if (missed > 0) this.#lagged(missed);
+                const offset = this.#blocksOffset + block * this.#blockSize;
+                return new Sample(this, block, new Uint8Array(this.#buffer, offset, length), next, missed);
+              }
+            }
+            // The block was freed and reused before we took it: give it back unread.
+            Atomics.sub(i32, t, 1);
+          }
+        }
+      } else {
+        if (next >= this.#readPair(I_HEAD_HI, I_HEAD_LO)) {
+          if (missed > 0) this.#lagged(missed);
+          return null;
+        }
+        // Published since the first look (the entry is stored before the head): look again.
+        if (Atomics.load(i32, e) === lo && Atomics.load(i32, e + 1) === hi) continue;
+      }
+      // Lapped: the entry holds a later message, or its block was taken back. The tail
+      // says where the oldest message still held is.
+      const resume = Math.max(next + 1, this.#readPair(I_TAIL_HI, I_TAIL_LO));
+      missed += resume - next;
+      this.#next = resume;
+      this.#storePosition();
+    }
+  }
+
+  /** Takes a reference on a published block; false when it is free or loaned. */
+  #acquire(t: number): boolean {
+    const i32 = this.#i32;
+    for (;;) {
+      const state = Atomics.load(i32, t);
+      if (state <= 0 || (state & LOAN_BIT) !== 0) return false;
+      if (Atomics.compareExchange(i32, t, state, state + 1) === state) return true;
+    }
+  }
+
+  #lagged(missed: number): void {
+    this.#missed += missed;
+    if (onLag.hasSubscribers) onLag.publish({ name: this.name, missed, total: this.#missed });
+  }
+
+  /** @internal Drops one guard's reference on `block`. */
+  releaseBlock(block: number): void {
+    if (this.#closed) return;
+    this.#held[block]!--;
+    Atomics.sub(this.#i32, this.#tableIndex + block * 4, 1);
+  }
+
+  #checkEnd(): void {
+    // Closed by the publisher: a last look, since the state may have changed after a message.
+    throw new ShmClosedError(`the publisher of ${this.name} closed the region`);
+  }
+
+  #heartbeatAgeMs(): number {
+    return Date.now() - Number(Atomics.load(this.#i64, I64_HEARTBEAT));
+  }
+
+  #checkAlive(): void {
+    const age = this.#heartbeatAgeMs();
+    if (age <= this.header.staleTimeoutMs) return;
+    if (onDead.hasSubscribers) onDead.publish({ name: this.name, heartbeatAgeMs: age });
+    throw new ShmPublisherDeadError(
+      `the publisher of ${this.name} has not stamped its heartbeat for ${age} ms (staleTimeoutMs ${this.header.staleTimeoutMs})`,
+    );
+  }
+
+  /** A poll that also reports the end and death of the publisher. */
+  #look(): Sample | null {
+    const sample = this.#poll();
+    if (sample !== null) return sample;
+    if (Atomics.load(this.#i32, I_STATE) !== STATE_OPEN) {
+      const last = this.#poll();
+      if (last !== null) return last;
+      this.#checkEnd();
+    }
+    return null;
+  }
+
+  /** Ms until the heartbeat would count as stale (at least 1). */
+  #staleLeftMs(): number {
+    return Math.max(1, Math.min(2 ** 31 - 1, this.header.staleTimeoutMs - this.#heartbeatAgeMs() + 1));
+  }
+
+  /**
+   * The next message, waiting with `wait` (default: the subscriber's, `adaptive`). Rejects
+   * with `signal.reason`, `SHM_ERR_PUBLISHER_DEAD`, or `SHM_ERR_CLOSED` (publisher closed
+   * and drained, or this subscriber closed).
+   */
+  async recv(options: RecvOptions = {}): Promise<Sample> {
+    if (this.#closed) throw new ShmClosedError('the subscriber is closed');
+    const first = this.#look();
+    if (first !== null) return first;
+    const { signal } = options;
+    if (signal !== undefined && !(signal instanceof AbortSignal)) {
+      throw new ShmInvalidArgumentError('option "signal" must be an AbortSignal');
+    }
+    const wait = options.wait === undefined ? this.#options.wait : checkWait(options.wait);
+    signal?.throwIfAborted();
+    switch (wait) {
+      case 'spin':
+        return this.#recvSpinning(signal);
+      case 'yield':
+        return this.#recvPolling(signal, 0);
+      case 'backoff':
+        return this.#recvPolling(signal, this.#options.maxBackoffMs);
+      case 'block':
+        return this.recvSync({ wait: 'block' });
+      case 'adaptive':
+        return this.#recvAdaptive(signal);
+    }
+  }
+
+  #spin(micros: number): Sample | null {
+    if (micros <= 0) return this.#look();
+    const deadline = performance.now() + micros / 1000;
+    for (;;) {
+      for (let i = 0; i < 64; i++) {
+        const sample = this.#look();
+        if (sample !== null) return sample;
+      }
+      if (performance.now() >= deadline) return null;
+    }
+  }
+
+  #afterWait(signal: AbortSignal | undefined): void {
+    if (this.#closed) throw new ShmClosedError('the subscriber was closed while receiving');
+    signal?.throwIfAborted();
+  }
+
+  async #recvSpinning(signal: AbortSignal | undefined): Promise<Sample> {
+    for (;;) {
+      // 1 ms slices, then one event-loop turn: aborts and timers still get through.
+      const sample = this.#spin(1000);
+      if (sample !== null) return sample;
+      this.#checkAlive();
+      await nextTurn();
+      this.#afterWait(signal);
+    }
+  }
+
+  async #recvPolling(signal: AbortSignal | undefined, maxBackoffMs: number): Promise<Sample> {
+    let delay = 0;
+    for (;;) {
+      if (maxBackoffMs === 0) await nextTurn();
+      else {
+        try {
+          await sleep(delay, undefined, signal === undefined ? {} : { signal });
+        } catch (error) {
+          signal?.throwIfAborted();
+          throw error;
+        }
+        delay = delay === 0 ? 1 : Math.min(maxBackoffMs, delay * 2);
+      }
+      this.#afterWait(signal);
+      const sample = this.#look();
+      if (sample !== null) return sample;
+      this.#checkAlive();
+    }
+  }
+
+  /**
+   * The next message, blocking this thread (for worker threads, or a process with nothing
+   * else to do): `spin` polls; `block` (default) spins `spinMicros`, then sleeps on the
+   * region's futex. Throws `SHM_ERR_TIMEOUT` after `timeoutMs`, `SHM_ERR_PUBLISHER_DEAD`,
+   * `SHM_ERR_CLOSED`.
+   */
+  recvSync(options: RecvSyncOptions = {}): Sample {
+    if (this.#closed) throw new ShmClosedError('the subscriber is closed');
+    const wait = options.wait === undefined ? 'block' : checkWait(options.wait);
+    const timeoutMs = options.timeoutMs ?? -1;
+    if (typeof timeoutMs !== 'number' || Number.isNaN(timeoutMs)) {
+      throw new ShmInvalidArgumentError('option "timeoutMs" must be a number');
+    }
+    const deadline = timeoutMs < 0 ? Infinity : Date.now() + timeoutMs;
+    const i32 = this.#i32;
+    for (;;) {
+      const spun = this.#spin(wait === 'spin' ? 1000 : this.#options.spinMicros);
+      if (spun !== null) return spun;
+      this.#checkAlive();
+      const left = deadline - Date.now();
+      if (left <= 0) throw new ShmTimeoutError(`no message on ${this.name} within ${timeoutMs} ms`);
+      if (wait === 'spin') continue;
+      // Announce the waiter before the last look: a publisher that publishes after it sees
+      // the count and bumps the sequence, so the futex wait cannot miss it.
+      const sequence = Atomics.load(i32, I_FUTEX_SEQ);
+      Atomics.add(i32, I_PARKED, 1);
+      Atomics.add(i32, I_FUTEX_WAITERS, 1);
+      let sample: Sample | null;
+      try {
+        sample = this.#look();
+        if (sample === null) {
+          futexWait(
+            this.#mapping,
+            OFF_FUTEX_SEQ,
+            sequence,
+            Math.min(FUTEX_SLICE_MS, this.#staleLeftMs(), left),
+          );
+        }
+      } finally {
+        Atomics.sub(i32, I_FUTEX_WAITERS, 1);
+        Atomics.sub(i32, I_PARKED, 1);
+      }
+      if (sample !== null) return sample;
+    }
+  }
+
+  async #recvAdaptive(signal: AbortSignal | undefined): Promise<Sample> {
+    for (;;) {
+      const spun = this.#spin(this.#options.spinMicros);
+      if (spun !== null) return spun;
+      this.#checkAlive();
+      if (!this.#ensureBell()) return this.#recvPolling(signal, this.#options.maxBackoffMs);
+      const sample = await this.#park(signal);
+      if (sample !== null) return sample;
+      this.#afterWait(signal);
+    }
+  }
+
+  /** Creates this slot's FIFO on the first park; false when it cannot (then: backoff). */
+  #ensureBell(): boolean {
+    if (this.#bell !== undefined) return true;
+    if (this.#noBell) return false;
+    const path = bellPath(realpathSync(this.path), this.#slot);
+    try {
+      try {
+        this.#bell = Doorbell.fifo(path);
+      } catch (error) {
+        if (!(error instanceof ShmError) || error.code !== 'SHM_ERR_EXISTS') throw error;
+        // Left behind by a subscriber that died in this slot: ours now.
+        releaseFifo(path);
+        this.#bell = Doorbell.fifo(path);
+      }
+    } catch (error) {
+      if (error instanceof ShmError) {
+        this.#noBell = true;
+        return false;
+      }
+      throw error;
+    }
+    // A new generation tells the publisher to reopen the FIFO rather than ring a stale one.
+    Atomics.add(this.#i32, slotIndex(this.#slot) + 3, 1);
+    return true;
+  }
+
+  /** Parks on the doorbell until the publisher rings, the stale check is due, an abort or close. */
+  #park(signal: AbortSignal | undefined): Promise<Sample | null> {
+    const i32 = this.#i32;
+    const s = slotIndex(this.#slot);
+    const bell = this.#bell as Doorbell;
+    // Count first, then flag, then look: the publisher checks the count after publishing.
+    Atomics.add(i32, I_PARKED, 1);
+    Atomics.store(i32, s + 1, 1);
+    const unpark = (): void => {
+      if (Atomics.compareExchange(i32, s + 1, 1, 0) === 1) Atomics.sub(i32, I_PARKED, 1);
+    };
+    let sample: Sample | null;
+    try {
+      sample = this.#look();
+    } catch (error) {
+      unpark();
+      throw error;
+    }
+    if (sample !== null) {
+      unpark();
+      return Promise.resolve(sample);
+    }
+    return new Promise<Sample | null>((resolve, reject) => {
+      const finish = (): void => {
+        this.#timer?.unref();
+        this.#onTimer = undefined;
+        signal?.removeEventListener('abort', onAbort);
+        bell.disarm();
+        this.#cancelWait = undefined;
+        unpark();
+      };
+      const onAbort = (): void => {
+        finish();
+        reject(signal?.reason as Error);
+      };
+      // One timer per subscriber, re-armed per park: wakes the wait when the heartbeat
+      // check is due, in case the publisher died without a word.
+      this.#onTimer = () => {
+        finish();
+        resolve(null);
+      };
+      if (this.#timer === undefined) this.#timer = setTimeout(() => this.#onTimer?.(), this.#staleLeftMs());
+      else {
+        this.#timer.refresh().ref();
+      }
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.#cancelWait = (error) => {
+        finish();
+        reject(error);
+      };
+      bell.arm(() => {
+        finish();
+        resolve(null);
+      });
+    });
+  }
+
+  /** Messages until the publisher closes (then the iteration ends). Each sample must be released. */
+  async *[Symbol.asyncIterator](): AsyncIterator<Sample> {
+    for (;;) {
+      let sample: Sample;
+      try {
+        sample = await this.recv();
+      } catch (error) {
+        if (error instanceof ShmClosedError && !this.#closed) return;
+        throw error;
+      }
+      yield sample;
+    }
+  }
+
+  /**
+   * Releases every guard still held, the slot and its FIFO, rejects a pending `recv`
+   * (`SHM_ERR_CLOSED`) and unmaps (held samples' bytes become empty). Idempotent.
+   */
+  close(): void {
+    if (this.#closed) return;
+    this.#cancelWait?.(new ShmClosedError('the subscriber was closed while receiving'));
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    const i32 = this.#i32;
+    for (let b = 0; b < this.#held.length; b++) {
+      const n = this.#held[b]!;
+      if (n > 0) Atomics.sub(i32, this.#tableIndex + b * 4, n);
+    }
+    this.#closed = true;
+    let fifo: string | undefined;
+    if (this.#bell !== undefined) {
+      fifo = this.#bell.path;
+      this.#bell.close();
+      this.#bell = undefined;
+    }
+    releaseSlot(i32, this.#slot, fifo);
+    unmapFile(this.#mapping);
+  }
+
+  [Symbol.dispose](): void {
+    this.close();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    this.close();
+  }
+}
+
+/** Removes `path` if it is a FIFO; anything else found there is not ours to remove. */
+function releaseFifo(path: string): void {
+  try {
+    if (lstatSync(path).isFIFO()) unlinkSync(path);
+  } catch {
+    // Gone already.
+  }
+}

@@ -1,0 +1,73 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+
+export const PUBSUB_CHILD = fileURLToPath(new URL('./fixtures/pubsub-child.js', import.meta.url));
+
+/** A scratch directory under /dev/shm for region files, removed on dispose. */
+export function shmDir(): { path: string } & Disposable {
+  const path = mkdtempSync('/dev/shm/switchyard-test-');
+  return {
+    path,
+    [Symbol.dispose]() {
+      rmSync(path, { recursive: true, force: true });
+    },
+  };
+}
+
+/** A child process speaking JSON lines on stdout and taking commands on stdin. */
+export class PubSubChild {
+  readonly process: ChildProcess;
+  readonly #lines: Record<string, unknown>[] = [];
+  #wake: (() => void) | undefined;
+  stderr = '';
+
+  constructor(args: string[], env: NodeJS.ProcessEnv = process.env) {
+    this.process = spawn(process.execPath, [PUBSUB_CHILD, ...args], { stdio: ['pipe', 'pipe', 'pipe'], env });
+    createInterface({ input: this.process.stdout! }).on('line', (line) => {
+      this.#lines.push(JSON.parse(line) as Record<string, unknown>);
+      this.#wake?.();
+    });
+    this.process.stderr!.on('data', (chunk: Buffer) => {
+      this.stderr += chunk.toString();
+    });
+  }
+
+  send(command: string): void {
+    this.process.stdin!.write(command + '\n');
+  }
+
+  /** The first message with `key` not taken yet, waiting for it. */
+  async message<T = Record<string, unknown>>(key: string, timeoutMs = 20_000): Promise<T> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const index = this.#lines.findIndex((l) => key in l);
+      if (index >= 0) return this.#lines.splice(index, 1)[0] as T;
+      if (Date.now() > deadline) throw new Error(`no "${key}" message; stderr: ${this.stderr}`);
+      if (this.process.exitCode !== null || this.process.signalCode !== null) {
+        throw new Error(
+          `child exited (${this.process.exitCode ?? this.process.signalCode}) without "${key}": ${this.stderr}`,
+        );
+      }
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 50);
+        this.#wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+    }
+  }
+
+  async exit(): Promise<number | null> {
+    if (this.process.exitCode !== null || this.process.signalCode !== null) return this.process.exitCode;
+    const [code] = (await once(this.process, 'exit')) as [number | null];
+    return code;
+  }
+
+  kill(): void {
+    if (this.process.exitCode === null && this.process.signalCode === null) this.process.kill('SIGKILL');
+  }
+}
