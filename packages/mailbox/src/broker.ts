@@ -87,10 +87,19 @@ export interface BrokerStats {
   readonly waiters: number;
 }
 
-/** A long poll asleep on a mailbox: `wake` retries the claim, `fail` ends the poll. */
+type ClaimOp = Extract<StoreOp, { kind: 'claim' }>;
+type ClaimResult = Extract<StoreResult, { kind: 'claim' }>;
+
+/**
+ * A long poll asleep on a mailbox: `wake` makes it claim again, `fail` ends it, and `handOff`
+ * detaches it and returns its claim as a pending op, so a batch that sends to its mailbox can
+ * claim for it in the same transaction (the receiver gets the message one commit earlier).
+ */
 interface Waiter {
+  readonly op: ClaimOp;
   readonly wake: () => void;
   readonly fail: (error: Error) => void;
+  readonly handOff: () => Pending | undefined;
 }
 
 interface Pending {
@@ -217,6 +226,7 @@ export class Broker {
     } else {
       batch = this.#pending.splice(0, this.#o.maxBatchOps);
     }
+    const handedOff = this.#waiterCount > 0 ? this.#handOff(batch) : undefined;
     const started = performance.now();
     let results: StoreResult[] | undefined;
     let failure: unknown;
@@ -281,7 +291,35 @@ export class Broker {
       }
       batch[i]!.resolve(r);
     }
-    for (const [mailbox, n] of woken) this.#notify(mailbox, n);
+    // Waiters whose claims rode in this batch already had their chance at these sends.
+    for (const [mailbox, n] of woken) this.#notify(mailbox, n - (handedOff?.get(mailbox) ?? 0));
+  }
+
+  /**
+   * Appends to `batch` the claims of long polls waiting on mailboxes that `batch` sends to, up
+   * to as many messages as it sends there. Returns how many messages' worth was handed off per mailbox.
+   */
+  #handOff(batch: Pending[]): Map<string, number> | undefined {
+    let sends: Map<string, number> | undefined;
+    for (const p of batch) {
+      if (p.op.kind !== 'send') continue;
+      const mailbox = p.op.message.receiver;
+      if (this.#waiters.has(mailbox)) (sends ??= new Map()).set(mailbox, (sends.get(mailbox) ?? 0) + 1);
+    }
+    if (sends === undefined) return undefined;
+    const handed = new Map<string, number>();
+    for (const [mailbox, n] of sends) {
+      let left = n;
+      for (const waiter of [...(this.#waiters.get(mailbox) ?? [])]) {
+        if (left <= 0) break;
+        const pending = waiter.handOff();
+        if (pending === undefined) continue;
+        batch.push(pending);
+        left -= waiter.op.max;
+      }
+      handed.set(mailbox, n - Math.max(0, left));
+    }
+    return handed;
   }
 
   // ---- long-poll notifier -------------------------------------------------------------
@@ -302,25 +340,43 @@ export class Broker {
   }
 
   /** Waits until `mailbox` is notified, `ms` passes on the clock, the signal aborts or the broker closes. */
-  #wait(mailbox: string, ms: number, signal: AbortSignal | undefined): Promise<void> {
+  /**
+   * Waits until `mailbox` is notified (null), a batch claimed for this waiter (the result), `ms`
+   * passes on the clock (null), the signal aborts or the broker closes (rejects).
+   */
+  #wait(
+    mailbox: string,
+    ms: number,
+    signal: AbortSignal | undefined,
+    op: ClaimOp,
+  ): Promise<ClaimResult | null> {
     if (this.#waiterCount >= this.#o.maxWaiters)
       return Promise.reject(
         new MailboxOverloadedError(`maxWaiters (${this.#o.maxWaiters}) long polls are waiting`),
       );
-    return new Promise<void>((resolve, reject) => {
+    return new Promise<ClaimResult | null>((resolve, reject) => {
       let set = this.#waiters.get(mailbox);
       if (set === undefined) this.#waiters.set(mailbox, (set = new Set()));
       const s = set;
-      const done = (error?: Error): void => {
-        if (!s.delete(waiter)) return;
+      const detach = (): boolean => {
+        if (!s.delete(waiter)) return false;
         this.#waiterCount--;
         if (s.size === 0) this.#waiters.delete(mailbox);
         cancelTimer();
         signal?.removeEventListener('abort', onAbort);
-        if (error === undefined) resolve();
+        return true;
+      };
+      const done = (error?: Error): void => {
+        if (!detach()) return;
+        if (error === undefined) resolve(null);
         else reject(error);
       };
-      const waiter: Waiter = { wake: () => done(), fail: done };
+      const waiter: Waiter = {
+        op,
+        wake: () => done(),
+        fail: done,
+        handOff: () => (detach() ? { op, resolve: (r) => resolve(r as ClaimResult), reject } : undefined),
+      };
       // Rejects with the signal's reason, as every abortable call does.
       const onAbort = (): void => done(signal!.reason as Error);
       s.add(waiter);
@@ -437,17 +493,19 @@ export class Broker {
     if (typeof consumer !== 'string' || consumer.length > 200)
       throw new MailboxInvalidArgumentError('consumer must be a string of at most 200 characters');
     const deadline = this.#clock.now() + waitMs;
-    const op: StoreOp = { kind: 'claim', mailbox, max, leaseMs, consumer };
+    const op: ClaimOp = { kind: 'claim', mailbox, max, leaseMs, consumer };
     for (;;) {
       const version = this.#version(mailbox);
-      const r = (await this.#submit(op)) as Extract<StoreResult, { kind: 'claim' }>;
+      const r = (await this.#submit(op)) as ClaimResult;
       if (r.messages.length > 0 || waitMs === 0) return r.messages;
       const now = this.#clock.now();
       if (now >= deadline) return [];
       // A commit after our claim was applied may have made a message due: look again.
       if (this.#version(mailbox) !== version) continue;
       const until = r.nextDueMs === null ? deadline : Math.min(deadline, r.nextDueMs);
-      await this.#wait(mailbox, until - now, options.signal);
+      const claimed = await this.#wait(mailbox, until - now, options.signal, op);
+      // Messages claimed for us are leased to us: hand them over even if the signal fired since.
+      if (claimed !== null && claimed.messages.length > 0) return claimed.messages;
       checkSignal(options.signal);
     }
   }

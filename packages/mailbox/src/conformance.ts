@@ -518,8 +518,25 @@ export function storeConformance(
     }) => {
       const woken = broker.fetch('w', { waitMs: 30_000 });
       await until(async () => (await broker.stats()).waiters === 1, 'a waiter');
+      const batches = (await broker.stats()).batches;
       const sent = await broker.send({ sender: 's', receiver: 'w', body: { x: '1' } });
       assert.equal((await woken)?.mid, sent.mid);
+      assert.equal(
+        (await broker.stats()).batches - batches,
+        1,
+        'the waiter claimed in the batch of the send',
+      );
+
+      // A delayed send does not satisfy a waiter before it is due.
+      const early = broker.fetch('w', { waitMs: 30_000 });
+      await until(async () => (await broker.stats()).waiters === 1, 'a waiter');
+      const delayed = await broker.send({ sender: 's', receiver: 'w', body: { x: '2' }, delayMs: 100 });
+      await until(async () => (await broker.stats()).waiters === 1, 'the waiter asleep until the delay ends');
+      clock.advance(99);
+      await turns();
+      assert.equal((await broker.stats()).waiters, 1);
+      clock.advance(1);
+      assert.equal((await early)?.mid, delayed.mid);
 
       const timedOut = broker.fetch('w', { waitMs: 1000 });
       await until(async () => (await broker.stats()).waiters === 1, 'a waiter');
