@@ -214,7 +214,7 @@ async function client(): Promise<void> {
         buf[p + 1] = 0;
         buf[p + 2] = 0;
         buf[p + 3] = SMALL;
-        for (let j = 0; j < SMALL; j++) buf[p + 4 + j] = payload[j]!;
+        buf.set(payload, p + 4);
         p += SMALL + 4;
       }
       if (!socket.write(buf)) await drain(socket);

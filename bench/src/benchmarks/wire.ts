@@ -131,7 +131,11 @@ export default async function wire(args: string[]): Promise<void> {
     { name: 'TCP', at: () => 'tcp://127.0.0.1:0' },
     { name: 'Unix socket', at: () => `unix:${join(dir, `s-${Math.random().toString(36).slice(2)}.sock`)}` },
   ];
-  const floods = ['engine', 'coalesced', 'naive', 'engine64k', 'raw64k'];
+  // An optional third argument picks flood phases (e.g. engine64k,raw64k) and skips the rest.
+  const only = args[2]?.split(',');
+  const floods = ['engine', 'coalesced', 'naive', 'engine64k', 'raw64k'].filter(
+    (k) => only === undefined || only.includes(k),
+  );
   const bar = progress('wire', transports.length * (floods.length * runs + 2) + 2);
   const results = new Map<string, Map<string, number | Latency>>();
   try {
@@ -147,11 +151,16 @@ export default async function wire(args: string[]): Promise<void> {
         }
         r.set(kind, median(values));
       }
+      if (only !== undefined) {
+        for (const kind of floods) console.log(`${t.name} ${kind}: ${round(r.get(kind) as number)}`);
+        continue;
+      }
       for (const kind of ['echo-engine', 'echo-raw']) {
         r.set(kind, await echo(kind, t.at(), ms));
         bar.tick();
       }
     }
+    if (only !== undefined) return;
     const idleEngine = await idle('idle-engine', 10_000);
     bar.tick();
     const idleRaw = await idle('idle-raw', 10_000);
