@@ -126,6 +126,10 @@ export default async function streamBench(args: string[]): Promise<void> {
         const st: number[] = [];
         const gr: number[] = [];
         const wi: number[] = [];
+        // A warm-up run of each (JIT, buffer pools, TCP windows), not counted.
+        await streamRun(client, addresses.stream[transport], n(s.stream / 4), s.size);
+        await grpcRun(grpcClient, n(s.grpc / 4), s.size);
+        await wireRun(addresses.wire[transport], n(s.wire / 4), s.size);
         // Interleaved runs, medians: the machine is shared and noisy.
         for (let r = 0; r < runs; r++) {
           st.push(await streamRun(client, addresses.stream[transport], n(s.stream), s.size));
@@ -154,7 +158,7 @@ export default async function streamBench(args: string[]): Promise<void> {
     bar.stop();
     report(
       'stream',
-      'Server streaming one source, client and server in separate processes (medians of 3)',
+      'Server streaming one source, client and server in separate processes (after a warm-up, medians of 3)',
       rows,
       [
         'stream: @switchyard/stream, frames read with frames.batches(); grpc-js: @grpc/grpc-js server streaming with raw Buffer serializers; wire flood: @switchyard/wire lengthPrefixed frames decoded one by one into onFrame.',

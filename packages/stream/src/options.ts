@@ -37,7 +37,7 @@ export interface ClientOptions extends CommonOptions {
   sourceBufferSize?: number;
   /** Byte window per source (stored bytes). Default 4 MiB. */
   streamWindowBytes?: number;
-  /** Most requests open at once per connection; more wait for a slot. Default 16 384. */
+  /** Most requests open at once per connection; beyond it a further connection is opened. Default 16 384. */
   maxConcurrentRequests?: number;
   /** A dead endpoint is skipped for this long, then tried again. Default 5 s. */
   deadEndpointRetryMs?: number;
