@@ -201,7 +201,16 @@ export class StreamClient {
     if (directory === undefined) {
       throw new StreamNoEndpointError(`"${address}" is not an address and no directory is configured`);
     }
-    const endpoints = await directory.resolve(address, signal);
+    let endpoints: readonly string[];
+    try {
+      endpoints = await directory.resolve(address, signal);
+    } catch (error) {
+      signal?.throwIfAborted();
+      throw new StreamNoEndpointError(`the directory failed to resolve "${address}"`, { cause: error });
+    }
+    if (!Array.isArray(endpoints as unknown)) {
+      throw new StreamNoEndpointError(`the directory returned no endpoint list for "${address}"`);
+    }
     if (endpoints.length === 0)
       throw new StreamNoEndpointError(`the directory has no endpoint for "${address}"`);
     return endpoints;

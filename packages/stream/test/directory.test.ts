@@ -130,3 +130,19 @@ test('a dead endpoint is skipped, and tried again after deadEndpointRetryMs', as
   await revived.close();
   await Promise.all(list.map((s) => s.close()));
 });
+
+test('a directory that fails is STREAM_ERR_NO_ENDPOINT with the cause', async () => {
+  const cause = new Error('registry down');
+  const client = new StreamClient({
+    directory: {
+      resolve: () => {
+        throw cause;
+      },
+    },
+  });
+  await assert.rejects(
+    client.post('svc', text('x'))[Symbol.asyncIterator]().next(),
+    (e) => e instanceof StreamNoEndpointError && e.cause === cause,
+  );
+  await client.close();
+});
