@@ -208,7 +208,8 @@ export class StreamClient {
       signal?.throwIfAborted();
       throw new StreamNoEndpointError(`the directory failed to resolve "${address}"`, { cause: error });
     }
-    if (!Array.isArray(endpoints as unknown)) {
+    const list: unknown = endpoints;
+    if (!Array.isArray(list)) {
       throw new StreamNoEndpointError(`the directory returned no endpoint list for "${address}"`);
     }
     if (endpoints.length === 0)
