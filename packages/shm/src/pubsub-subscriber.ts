@@ -136,7 +136,7 @@ export class Subscriber {
   #cancelWait: ((error: Error) => void) | undefined;
   #timer: NodeJS.Timeout | undefined;
   #onTimer: (() => void) | undefined;
-  #emptyPolls = 0;
+  #heartbeatSeenMs = 0;
 
   private constructor(
     name: string,
@@ -269,18 +269,13 @@ export class Subscriber {
   /**
    * The next message, or `null` when none is there yet. Throws `SHM_ERR_CLOSED` once the
    * publisher closed and everything was read, `SHM_ERR_PUBLISHER_DEAD` when nothing is there
-   * and the heartbeat is stale (checked every 4096 empty polls here; at every wait in `recv`).
+   * and the heartbeat is older than `staleTimeoutMs`.
    */
   tryRecv(): Sample | null {
     if (this.#closed) throw new ShmClosedError('the subscriber is closed');
-    const sample = this.#poll();
-    if (sample !== null) return sample;
-    if (Atomics.load(this.#i32, I_STATE) !== STATE_OPEN) this.#checkEnd();
-    if (++this.#emptyPolls >= 4096) {
-      this.#emptyPolls = 0;
-      this.#checkAlive();
-    }
-    return null;
+    const sample = this.#look();
+    if (sample === null) this.#checkAlive();
+    return sample;
   }
 
   /** The hot path: one ring entry, one CAS on the block, one check. */
@@ -361,7 +356,12 @@ export class Subscriber {
   }
 
   #checkAlive(): void {
-    const age = this.#heartbeatAgeMs();
+    // Cheap check first (spinning readers come here often): reading the 64-bit heartbeat
+    // allocates a BigInt, so only when the last heartbeat seen is old enough to matter.
+    const now = Date.now();
+    if (now - this.#heartbeatSeenMs <= this.header.staleTimeoutMs) return;
+    this.#heartbeatSeenMs = Number(Atomics.load(this.#i64, I64_HEARTBEAT));
+    const age = now - this.#heartbeatSeenMs;
     if (age <= this.header.staleTimeoutMs) return;
     if (onDead.hasSubscribers) onDead.publish({ name: this.name, heartbeatAgeMs: age });
     throw new ShmPublisherDeadError(
