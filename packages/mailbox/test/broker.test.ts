@@ -253,3 +253,33 @@ test('body codec: anything but string fields is refused with MAILBOX_ERR_INVALID
     { numRuns: 200 },
   );
 });
+
+test('mids: clientTime in the first 12 hex digits (so they sort by time), then the content hash', async () => {
+  const broker = await Broker.open({ store: 'memory:' });
+  try {
+    const clientTime = new Date('2026-03-04T05:06:07.089Z');
+    const a = await broker.send({ sender: 's', receiver: 'r', body: { k: 'v' }, clientTime });
+    assert.equal(a.mid.slice(0, 12), clientTime.getTime().toString(16).padStart(12, '0'));
+    assert.equal(a.mid.length, 40);
+    const b = await broker.send({ sender: 's', receiver: 'r', body: { k: 'w' }, clientTime });
+    assert.equal(b.mid.slice(0, 12), a.mid.slice(0, 12));
+    assert.notEqual(b.mid, a.mid);
+    const later = await broker.send({
+      sender: 's',
+      receiver: 'r',
+      body: { k: 'v' },
+      clientTime: new Date(clientTime.getTime() + 1),
+    });
+    assert.ok(later.mid > a.mid && later.mid > b.mid);
+  } finally {
+    await broker.close();
+  }
+  const sha256 = await Broker.open({ store: 'memory:', hash: 'sha256' });
+  try {
+    const m = await sha256.send({ sender: 's', receiver: 'r', body: {} });
+    assert.match(m.mid, /^[0-9a-f]{64}$/);
+    assert.match(m.blobKey, /^[0-9a-f]{64}$/);
+  } finally {
+    await sha256.close();
+  }
+});
