@@ -184,8 +184,9 @@ export class Broker {
   }
 
   /** Opens a broker on the store `options.store` names (or is). */
-  static async open(options: BrokerOptions): Promise<Broker> {
+  static async open(options: BrokerOptions & CallOptions): Promise<Broker> {
     const o = resolveOptions(options);
+    checkSignal(options.signal);
     const owns = typeof o.store === 'string';
     const store = typeof o.store === 'string' ? await openStore(o.store, o) : o.store;
     return new Broker(store, owns, o);

@@ -439,4 +439,8 @@ export class MemoryStore implements MessageStore {
   async close(): Promise<void> {
     this.#closed = true;
   }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
 }

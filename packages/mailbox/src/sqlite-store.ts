@@ -557,4 +557,8 @@ export class SqliteStore implements MessageStore {
     this.#closed = true;
     this.#db.close();
   }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
 }

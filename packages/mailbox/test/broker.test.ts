@@ -75,7 +75,7 @@ test('one process owns a SQLite database: a second open gets MAILBOX_ERR_STORE_L
   const first = await SqliteStore.open(path);
   assert.equal(await codeOf(() => SqliteStore.open(path, { busyTimeoutMs: 20 })), 'MAILBOX_ERR_STORE_LOCKED');
   await first.close();
-  const second = await SqliteStore.open(path);
+  await using second = await SqliteStore.open(path);
   await second.close();
   await second.close();
 });
