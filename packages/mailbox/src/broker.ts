@@ -389,29 +389,46 @@ export class Broker {
 
   // ---- sweeps -------------------------------------------------------------------------
 
-  #scheduleSweep(): void {
+  /**
+   * Sweeps every `sweepIntervalMs`; a sweep that hit `sweepLimit` anywhere runs again at once,
+   * so expiry keeps up with any confirm rate instead of falling behind by the limit per interval.
+   */
+  #scheduleSweep(again = false): void {
     if (this.#o.sweepIntervalMs === 0 || this.#closed) return;
-    this.#sweepTimer = this.#clock.setTimer(
-      this.#o.sweepIntervalMs,
-      () => {
-        this.#sweeping = this.#sweepOnce()
-          .catch((error: unknown) => {
-            if (errorChannel.hasSubscribers) errorChannel.publish({ error });
-          })
-          .finally(() => {
-            this.#sweeping = undefined;
-            this.#scheduleSweep();
-          });
-      },
-      false,
-    );
+    const run = (): void => {
+      let more = false;
+      this.#sweeping = this.#sweepOnce()
+        .then((m) => {
+          more = m;
+        })
+        .catch((error: unknown) => {
+          if (errorChannel.hasSubscribers) errorChannel.publish({ error });
+        })
+        .finally(() => {
+          this.#sweeping = undefined;
+          this.#scheduleSweep(more);
+        });
+    };
+    if (again) {
+      // More is waiting now: no need to wait for the clock (a ManualClock would never move).
+      const immediate = setImmediate(run);
+      this.#sweepTimer = () => clearImmediate(immediate);
+    } else {
+      this.#sweepTimer = this.#clock.setTimer(this.#o.sweepIntervalMs, run, false);
+    }
   }
 
-  async #sweepOnce(): Promise<void> {
-    if (this.#closed) return;
-    await this.#submit({ kind: 'reenqueue', limit: this.#o.sweepLimit });
-    await this.#submit({ kind: 'expire', limit: this.#o.sweepLimit });
-    await this.#store.blobs.collect(this.#o.sweepLimit);
+  /** One sweep step; true if some part hit `sweepLimit` (more may be waiting). */
+  async #sweepOnce(): Promise<boolean> {
+    if (this.#closed) return false;
+    const limit = this.#o.sweepLimit;
+    const r = (await this.#submit({ kind: 'reenqueue', limit })) as Extract<
+      StoreResult,
+      { kind: 'reenqueue' }
+    >;
+    const e = (await this.#submit({ kind: 'expire', limit })) as Extract<StoreResult, { kind: 'expire' }>;
+    const blobs = await this.#store.blobs.collect(limit);
+    return r.count >= limit || e.count >= limit || blobs >= limit;
   }
 
   // ---- the API ------------------------------------------------------------------------

@@ -283,3 +283,31 @@ test('mids: clientTime in the first 12 hex digits (so they sort by time), then t
     await sha256.close();
   }
 });
+
+test('a sweep that hits sweepLimit runs again at once, so expiry keeps up', async () => {
+  const clock = new ManualClock();
+  const broker = await Broker.open({
+    store: 'memory:',
+    clock,
+    sweepIntervalMs: 1000,
+    sweepLimit: 10,
+    mailboxDefaults: { retentionMs: 0 },
+  });
+  try {
+    await broker.sendMany(
+      Array.from({ length: 55 }, (_, i) => ({ sender: 's', receiver: 'r', body: { i: `${i}` } })),
+    );
+    const ms = await broker.fetchMany('r', { max: 100 });
+    await Promise.all(ms.map((m) => broker.ack(m.mid, m.lid!, 1)));
+    assert.equal((await broker.stats()).store.messages, 55);
+    clock.advance(1000);
+    // One interval: 55 messages at 10 per step are gone without another tick of the clock.
+    for (let i = 0; i < 200 && (await broker.stats()).store.messages > 0; i++)
+      await new Promise((r) => setImmediate(r));
+    const s = await broker.stats();
+    assert.equal(s.store.messages, 0);
+    assert.equal(s.store.blobs, 0);
+  } finally {
+    await broker.close();
+  }
+});
