@@ -14,6 +14,11 @@ const durationMs = Number(msArg);
 const SMALL = 64;
 const LARGE = 64 * 1024;
 
+// 'exit' ends a child normally (so --cpu-prof can write its profile).
+process.on('message', (m) => {
+  if (m === 'exit') process.exit(0);
+});
+
 function send(message: unknown): void {
   process.send?.(message);
 }
@@ -165,7 +170,8 @@ async function server(): Promise<void> {
 function idleReporter(connections: () => number, leased: () => number): void {
   global.gc?.();
   const before = process.memoryUsage().rss;
-  process.on('message', () => {
+  process.on('message', (m) => {
+    if (m !== 'measure') return;
     global.gc?.();
     setTimeout(() => {
       global.gc?.();
@@ -185,7 +191,11 @@ async function client(): Promise<void> {
   const stopAt = performance.now() + durationMs;
   const payload = new Uint8Array(kind.endsWith('64k') ? LARGE : SMALL).fill(7);
   if (kind === 'engine' || kind === 'engine64k') {
-    const engine = new ProtocolEngine<Uint8Array>({ codec: lengthPrefixed, handler: { onFrame: () => {} } });
+    const hwm = Number(process.env.WIRE_BENCH_HWM ?? 64 * 1024);
+    const engine = new ProtocolEngine<Uint8Array>(
+      { codec: lengthPrefixed, handler: { onFrame: () => {} } },
+      { highWaterMark: hwm, lowWaterMark: hwm / 2 },
+    );
     const conn = await engine.connect(address);
     let n = 0;
     while (performance.now() < stopAt) {

@@ -110,3 +110,96 @@ export class BufferPool {
     };
   }
 }
+
+/** A connection's side of the write slab: the slab tells the owner of its tail to seal it. */
+export interface SlabTenant {
+  /** Stop writing into the current region; queue what was written. */
+  sealWrite(): void;
+}
+
+/**
+ * Write buffers shared by every connection of an engine, so memory follows bytes sent, not
+ * connections: a connection that sends claims the tail of the current slab (a pooled buffer)
+ * and encodes into it until another connection claims the tail (the first one's region is
+ * sealed and queued) or the turn ends. 10 000 connections each sending a small frame in one
+ * turn (a broadcast) share a few slabs instead of taking a buffer each.
+ *
+ * Reference counts: the slab holds one reference on the current slab; every claimed region
+ * holds one, carried by its queued segment until the transport's write completes. A buffer
+ * goes back to the pool when its count falls to zero — or is dropped (`forget`) if it was
+ * poisoned because a destroyed transport may still read it.
+ */
+export class WriteSlab {
+  readonly #pool: BufferPool;
+  readonly #refs = new Map<Uint8Array, number>();
+  readonly #poisoned = new Set<Uint8Array>();
+  #slab: Uint8Array | null = null;
+  #pos = 0;
+  #owner: SlabTenant | null = null;
+
+  constructor(pool: BufferPool) {
+    this.#pool = pool;
+  }
+
+  /** Claims the tail of the current slab for `tenant`; returns [buffer, start]. */
+  claim(tenant: SlabTenant): Uint8Array {
+    let slab = this.#slab;
+    if (slab === null) {
+      slab = this.#slab = this.#pool.acquire(0);
+      this.#refs.set(slab, 1);
+      this.#pos = 0;
+      this.#owner = null;
+    }
+    const owner = this.#owner;
+    if (owner !== null && owner !== tenant) owner.sealWrite(); // moves #pos to its end
+    this.#refs.set(slab, (this.#refs.get(slab) ?? 0) + 1);
+    this.#owner = tenant;
+    return slab;
+  }
+
+  /** Where a region claimed now starts. */
+  get position(): number {
+    return this.#pos;
+  }
+
+  /** The tenant sealed its region of `buf` at `end`. */
+  sealed(tenant: SlabTenant, buf: Uint8Array, end: number): void {
+    if (buf === this.#slab && this.#owner === tenant) {
+      this.#pos = end;
+      this.#owner = null;
+    }
+  }
+
+  /** Stop handing out the current slab (at the end of a turn, or when it is full). The
+   *  current owner keeps its region: nobody else claims from a retired slab. */
+  retire(): void {
+    const slab = this.#slab;
+    if (slab === null) return;
+    this.#slab = null;
+    this.#owner = null;
+    this.unref(slab);
+  }
+
+  /** A private buffer (a frame larger than a slab), counted like a region. */
+  acquirePrivate(size: number): Uint8Array {
+    const buf = this.#pool.acquire(size);
+    this.#refs.set(buf, 1);
+    return buf;
+  }
+
+  unref(buf: Uint8Array): void {
+    const n = (this.#refs.get(buf) ?? 1) - 1;
+    if (n > 0) {
+      this.#refs.set(buf, n);
+      return;
+    }
+    this.#refs.delete(buf);
+    if (this.#poisoned.delete(buf)) this.#pool.forget(buf);
+    else this.#pool.release(buf);
+  }
+
+  /** `buf` may still be read by a destroyed transport: never hand it out again. */
+  poison(buf: Uint8Array): void {
+    this.#poisoned.add(buf);
+  }
+}

@@ -1,6 +1,6 @@
 import { channel } from 'node:diagnostics_channel';
 import { performance } from 'node:perf_hooks';
-import type { BufferPool } from './buffer-pool.js';
+import type { BufferPool, SlabTenant, WriteSlab } from './buffer-pool.js';
 import { INSUFFICIENT_BUFFER, type Codec, type Decoded, type Incomplete } from './codec.js';
 import {
   WireConnectionClosedError,
@@ -74,6 +74,7 @@ export interface Connection<F, T = unknown> {
 /** What a connection needs from its engine (kept narrow so the engine stays the owner). */
 export interface EngineContext<F, T> {
   readonly pool: BufferPool;
+  readonly slab: WriteSlab;
   readonly options: ResolvedEngineOptions;
   readonly handler: Handler<F, T>;
   scheduleFlush(conn: ConnectionImpl<F, T>): void;
@@ -94,10 +95,10 @@ const noop = (): void => {};
  * The engine's connection. Invariants: `#stash` holds bytes received but not yet decoded —
  * the prefix of one incomplete frame, or (after `pause()` inside `onFrame`) the undelivered
  * rest of a chunk; it is null when empty, so an idle connection holds no read buffer.
- * `#wbuf` is the write buffer being filled this turn; `#pending` the filled ones waiting;
- * `#inflight` those handed to the transport. All three are empty when idle.
+ * `#wbuf` is the write region being filled (see WriteSlab); `#pending` the sealed regions
+ * waiting; `#inflight` those handed to the transport. All three are empty when idle.
  */
-export class ConnectionImpl<F, T> implements Connection<F, T> {
+export class ConnectionImpl<F, T> implements Connection<F, T>, SlabTenant {
   readonly id: number;
   readonly remoteAddress: string;
   readonly localAddress: string;
@@ -123,9 +124,13 @@ export class ConnectionImpl<F, T> implements Connection<F, T> {
   // Total size of the stashed frame when the codec said so, else 0.
   #need = 0;
 
+  // The write region: #wbuf[#wstart, #wpos), a claimed part of the engine's slab or a private
+  // buffer for a large frame.
   #wbuf: Uint8Array | null = null;
+  #wstart = 0;
   #wpos = 0;
   #pending: Uint8Array[] = [];
+  #pendingStarts: number[] = [];
   #pendingLens: number[] = [];
   #inflight: Uint8Array[] = [];
   #inflightBytes = 0;
@@ -428,22 +433,20 @@ export class ConnectionImpl<F, T> implements Connection<F, T> {
   send(frame: F): boolean {
     if (this.#state !== OPEN) return false;
     let buf = this.#wbuf;
-    if (buf === null) {
-      buf = this.#wbuf = this.#pool.acquire(0);
-      this.#wpos = 0;
-    }
+    if (buf === null) buf = this.#claim();
     const codec = this.#codec;
+    const at = this.#wpos;
     let n =
       codec.encodeAt !== undefined
-        ? codec.encodeAt(frame, buf, this.#wpos)
-        : codec.encode(frame, this.#wpos === 0 ? buf : buf.subarray(this.#wpos));
-    if (n === INSUFFICIENT_BUFFER) n = this.#encodeLarge(frame);
-    else if (!(n >= 0 && n <= buf.length - this.#wpos)) {
+        ? codec.encodeAt(frame, buf, at)
+        : codec.encode(frame, at === 0 ? buf : buf.subarray(at));
+    if (n === INSUFFICIENT_BUFFER) n = this.#encodeSlow(frame);
+    else if (!(n >= 0 && n <= buf.length - at)) {
       throw new WireInvalidArgumentError(`codec.encode returned ${String(n)}`);
     } else if (n > this.#maxFrameSize) {
       throw tooLarge(n, this.#maxFrameSize);
     } else {
-      this.#wpos += n;
+      this.#wpos = at + n;
     }
     this.#outbox += n;
     if (!this.flushQueued) this.#ctx.scheduleFlush(this);
@@ -461,32 +464,58 @@ export class ConnectionImpl<F, T> implements Connection<F, T> {
     return this.#writableFlag;
   }
 
-  /** The frame did not fit the rest of the write buffer: start a new one, growing to fit. */
-  #encodeLarge(frame: F): number {
-    const codec = this.#codec;
-    if (this.#wpos > 0) this.#queueWbuf();
-    else if (this.#wbuf !== null) {
-      this.#pool.release(this.#wbuf);
-      this.#wbuf = null;
+  /** Takes the tail of the engine's write slab as this connection's write region. */
+  #claim(): Uint8Array {
+    const slab = this.#ctx.slab;
+    const buf = slab.claim(this);
+    this.#wbuf = buf;
+    this.#wstart = this.#wpos = slab.position;
+    return buf;
+  }
+
+  /** SlabTenant: stop writing into the current region; queue what was written in it. */
+  sealWrite(): void {
+    const buf = this.#wbuf;
+    if (buf === null) return;
+    const start = this.#wstart;
+    const end = this.#wpos;
+    const len = end - start;
+    this.#wbuf = null;
+    this.#wstart = this.#wpos = 0;
+    this.#ctx.slab.sealed(this, buf, end);
+    if (len > 0) {
+      this.#pending.push(buf);
+      this.#pendingStarts.push(start);
+      this.#pendingLens.push(len);
+    } else {
+      this.#ctx.slab.unref(buf);
     }
-    let size = this.#pool.bufferSize;
+  }
+
+  /** The frame did not fit the rest of the region: try a fresh slab, then a private buffer
+   *  growing (by doubling) up to maxFrameSize. Returns the bytes written. */
+  #encodeSlow(frame: F): number {
+    const slab = this.#ctx.slab;
+    this.sealWrite();
+    slab.retire(); // its tail is too short for this frame: the next claim takes a fresh slab
+    const fresh = this.#claim();
+    const n = this.#encodeChecked(frame, fresh, 0);
+    if (n !== INSUFFICIENT_BUFFER) {
+      this.#wpos = n;
+      return n;
+    }
+    this.sealWrite();
+    let size = this.#pool.bufferSize * 2;
     for (;;) {
-      const buf = this.#pool.acquire(size);
-      const n = codec.encode(frame, buf);
-      if (n !== INSUFFICIENT_BUFFER) {
-        if (!(n >= 0 && n <= buf.length)) {
-          this.#pool.release(buf);
-          throw new WireInvalidArgumentError(`codec.encode returned ${String(n)}`);
-        }
-        if (n > this.#maxFrameSize) {
-          this.#pool.release(buf);
-          throw tooLarge(n, this.#maxFrameSize);
-        }
+      const buf = slab.acquirePrivate(size);
+      const m = this.#encodeChecked(frame, buf, 0, () => slab.unref(buf));
+      if (m !== INSUFFICIENT_BUFFER) {
         this.#wbuf = buf;
-        this.#wpos = n;
-        return n;
+        this.#wstart = 0;
+        this.#wpos = m;
+        return m;
       }
-      this.#pool.release(buf);
+      slab.unref(buf);
       if (buf.length >= this.#maxFrameSize) {
         throw new WireFrameTooLargeError(
           `the frame does not encode into maxFrameSize ${this.#maxFrameSize} bytes`,
@@ -496,39 +525,54 @@ export class ConnectionImpl<F, T> implements Connection<F, T> {
     }
   }
 
-  #queueWbuf(): void {
-    this.#pending.push(this.#wbuf as Uint8Array);
-    this.#pendingLens.push(this.#wpos);
-    this.#wbuf = null;
-    this.#wpos = 0;
+  #encodeChecked(
+    frame: F,
+    buf: Uint8Array,
+    at: number,
+    onThrow?: () => void,
+  ): number | typeof INSUFFICIENT_BUFFER {
+    const codec = this.#codec;
+    const n =
+      codec.encodeAt !== undefined
+        ? codec.encodeAt(frame, buf, at)
+        : codec.encode(frame, at === 0 ? buf : buf.subarray(at));
+    if (n === INSUFFICIENT_BUFFER) return n;
+    if (!(n >= 0 && n <= buf.length - at)) {
+      onThrow?.();
+      throw new WireInvalidArgumentError(`codec.encode returned ${String(n)}`);
+    }
+    if (n > this.#maxFrameSize) {
+      onThrow?.();
+      throw tooLarge(n, this.#maxFrameSize);
+    }
+    return n;
   }
 
   /** Called once per turn by the engine: hand everything queued to the transport in one write. */
   flush(): void {
     this.flushQueued = false;
     if (this.#writing || this.#state === CLOSED) return;
-    if (this.#wpos > 0) this.#queueWbuf();
-    else if (this.#wbuf !== null) {
-      this.#pool.release(this.#wbuf);
-      this.#wbuf = null;
-    }
+    this.sealWrite();
     const pending = this.#pending;
     const count = pending.length;
     if (count === 0) {
       if (this.#state === CLOSING) this.#endIfFlushed();
       return;
     }
+    const starts = this.#pendingStarts;
     const lens = this.#pendingLens;
     const chunks: Uint8Array[] = new Array<Uint8Array>(count);
     let bytes = 0;
     for (let i = 0; i < count; i++) {
+      const start = starts[i] as number;
       const len = lens[i] as number;
-      chunks[i] = (pending[i] as Uint8Array).subarray(0, len);
+      chunks[i] = (pending[i] as Uint8Array).subarray(start, start + len);
       bytes += len;
     }
     this.#inflight = pending;
     this.#inflightBytes = bytes;
     this.#pending = [];
+    this.#pendingStarts = [];
     this.#pendingLens = [];
     this.#writing = true;
     if (this.#idleTimer !== null) this.#lastActivity = performance.now();
@@ -540,11 +584,9 @@ export class ConnectionImpl<F, T> implements Connection<F, T> {
     this.#writing = false;
     const inflight = this.#inflight;
     this.#inflight = [];
-    if (this.#state === CLOSED) {
-      for (const b of inflight) this.#pool.release(b);
-      return;
-    }
-    for (const b of inflight) this.#pool.release(b);
+    const slab = this.#ctx.slab;
+    for (const b of inflight) slab.unref(b);
+    if (this.#state === CLOSED) return;
     this.#outbox -= this.#inflightBytes;
     this.#inflightBytes = 0;
     if (this.#idleTimer !== null) this.#lastActivity = performance.now();
@@ -553,7 +595,7 @@ export class ConnectionImpl<F, T> implements Connection<F, T> {
       return;
     }
     // More was queued while this write was in flight: send it now, as one batch.
-    if (this.#pending.length > 0 || this.#wpos > 0) this.flush();
+    if (this.#pending.length > 0 || this.#wpos > this.#wstart) this.flush();
     else if (this.#state === CLOSING) this.#endIfFlushed();
     if (!this.#writableFlag && this.#outbox <= this.#lwm) {
       this.#writableFlag = true;
@@ -657,7 +699,7 @@ export class ConnectionImpl<F, T> implements Connection<F, T> {
   }
 
   #endIfFlushed(): void {
-    if (this.#writing || this.#pending.length > 0 || this.#wpos > 0) {
+    if (this.#writing || this.#pending.length > 0 || this.#wpos > this.#wstart) {
       if (!this.flushQueued) this.#ctx.scheduleFlush(this);
       return;
     }
@@ -698,15 +740,18 @@ export class ConnectionImpl<F, T> implements Connection<F, T> {
     if (this.#closeTimer !== null) clearTimeout(this.#closeTimer);
     this.#idleTimer = this.#closeTimer = null;
     if (!this.#inRead) this.#releaseStash();
-    if (this.#wbuf !== null) this.#pool.release(this.#wbuf);
-    this.#wbuf = null;
-    this.#wpos = 0;
-    for (const b of this.#pending) this.#pool.release(b);
+    const slab = this.#ctx.slab;
+    this.sealWrite();
+    for (const b of this.#pending) slab.unref(b);
     this.#pending = [];
+    this.#pendingStarts = [];
     this.#pendingLens = [];
     // Buffers in flight may still be read by the transport: forget them, never reuse them.
     if (this.#writing) {
-      for (const b of this.#inflight) this.#pool.forget(b);
+      for (const b of this.#inflight) {
+        slab.poison(b);
+        slab.unref(b);
+      }
       this.#inflight = [];
       this.#writing = false;
     }

@@ -1,5 +1,5 @@
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
-import { BufferPool, type BufferPoolStats } from './buffer-pool.js';
+import { BufferPool, WriteSlab, type BufferPoolStats } from './buffer-pool.js';
 import type { Codec } from './codec.js';
 import {
   ConnectionImpl,
@@ -107,6 +107,7 @@ export class ProtocolEngine<F, T = unknown> {
     this.#pool = new BufferPool(o.initialBufferSize, o.initialBufferPoolSize, o.maxBufferPoolSize);
     this.#ctx = {
       pool: this.#pool,
+      slab: new WriteSlab(this.#pool),
       options: this.options,
       handler,
       scheduleFlush: (conn) => {
@@ -128,6 +129,8 @@ export class ProtocolEngine<F, T = unknown> {
     const dirty = this.#dirty;
     this.#dirty = [];
     for (let i = 0; i < dirty.length; i++) (dirty[i] as ConnectionImpl<F, T>).flush();
+    // The turn is over: the next turn's sends start a fresh slab, and an idle engine holds none.
+    this.#ctx.slab.retire();
   }
 
   /** The connections open now. */
