@@ -46,3 +46,4 @@ export {
   encodedSize,
 } from './frames.js';
 export type { Frame, StreamCodecOptions } from './frames.js';
+export { streamConformance } from './conformance.js';
