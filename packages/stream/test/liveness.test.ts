@@ -190,3 +190,45 @@ test('a server drops a client that stopped answering and finishes its producers'
   socket.destroy();
   await server.close();
 });
+
+test('a client killed mid-stream (SIGKILL): the server finishes every producer of it, promptly', async () => {
+  let finished = 0;
+  let started = 0;
+  const server = new StreamServer();
+  await server.listen('tcp://127.0.0.1:0', async function* (request) {
+    try {
+      for (let s = 0; s < 3; s++) {
+        yield {
+          frames: (async function* () {
+            started++;
+            try {
+              for (let i = 0; ; i++) {
+                if (i % 16 === 0) await new Promise((resolve) => setImmediate(resolve));
+                yield counter(i);
+              }
+            } finally {
+              finished++;
+            }
+          })(),
+        };
+      }
+      await new Promise((resolve) => request.signal.addEventListener('abort', resolve));
+    } finally {
+      finished++;
+    }
+  });
+  const script = fileURLToPath(new URL('./fixtures/client-child.js', import.meta.url));
+  const child = spawn(process.execPath, [script, server.address], { stdio: ['ignore', 'pipe', 'inherit'] });
+  try {
+    await once(child.stdout, 'data');
+    assert.equal(server.connections, 1);
+    const killedAt = Date.now();
+    child.kill('SIGKILL');
+    await eventually(() => started === 3 && finished === 4, 2000, 'every producer to finish');
+    assert.ok(Date.now() - killedAt < 1000);
+    assert.equal(server.connections, 0);
+  } finally {
+    child.kill('SIGKILL');
+    await server.close();
+  }
+});
