@@ -20,7 +20,14 @@ import {
 } from './errors.js';
 import { MemoryStore } from './memory-store.js';
 import type { Body, Message, MessageHeader } from './message.js';
-import { RandomIds, blobKeyOf, computeMid, encodeBodyParts, validateMailboxName } from './message.js';
+import {
+  RandomIds,
+  blobKeyOf,
+  computeMid,
+  encodeBodyParts,
+  isDeadLetterName,
+  validateMailboxName,
+} from './message.js';
 import type { BrokerOptions, ResolvedBrokerOptions } from './options.js';
 import { checkInt, resolveMailboxSettings, resolveOptions } from './options.js';
 import { SqliteStore } from './sqlite-store.js';
@@ -69,6 +76,11 @@ export interface HeadersOptions extends CallOptions {
   /** Only messages received after this time. */
   readonly after?: Date;
   /** Most headers returned (default 100, at most 1000). */
+  readonly limit?: number;
+}
+
+export interface LimitOptions extends CallOptions {
+  /** Most messages affected (default: all). */
   readonly limit?: number;
 }
 
@@ -286,6 +298,9 @@ export class Broker {
         case 'reenqueue':
           this.#counters.timedOut += r.count;
           for (const m of r.wake) wake(m, Infinity);
+          break;
+        case 'redrive':
+          if (r.count > 0) wake(r.target, Infinity);
           break;
         default:
           break;
@@ -648,6 +663,44 @@ export class Broker {
     const mailbox = validateMailboxName(name, 'name');
     const s = resolveMailboxSettings(settings, this.#o.mailboxDefaults, 'settings');
     await this.#submit({ kind: 'configure', name: mailbox, settings: s });
+  }
+
+  /**
+   * Moves the queued messages of a dead-letter mailbox (`<name>.dead`) back to `<name>`: due
+   * now, with a fresh count of deliveries (the attempt record stays). Returns how many moved.
+   */
+  async redrive(deadMailbox: string, options: LimitOptions = {}): Promise<number> {
+    checkSignal(options.signal);
+    const mailbox = validateMailboxName(deadMailbox, 'mailbox');
+    if (!isDeadLetterName(mailbox))
+      throw new MailboxInvalidArgumentError(`mailbox ${mailbox} is not a dead-letter mailbox (<name>.dead)`);
+    const target = mailbox.slice(0, -'.dead'.length);
+    return this.#chunked(options, (limit) => ({
+      kind: 'redrive',
+      mailbox,
+      target,
+      limit,
+      defaults: this.#o.mailboxDefaults,
+    }));
+  }
+
+  /** Deletes the queued messages of `mailbox` (leased ones stay); returns how many went. */
+  async purge(name: string, options: LimitOptions = {}): Promise<number> {
+    checkSignal(options.signal);
+    const mailbox = validateMailboxName(name, 'mailbox');
+    return this.#chunked(options, (limit) => ({ kind: 'purge', mailbox, limit }));
+  }
+
+  async #chunked(options: LimitOptions, op: (limit: number) => StoreOp): Promise<number> {
+    const max = options.limit === undefined ? Infinity : checkInt('limit', options.limit, 1, 2 ** 31);
+    let total = 0;
+    while (total < max) {
+      const limit = Math.min(this.#o.sweepLimit, max - total);
+      const r = (await this.#submit(op(limit))) as Extract<StoreResult, { kind: 'redrive' | 'purge' }>;
+      total += r.count;
+      if (r.count < limit) break;
+    }
+    return total;
   }
 
   async mailboxes(options: CallOptions = {}): Promise<MailboxInfo[]> {

@@ -395,6 +395,48 @@ export function storeConformance(
       assert.equal((await broker.get(sent.mid))?.status, MessageStatus.Confirmed);
     });
 
+    it('redrive moves queued dead letters back, due now, with a fresh count; purge deletes queued only', async ({
+      broker,
+      clock,
+    }) => {
+      const a = await broker.send({ sender: 's', receiver: 'rd', body: { x: 'a' } });
+      const b = await broker.send({ sender: 's', receiver: 'rd', body: { x: 'b' } });
+      for (let i = 0; i < 3; i++) {
+        for (const m of await broker.fetchMany('rd', { max: 10 })) await broker.ack(m.mid, m.lid!, 2);
+        clock.advance(RETRY);
+      }
+      assert.equal((await broker.get(a.mid))?.mailbox, 'rd.dead');
+      assert.equal((await broker.get(b.mid))?.mailbox, 'rd.dead');
+      await rejectsWith(() => broker.redrive('rd'), 'MAILBOX_ERR_INVALID_ARGUMENT');
+      await rejectsWith(() => broker.redrive('bad name!.dead'), 'MAILBOX_ERR_INVALID_MAILBOX');
+      await rejectsWith(() => broker.purge('rd', { limit: 0 }), 'MAILBOX_ERR_INVALID_ARGUMENT');
+      assert.equal(await broker.redrive('rd.dead', { limit: 1 }), 1);
+      const back = (await broker.get(a.mid))!;
+      assert.equal(back.mailbox, 'rd');
+      assert.equal(back.status, MessageStatus.NotDelivered);
+      assert.equal(back.deliveryCount, 0);
+      assert.equal(back.attempts?.length, 3, 'the attempt record stays');
+      const f = (await broker.fetch('rd'))!;
+      assert.equal(f.mid, a.mid);
+      assert.equal(f.deliveryCount, 1);
+      assert.equal(await broker.redrive('rd.dead'), 1);
+      assert.equal(await broker.redrive('rd.dead'), 0);
+      assert.equal(await broker.redrive('never.dead'), 0);
+      // a.mid is leased: purge leaves it; b is queued: purge deletes it and its body reference.
+      const key = (await broker.get(b.mid))!.blobKey;
+      assert.equal(await broker.purge('rd'), 1);
+      assert.equal(await broker.get(b.mid), null);
+      assert.equal(await broker.store.blobs.refCount(key), 0);
+      assert.equal((await broker.get(a.mid))?.state, 'leased');
+      await broker.ack(f.mid, f.lid!, 1);
+      assert.equal(await broker.purge('rd'), 0, 'confirmed messages are not purged');
+      assert.equal((await broker.get(a.mid))?.status, MessageStatus.Confirmed);
+      for (let i = 0; i < 5; i++)
+        await broker.send({ sender: 's', receiver: 'many', body: { i: String(i) } });
+      assert.equal(await broker.purge('many', { limit: 2 }), 2);
+      assert.equal((await broker.fetchMany('many', { max: 10 })).map((m) => m.body.i).join(), '2,3,4');
+    });
+
     it('bodies are stored once by content; references go down at retention and the collector frees zero', async ({
       broker,
       clock,

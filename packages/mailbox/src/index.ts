@@ -19,6 +19,7 @@ export type {
   FetchManyOptions,
   FetchOptions,
   HeadersOptions,
+  LimitOptions,
   SendInput,
 } from './broker.js';
 export { ManualClock, systemClock } from './clock.js';

@@ -284,7 +284,37 @@ export class MemoryStore implements MessageStore {
         d.mailboxes.set(op.name, { settings: op.settings, createdAt: prev?.createdAt ?? now });
         return { kind: 'configure' };
       }
+      case 'redrive': {
+        if (!d.mailboxes.has(op.target))
+          d.mailboxes.set(op.target, { settings: op.defaults, createdAt: now });
+        const recs = this.#queuedOf(op.mailbox, op.limit);
+        for (const rec of recs) {
+          rec.mailbox = op.target;
+          rec.status = MessageStatus.NotDelivered;
+          rec.deliveryCount = 0;
+          rec.due = now;
+          this.#enqueue(rec);
+        }
+        return { kind: 'redrive', count: recs.length, target: op.target };
+      }
+      case 'purge': {
+        const recs = this.#queuedOf(op.mailbox, op.limit);
+        for (const rec of recs) {
+          d.messages.delete(rec.m.mid);
+          this.blobs.addRef(rec.m.blobKey, -1);
+        }
+        return { kind: 'purge', count: recs.length };
+      }
     }
+  }
+
+  /** Up to `limit` of the oldest queued messages of `mailbox` (by due time, then arrival). */
+  #queuedOf(mailbox: string, limit: number): Rec[] {
+    const recs: Rec[] = [];
+    for (const rec of this.#d.messages.values())
+      if (rec.mailbox === mailbox && rec.state === QUEUED) recs.push(rec);
+    recs.sort((a, b) => a.due! - b.due! || a.seq - b.seq);
+    return recs.slice(0, limit);
   }
 
   /** Ends the current lease of `rec` as `outcome` at `endedAt` and applies the retry rule. */

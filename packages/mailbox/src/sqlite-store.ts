@@ -176,6 +176,8 @@ class Statements {
   readonly headers: Statement;
   readonly counts: Statement;
   readonly totals: Statement;
+  readonly redrive: Statement;
+  readonly queuedOf: Statement;
 
   constructor(db: Database.Database) {
     this.insertMsg = db.prepare(
@@ -252,6 +254,13 @@ class Statements {
     this.counts = db.prepare(
       `SELECT mailbox, sum(state = 0 AND due <= ?) AS ready, sum(state = 0 AND due > ?) AS delayed,
        sum(state = 1) AS inFlight, sum(state = 2) AS confirmed FROM messages GROUP BY mailbox`,
+    );
+    this.redrive = db.prepare(
+      `UPDATE messages SET mailbox = @target, status = 8, delivery_count = 0, due = @now
+       WHERE seq IN (SELECT seq FROM messages WHERE mailbox = @mailbox AND state = 0 ORDER BY due, seq LIMIT @limit)`,
+    );
+    this.queuedOf = db.prepare(
+      'SELECT seq, blob FROM messages WHERE mailbox = ? AND state = 0 ORDER BY due, seq LIMIT ?',
     );
     this.totals = db.prepare(
       `SELECT count(*) AS messages, coalesce(sum(state = 0), 0) AS queued, coalesce(sum(state = 1), 0) AS leased,
@@ -471,6 +480,19 @@ export class SqliteStore implements MessageStore {
         this.#mailboxes.set(op.name, { settings: s, createdAt: prev?.createdAt ?? now });
         if (prev === undefined) added.push(op.name);
         return { kind: 'configure' };
+      }
+      case 'redrive': {
+        this.#ensureMailbox(op.target, op.defaults, now, added);
+        const { changes } = st.redrive.run({ target: op.target, now, mailbox: op.mailbox, limit: op.limit });
+        return { kind: 'redrive', count: changes, target: op.target };
+      }
+      case 'purge': {
+        const rows = st.queuedOf.all(op.mailbox, op.limit) as { seq: number; blob: string }[];
+        for (const r of rows) {
+          st.deleteMsg.run(r.seq);
+          st.addRef.run(-1, r.blob);
+        }
+        return { kind: 'purge', count: rows.length };
       }
     }
   }

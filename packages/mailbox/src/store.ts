@@ -79,7 +79,21 @@ export type StoreOp =
   /** Delete up to `limit` confirmed messages past retention; their blob references go down. */
   | { readonly kind: 'expire'; readonly limit: number }
   /** Create a mailbox, or change its settings. */
-  | { readonly kind: 'configure'; readonly name: string; readonly settings: MailboxSettings };
+  | { readonly kind: 'configure'; readonly name: string; readonly settings: MailboxSettings }
+  /**
+   * Move up to `limit` of the oldest queued messages of the dead-letter mailbox `mailbox` to
+   * `target` (created with `defaults` if missing): due now, status NotDelivered (8), a fresh
+   * count of deliveries (their attempt record stays).
+   */
+  | {
+      readonly kind: 'redrive';
+      readonly mailbox: string;
+      readonly target: string;
+      readonly limit: number;
+      readonly defaults: MailboxSettings;
+    }
+  /** Delete up to `limit` of the oldest queued messages of `mailbox` (leased ones stay); blob references go down. */
+  | { readonly kind: 'purge'; readonly mailbox: string; readonly limit: number };
 
 export type LeaseOutcome = 'ok' | 'not-found' | 'lease-invalid';
 
@@ -91,7 +105,9 @@ export type StoreResult =
   | { readonly kind: 'extend'; readonly outcome: LeaseOutcome; readonly message: Message | null }
   | { readonly kind: 'reenqueue'; readonly count: number; readonly wake: readonly string[] }
   | { readonly kind: 'expire'; readonly count: number }
-  | { readonly kind: 'configure' };
+  | { readonly kind: 'configure' }
+  | { readonly kind: 'redrive'; readonly count: number; readonly target: string }
+  | { readonly kind: 'purge'; readonly count: number };
 
 export interface MessageStore {
   /** The blob store holding this store's bodies (sends put bodies into it in the same transaction). */
