@@ -165,7 +165,12 @@ export class Broker {
   #closing: Promise<void> | undefined;
   readonly #waiters = new Map<string, Set<Waiter>>();
   #waiterCount = 0;
-  readonly #versions = new Map<string, number>();
+  /**
+   * Per mailbox with a long poll in progress: a counter bumped by every notification, so a poll
+   * that saw an empty claim can tell whether a commit since made something due. Entries live
+   * only while such a poll runs, so the map is bounded by the polls, not by the mailboxes.
+   */
+  readonly #versions = new Map<string, { polls: number; version: number }>();
   #sweepTimer: CancelTimer | undefined;
   #sweeping: Promise<void> | undefined;
   readonly #unwatch: (() => void) | undefined;
@@ -340,13 +345,10 @@ export class Broker {
 
   // ---- long-poll notifier -------------------------------------------------------------
 
-  #version(mailbox: string): number {
-    return this.#versions.get(mailbox) ?? 0;
-  }
-
   /** Records that `mailbox` may have due messages, and wakes up to `n` of its waiters. */
   #notify(mailbox: string, n: number): void {
-    this.#versions.set(mailbox, this.#version(mailbox) + 1);
+    const v = this.#versions.get(mailbox);
+    if (v !== undefined) v.version++;
     const set = this.#waiters.get(mailbox);
     if (set === undefined) return;
     for (const waiter of set) {
@@ -525,21 +527,29 @@ export class Broker {
     const consumer = options.consumer ?? '';
     if (typeof consumer !== 'string' || consumer.length > 200)
       throw new MailboxInvalidArgumentError('consumer must be a string of at most 200 characters');
-    const deadline = this.#clock.now() + waitMs;
     const op: ClaimOp = { kind: 'claim', mailbox, max, leaseMs, consumer };
-    for (;;) {
-      const version = this.#version(mailbox);
-      const r = (await this.#submit(op)) as ClaimResult;
-      if (r.messages.length > 0 || waitMs === 0) return r.messages;
-      const now = this.#clock.now();
-      if (now >= deadline) return [];
-      // A commit after our claim was applied may have made a message due: look again.
-      if (this.#version(mailbox) !== version) continue;
-      const until = r.nextDueMs === null ? deadline : Math.min(deadline, r.nextDueMs);
-      const claimed = await this.#wait(mailbox, until - now, options.signal, op);
-      // Messages claimed for us are leased to us: hand them over even if the signal fired since.
-      if (claimed !== null && claimed.messages.length > 0) return claimed.messages;
-      checkSignal(options.signal);
+    if (waitMs === 0) return ((await this.#submit(op)) as ClaimResult).messages;
+    const deadline = this.#clock.now() + waitMs;
+    let v = this.#versions.get(mailbox);
+    if (v === undefined) this.#versions.set(mailbox, (v = { polls: 0, version: 0 }));
+    v.polls++;
+    try {
+      for (;;) {
+        const version = v.version;
+        const r = (await this.#submit(op)) as ClaimResult;
+        if (r.messages.length > 0) return r.messages;
+        const now = this.#clock.now();
+        if (now >= deadline) return [];
+        // A commit after our claim was applied may have made a message due: look again.
+        if (v.version !== version) continue;
+        const until = r.nextDueMs === null ? deadline : Math.min(deadline, r.nextDueMs);
+        const claimed = await this.#wait(mailbox, until - now, options.signal, op);
+        // Messages claimed for us are leased to us: hand them over even if the signal fired since.
+        if (claimed !== null && claimed.messages.length > 0) return claimed.messages;
+        checkSignal(options.signal);
+      }
+    } finally {
+      if (--v.polls === 0) this.#versions.delete(mailbox);
     }
   }
 
