@@ -4,10 +4,10 @@
 //
 //   wire.child.js server <kind> <address>          listen, send {address}, report on close
 //   wire.child.js client <kind> <address> <ms>     send for <ms>, then close
-//   kinds: engine | coalesced | naive (64 B flood), engine64k | raw64k (64 KiB),
+//   kinds: engine | engine-window | coalesced | naive (64 B flood), engine64k | raw64k (64 KiB),
 //          echo-engine | echo-raw (round trip), idle-engine | idle-raw (10 000 idle)
 import { createConnection, createServer, type Socket } from 'node:net';
-import { lengthPrefixed, ProtocolEngine, type Connection } from '@switchyard/wire';
+import { lengthPrefixed, ProtocolEngine, type Connection, type FrameWindow } from '@switchyard/wire';
 
 const [role, kind = '', address = '', msArg = '2000'] = process.argv.slice(2);
 const durationMs = Number(msArg);
@@ -67,7 +67,20 @@ async function listenRaw(onSocket: (s: Socket) => void): Promise<void> {
 
 async function server(): Promise<void> {
   const meter = new Meter();
-  if (kind === 'engine' || kind === 'engine64k') {
+  if (kind === 'engine-window') {
+    // Zero allocation per frame: one reused FrameWindow instead of a Uint8Array view each.
+    const engine = new ProtocolEngine<FrameWindow>({
+      codec: () => lengthPrefixed({ frames: 'window' }),
+      handler: {
+        onFrame: () => {
+          if (meter.frames++ === 0) meter.start();
+        },
+        onClosed: () => meter.done(),
+      },
+    });
+    const listener = await engine.listen(address);
+    send({ address: listener.address });
+  } else if (kind === 'engine' || kind === 'engine64k') {
     const large = kind === 'engine64k';
     const engine = new ProtocolEngine<Uint8Array>({
       codec: lengthPrefixed,
@@ -190,7 +203,7 @@ function idleReporter(connections: () => number, leased: () => number): void {
 async function client(): Promise<void> {
   const stopAt = performance.now() + durationMs;
   const payload = new Uint8Array(kind.endsWith('64k') ? LARGE : SMALL).fill(7);
-  if (kind === 'engine' || kind === 'engine64k') {
+  if (kind === 'engine' || kind === 'engine-window' || kind === 'engine64k') {
     const hwm = Number(process.env.WIRE_BENCH_HWM ?? 64 * 1024);
     const engine = new ProtocolEngine<Uint8Array>(
       { codec: lengthPrefixed, handler: { onFrame: () => {} } },

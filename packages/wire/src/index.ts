@@ -27,7 +27,7 @@ export type { Transport, TransportSink } from './transport.js';
 export { SocketTransport, socketTransport } from './socket-transport.js';
 export { memoryTransportPair } from './memory-transport.js';
 export { lengthPrefixed } from './codecs/length-prefixed.js';
-export type { LengthHeader, LengthPrefixedOptions } from './codecs/length-prefixed.js';
+export type { FrameWindow, LengthHeader, LengthPrefixedOptions } from './codecs/length-prefixed.js';
 export { lines } from './codecs/lines.js';
 export type { LinesOptions } from './codecs/lines.js';
 export { json } from './codecs/json.js';
