@@ -10,6 +10,7 @@ import {
   RECORD_LZ4,
   StreamClient,
   StreamFrameTooLargeError,
+  StreamRefusedError,
   StreamRemoteError,
   StreamServer,
   type ServerOptions,
@@ -325,4 +326,29 @@ test('server hooks and diagnostics channels report requests, sources and errors'
   for (const name of names) assert.ok(seen.has(name), `no ${name} event`);
   assert.ok(events.some((e) => e.name === 'request' && (e.message as { side: string }).side === 'server'));
   assert.ok(events.some((e) => e.name === 'request' && (e.message as { side: string }).side === 'client'));
+});
+
+test('maxConcurrentRequests: a request over the limit is refused, typed; the others go on', async () => {
+  let release!: () => void;
+  const gate = new Promise<void>((resolve) => (release = resolve));
+  await using pair = await startPair(
+    'tcp',
+    async function* () {
+      await gate;
+      yield { frames: [text('ok')] };
+    },
+    { maxConcurrentRequests: 2 },
+  );
+  const first = [0, 1].map((i) => {
+    const posted = pair.client.post(pair.address, text(String(i)));
+    return posted[Symbol.asyncIterator]().next();
+  });
+  await new Promise((resolve) => setTimeout(resolve, 50));
+  await assert.rejects(
+    pair.client.post(pair.address, text('2'))[Symbol.asyncIterator]().next(),
+    (e) => e instanceof StreamRefusedError && e.code === 'STREAM_ERR_REFUSED',
+  );
+  release();
+  for (const r of await Promise.all(first))
+    assert.deepEqual((await collect(r.value as Source)).map(str), ['ok']);
 });
