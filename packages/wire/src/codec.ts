@@ -43,6 +43,9 @@ export interface Codec<F> {
   encodeAt?(frame: F, buf: Uint8Array, offset: number): number | typeof INSUFFICIENT_BUFFER;
   /** `decode` from `buf[start, end)`. `bytesNeeded` counts from `start`. */
   decodeAt?(buf: Uint8Array, start: number, end: number): Decoded<F> | Incomplete;
+  /** The encoded size of `frame`, when cheap to know: a frame larger than a pooled buffer then
+   *  gets a buffer of the right size at once instead of doubling attempts. */
+  encodedSize?(frame: F): number;
 }
 
 /** A codec, or a factory making one per connection. */

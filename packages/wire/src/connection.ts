@@ -496,16 +496,21 @@ export class ConnectionImpl<F, T> implements Connection<F, T>, SlabTenant {
    *  growing (by doubling) up to maxFrameSize. Returns the bytes written. */
   #encodeSlow(frame: F): number {
     const slab = this.#ctx.slab;
+    const codec = this.#codec;
+    const hint = codec.encodedSize !== undefined ? codec.encodedSize(frame) : 0;
+    if (hint > this.#maxFrameSize) throw tooLarge(hint, this.#maxFrameSize);
     this.sealWrite();
     slab.retire(); // its tail is too short for this frame: the next claim takes a fresh slab
-    const fresh = this.#claim();
-    const n = this.#encodeChecked(frame, fresh, 0);
-    if (n !== INSUFFICIENT_BUFFER) {
-      this.#wpos = n;
-      return n;
+    if (hint <= this.#pool.bufferSize) {
+      const fresh = this.#claim();
+      const n = this.#encodeChecked(frame, fresh, 0);
+      if (n !== INSUFFICIENT_BUFFER) {
+        this.#wpos = n;
+        return n;
+      }
+      this.sealWrite();
     }
-    this.sealWrite();
-    let size = this.#pool.bufferSize * 2;
+    let size = hint > 0 ? hint : this.#pool.bufferSize * 2;
     for (;;) {
       const buf = slab.acquirePrivate(size);
       const m = this.#encodeChecked(frame, buf, 0, () => slab.unref(buf));

@@ -87,6 +87,12 @@ class LengthPrefixedCodec<F extends Uint8Array | FrameWindow> implements Codec<F
     return this.decodeAt(buf, 0, buf.length);
   }
 
+  encodedSize(frame: F): number {
+    const len = this.#window === null ? (frame as Uint8Array).length : (frame as FrameWindow).length;
+    const hdr = this.#header === 'u32be' ? 4 : this.#header === 'u16be' ? 2 : varintLength(len);
+    return hdr + len;
+  }
+
   encodeAt(frame: F, buf: Uint8Array, offset: number): number | typeof INSUFFICIENT_BUFFER {
     let src: Uint8Array;
     if (this.#window === null) src = frame as Uint8Array;
