@@ -34,8 +34,8 @@
  *   120..127   reserved
  *   128 slots      16 bytes each: i32 state, i32 parked, i32 pid, i32 generation
  *   ... positions  8 bytes per slot: i32 next sequence (low word), i32 reserved
- *   ring           16 bytes per entry: i32 seq low, i32 seq high, i32 block, i32 reserved
- *   block table    16 bytes per block: i32 state, i32 seq low, i32 seq high, i32 length
+ *   ring           64 bytes per entry: i32 seq low, i32 seq high, i32 block, 52 bytes reserved
+ *   block table    64 bytes per block: i32 state, i32 seq low, i32 seq high, i32 length, 48 reserved
  *   blocks         block count × block size
  *
  * Block state: 0 free; LOAN_BIT set: loaned to the publisher (no reader may take it);
@@ -83,8 +83,13 @@ export const I_TAIL_HI = 112 >> 2;
 export const I_FLAGS = 116 >> 2;
 export const FLAG_ATTACHED = 1;
 
-export const RING_ENTRY_BYTES = 16;
-export const BLOCK_ENTRY_BYTES = 16;
+// One cache line per ring entry and per block-table entry: the publisher writes the next
+// entry while subscribers take and release the previous one; sharing a line would bounce it
+// between the cores on every message.
+export const RING_ENTRY_BYTES = 64;
+export const BLOCK_ENTRY_BYTES = 64;
+export const RING_WORDS = RING_ENTRY_BYTES >> 2;
+export const TABLE_WORDS = BLOCK_ENTRY_BYTES >> 2;
 export const POSITION_BYTES = 8;
 export const LOAN_BIT = 0x40000000;
 

@@ -24,6 +24,7 @@ import {
   REGION_PREFIX,
   readRegionHeader,
   type RegionHeader,
+  TABLE_WORDS,
 } from './pubsub-format.js';
 
 /** Whether process `pid` exists (EPERM: it exists, owned by someone else). */
@@ -95,7 +96,7 @@ export function inspectRegionFile(path: string): RegionInspection {
     let free = 0;
     let loaned = 0;
     for (let b = 0; b < header.blockCount; b++) {
-      const st = Atomics.load(i32, (header.tableOffset >> 2) + b * 4);
+      const st = Atomics.load(i32, (header.tableOffset >> 2) + b * TABLE_WORDS);
       if (st === 0) free++;
       else if ((st & LOAN_BIT) !== 0) loaned++;
     }

@@ -48,6 +48,8 @@ import {
   regionPath,
   writeRegionHeader,
   type RegionLayout,
+  RING_WORDS,
+  TABLE_WORDS,
 } from './pubsub-format.js';
 import { inspectRegionFile, processAlive } from './pubsub-inspect.js';
 
@@ -140,6 +142,10 @@ export class Publisher {
   readonly #ringers: Int32Array;
   readonly #ringerGeneration: Int32Array;
   readonly #heartbeat: NodeJS.Timeout;
+  // Per subscriber slot: the pid last checked, when, and whether it lived.
+  readonly #livePid: Int32Array;
+  readonly #liveAt: Float64Array;
+  readonly #liveOk: Uint8Array;
   /** Blocks this publisher has loaned and not yet published or discarded. */
   #loaned = 0;
   #head = 0;
@@ -150,6 +156,9 @@ export class Publisher {
   #wakeSyscalls = 0;
   #evicted = 0;
   #sinceStamp = 0;
+  /** An eviction limit seen (see #canEvict): every sequence below it may be released. */
+  #limitSeen = 0;
+  #stampedAt = 0;
 
   private constructor(name: string, path: string, config: ResolvedPubSubConfig) {
     this.name = name;
@@ -175,15 +184,18 @@ export class Publisher {
     this.#ino = statSync(path).ino;
     this.#ringers = new Int32Array(config.subscriberSlots).fill(-1);
     this.#ringerGeneration = new Int32Array(config.subscriberSlots).fill(-1);
+    this.#livePid = new Int32Array(config.subscriberSlots);
+    this.#liveAt = new Float64Array(config.subscriberSlots);
+    this.#liveOk = new Uint8Array(config.subscriberSlots);
     const i32 = this.#i32;
     // No ring entry and no block holds a sequence yet: -1 in both words is none.
     for (let e = 0; e < layout.ringDepth; e++) {
-      i32[this.#ringIndex + e * 4] = -1;
-      i32[this.#ringIndex + e * 4 + 1] = -1;
+      i32[this.#ringIndex + e * RING_WORDS] = -1;
+      i32[this.#ringIndex + e * RING_WORDS + 1] = -1;
     }
     for (let b = 0; b < layout.blockCount; b++) {
-      i32[this.#tableIndex + b * 4 + 1] = -1;
-      i32[this.#tableIndex + b * 4 + 2] = -1;
+      i32[this.#tableIndex + b * TABLE_WORDS + 1] = -1;
+      i32[this.#tableIndex + b * TABLE_WORDS + 2] = -1;
     }
     const now = Date.now();
     writeRegionHeader(this.#bytes, {
@@ -198,7 +210,7 @@ export class Publisher {
     // Published last: a subscriber that sees OPEN sees every field above.
     Atomics.store(i32, I_STATE, STATE_OPEN);
     // The heartbeat timer does not keep the process alive; a busy publisher also stamps
-    // from `send` (every 1024 messages), so a blocked event loop does not look like death.
+    // from `send` (see publishBlock), so a busy event loop does not look like death.
     this.#heartbeat = setInterval(() => this.#stamp(), config.heartbeatIntervalMs).unref();
     if (onCreate.hasSubscribers) onCreate.publish({ name, path, bytes: layout.totalBytes });
   }
@@ -267,14 +279,17 @@ export class Publisher {
     const ringFull = this.#head - this.#tail >= this.#layout.ringDepth;
     if (ringFull && !this.#canEvict()) return false;
     const i32 = this.#i32;
-    for (let b = 0; b < this.#layout.blockCount; b++) {
-      if (Atomics.load(i32, this.#tableIndex + b * 4) === 0) return true;
+    const count = this.#layout.blockCount;
+    // Plain reads from the cursor: a hint (loan() checks again), and blocks come back in
+    // about the order they went out, so the first look usually finds one.
+    for (let n = 0, b = this.#cursor; n < count; n++, b = b + 1 === count ? 0 : b + 1) {
+      if (i32[this.#tableIndex + b * TABLE_WORDS] === 0) return true;
     }
     // No free block: one would come free only by releasing a ring entry no guard shares.
-    const limit = this.#evictLimit();
+    const limit = this.#evictLimit(true);
     for (let seq = this.#tail; seq < limit; seq++) {
-      const block = Atomics.load(i32, this.#ringIndex + (seq & this.#mask) * 4 + 2);
-      if (Atomics.load(i32, this.#tableIndex + block * 4) === 1) return true;
+      const block = Atomics.load(i32, this.#ringIndex + (seq & this.#mask) * RING_WORDS + 2);
+      if (Atomics.load(i32, this.#tableIndex + block * TABLE_WORDS) === 1) return true;
     }
     return false;
   }
@@ -333,12 +348,16 @@ export class Publisher {
     const count = this.#layout.blockCount;
     let b = this.#cursor;
     for (let n = 0; n < count; n++) {
-      const s = this.#tableIndex + b * 4;
-      if (Atomics.load(i32, s) === 0 && Atomics.compareExchange(i32, s, 0, LOAN_BIT) === 0) {
-        // Invalidate the old sequence before writing: a reader that got a reference earlier
-        // (impossible while the state was 0, but cheap to rule out) sees a mismatch.
-        Atomics.store(i32, s + 1, -1);
-        Atomics.store(i32, s + 2, -1);
+      const s = this.#tableIndex + b * TABLE_WORDS;
+      // A plain read to find a candidate (Atomics calls cost 15-30 ns on Node 20), an atomic
+      // one to take it: it orders our writes after the last reader's release.
+      if (i32[s] === 0 && Atomics.load(i32, s) === 0) {
+        // Only the publisher moves a block away from 0 (readers take a reference only from a
+        // published block), so a plain store claims it: no locked instruction needed. The old
+        // sequence is invalidated too, before anything is written into the block.
+        i32[s] = LOAN_BIT;
+        i32[s + 1] = -1;
+        i32[s + 2] = -1;
         this.#cursor = b + 1 === count ? 0 : b + 1;
         return b;
       }
@@ -349,14 +368,21 @@ export class Publisher {
 
   /** True when the oldest ring entry may be released now. */
   #canEvict(): boolean {
-    return this.#tail < this.#evictLimit();
+    // The limit only grows while subscribers read: scan their positions again only once the
+    // tail has reached the last limit seen (a scan touches every subscriber's cache line).
+    // Liveness costs a system call per subscriber: only when a subscriber holds us back.
+    if (this.#tail < this.#limitSeen) return true;
+    this.#limitSeen = this.#evictLimit(false);
+    if (this.#tail < this.#limitSeen) return true;
+    this.#limitSeen = this.#evictLimit(true);
+    return this.#tail < this.#limitSeen;
   }
 
   /**
    * The first sequence whose ring entry must stay: the head with `overwrite`; with `block`,
    * the oldest position of a live subscriber (the tail while none has attached yet).
    */
-  #evictLimit(): number {
+  #evictLimit(checkLiveness: boolean): number {
     const tail = this.#tail;
     const head = this.#head;
     if (this.#overwrite || tail >= head) return head;
@@ -370,10 +396,22 @@ export class Publisher {
       if (Atomics.load(i32, s) !== 1) continue;
       const ahead = (Atomics.load(i32, this.#posIndex + slot * (POSITION_BYTES >> 2)) - (tail | 0)) | 0;
       if (ahead >= limit - tail) continue;
-      if (!processAlive(Atomics.load(i32, s + 2))) continue;
+      if (checkLiveness && !this.#alive(slot, Atomics.load(i32, s + 2))) continue;
       limit = tail + Math.max(0, ahead);
     }
     return limit;
+  }
+
+  /** Whether subscriber `pid` in `slot` lives; asked of the kernel at most every 100 ms per slot. */
+  #alive(slot: number, pid: number): boolean {
+    const now = Date.now();
+    if (this.#livePid[slot] === pid && now - (this.#liveAt[slot] as number) < 100)
+      return this.#liveOk[slot] === 1;
+    const alive = processAlive(pid);
+    this.#livePid[slot] = pid;
+    this.#liveAt[slot] = now;
+    this.#liveOk[slot] = alive ? 1 : 0;
+    return alive;
   }
 
   /** Releases the ring's reference of the oldest entry (tail); false when not allowed. */
@@ -381,14 +419,15 @@ export class Publisher {
     if (!this.#canEvict()) return false;
     const i32 = this.#i32;
     const tail = this.#tail;
-    const e = this.#ringIndex + (tail & this.#mask) * 4;
-    const block = Atomics.load(i32, e + 2);
+    const e = this.#ringIndex + (tail & this.#mask) * RING_WORDS;
+    const block = i32[e + 2] as number;
     // Advance the tail before dropping the reference: a reader that then fails to take
     // the block reads the tail and knows how many it missed.
     this.#tail = tail + 1;
-    Atomics.store(i32, I_TAIL_HI, Math.floor(this.#tail / HI));
-    Atomics.store(i32, I_TAIL_LO, this.#tail | 0);
-    Atomics.sub(i32, this.#tableIndex + block * 4, 1);
+    // Plain stores: the atomic subtraction below publishes them to whoever sees its result.
+    i32[I_TAIL_HI] = Math.floor(this.#tail / HI);
+    i32[I_TAIL_LO] = this.#tail | 0;
+    Atomics.sub(i32, this.#tableIndex + block * TABLE_WORDS, 1);
     this.#evicted++;
     return true;
   }
@@ -405,36 +444,48 @@ export class Publisher {
       this.discardBlock(block);
       throw new ShmWouldBlockError(`a subscriber has not read message ${this.#tail} yet`);
     }
-    const t = this.#tableIndex + block * 4;
-    Atomics.store(i32, t + 3, length);
-    Atomics.store(i32, t + 2, hi);
-    Atomics.store(i32, t + 1, lo);
+    const t = this.#tableIndex + block * TABLE_WORDS;
+    // Three sequentially consistent stores per message (each a locked instruction on x86);
+    // every other word is a plain store ordered before the atomic store that publishes it.
+    i32[t + 3] = length;
+    i32[t + 2] = hi;
+    i32[t + 1] = lo;
     // From loaned to published, held by the ring entry: one reference.
     Atomics.store(i32, t, 1);
-    const e = this.#ringIndex + (seq & this.#mask) * 4;
-    Atomics.store(i32, e + 2, block);
-    Atomics.store(i32, e + 1, hi);
-    // The entry's low sequence word last: a reader that sees it sees the rest.
+    const e = this.#ringIndex + (seq & this.#mask) * RING_WORDS;
+    i32[e + 2] = block;
+    i32[e + 1] = hi;
+    // The entry's low sequence word last: a reader that sees it sees the rest. Being a
+    // full fence, it also orders the parked-count load below after the entry (a subscriber
+    // that parks sets the count, then looks at the entry).
     Atomics.store(i32, e, lo);
     this.#head = seq + 1;
-    Atomics.store(i32, I_HEAD_HI, Math.floor(this.#head / HI));
-    Atomics.store(i32, I_HEAD_LO, this.#head | 0);
+    // The head is a hint for subscribers that attach (they read it with a retry loop);
+    // readers tell "not yet" from "lapped" by the entry's sequence alone.
+    i32[I_HEAD_HI] = Math.floor(this.#head / HI);
+    i32[I_HEAD_LO] = this.#head | 0;
     this.#loaned--;
     this.#published++;
     if (Atomics.load(i32, I_PARKED) !== 0) this.#wake();
-    if (++this.#sinceStamp === 1024) this.#stamp();
+    // A publisher whose event loop is busy (a synchronous send loop) cannot run its
+    // heartbeat timer: every 64 messages, stamp if the interval has passed.
+    if (++this.#sinceStamp === 64) {
+      this.#sinceStamp = 0;
+      const now = Date.now();
+      if (now - this.#stampedAt >= this.config.heartbeatIntervalMs) this.#stamp(now);
+    }
   }
 
   /** @internal Returns a loaned block to the pool. */
   discardBlock(block: number): void {
     if (this.#closed) return;
-    Atomics.store(this.#i32, this.#tableIndex + block * 4, 0);
+    Atomics.store(this.#i32, this.#tableIndex + block * TABLE_WORDS, 0);
     this.#loaned--;
   }
 
-  #stamp(): void {
-    this.#sinceStamp = 0;
-    if (!this.#closed) Atomics.store(this.#i64, I64_HEARTBEAT, BigInt(Date.now()));
+  #stamp(now = Date.now()): void {
+    this.#stampedAt = now;
+    if (!this.#closed) Atomics.store(this.#i64, I64_HEARTBEAT, BigInt(now));
   }
 
   /** Wakes futex waiters and rings each parked subscriber's doorbell. */

@@ -1,0 +1,190 @@
+// The processes of the shm pub/sub benchmark (see shm.ts). One JSON line on stdout reports.
+//   pub <name> <dir> <size> <count> <send|loan> <blockSize> <blockCount> <ringDepth>
+//        publisher ('block' policy: nothing is lost); waits for "go" on stdin
+//   sub <name> <dir> <count> <spin|adaptive>   subscriber: reads in place, touches first and last byte
+//   pong <name> <dir> <spin|parked>            ShmChannel server: echoes every message
+//   ping <name> <dir> <spin|parked> <count>    ShmChannel client: 64 B round trips, reports p50/p99
+import { createInterface } from 'node:readline';
+import { Publisher, ShmChannel, Subscriber, type Sample } from '@switchyard/shm';
+
+const [role = '', name = '', dir = '', ...args] = process.argv.slice(2);
+const say = (message: object): void => void process.stdout.write(JSON.stringify(message) + '\n');
+const now = (): bigint => process.hrtime.bigint();
+
+async function waitForGo(): Promise<void> {
+  const lines = createInterface({ input: process.stdin });
+  for await (const line of lines) if (line === 'go') break;
+  lines.close();
+}
+
+const sleeper = new Int32Array(new SharedArrayBuffer(4));
+/** Ring full: spin a little, then sleep 20 µs (a futex wait) so a subscriber sharing the
+ * core (2 cores, other load) gets to run instead of a publisher polling. */
+function backOff(n: number): void {
+  if ((n & 15) === 0) Atomics.wait(sleeper, 0, 0, 0.02);
+}
+
+function isFull(error: unknown): boolean {
+  const code = (error as { code?: string }).code;
+  return code === 'SHM_ERR_WOULD_BLOCK' || code === 'SHM_ERR_POOL_EXHAUSTED';
+}
+
+async function publish(): Promise<void> {
+  const [size, count, how, blockSize, blockCount, ringDepth] = args;
+  const n = Number(count);
+  const length = Number(size);
+  const publisher = Publisher.create(name, {
+    dir,
+    blockSize: Number(blockSize),
+    blockCount: Number(blockCount),
+    ringDepth: Number(ringDepth),
+    slowSubscriber: 'block',
+    staleTimeoutMs: 30_000,
+  });
+  say({ created: true });
+  await waitForGo();
+  const payload = new Uint8Array(length).fill(7);
+  const start = now();
+  say({ startNs: String(start) });
+  let full = 0;
+  if (how === 'send') {
+    for (let i = 0; i < n;) {
+      // Ring full: the subscriber is behind. Poll the cheap hint rather than throw and catch.
+      if (!publisher.isWritable) {
+        full++;
+        backOff(full);
+        continue;
+      }
+      try {
+        publisher.send(payload);
+        i++;
+      } catch (error) {
+        if (!isFull(error)) throw error;
+        full++;
+      }
+    }
+  } else {
+    // Born in shared memory: the message is written in place (here: its first and last
+    // byte stamped), nothing is copied on the publisher side.
+    for (let i = 0; i < n;) {
+      if (!publisher.isWritable) {
+        full++;
+        backOff(full);
+        continue;
+      }
+      let loan;
+      try {
+        loan = publisher.loan();
+      } catch (error) {
+        if (!isFull(error)) throw error;
+        full++;
+        continue;
+      }
+      const bytes = loan.bytes;
+      bytes[0] = i & 0xff;
+      bytes[length - 1] = i & 0xff;
+      loan.publish(length);
+      i++;
+    }
+  }
+  const elapsed = Number(now() - start);
+  say({ published: n, full, publisherMsgsPerSec: (n * 1e9) / elapsed, stats: publisher.stats });
+  // Keep the region until the subscriber has read everything.
+  for await (const line of createInterface({ input: process.stdin })) if (line === 'close') break;
+  publisher.close();
+}
+
+async function subscribe(): Promise<void> {
+  const [count, wait] = args;
+  const n = Number(count);
+  const subscriber = Subscriber.open(name, { dir, timeoutMs: 10_000, from: 'oldest', spinMicros: 20 });
+  say({ ready: true });
+  let read = 0;
+  let bytes = 0;
+  let touched = 0;
+  while (read < n) {
+    let sample: Sample | null = subscriber.tryRecv();
+    if (sample === null) {
+      if (wait === 'spin') continue;
+      sample = await subscriber.recv({ wait: 'adaptive' });
+    }
+    const view = sample.bytes;
+    touched += (view[0] as number) + (view[view.length - 1] as number);
+    bytes += view.length;
+    sample.release();
+    read++;
+  }
+  const lastNs = now();
+  say({ read, bytes, lastNs: String(lastNs), elapsedNs: 1, touched, missed: subscriber.missed });
+  subscriber.close();
+}
+
+function percentiles(samples: Float64Array, n: number): { p50: number; p99: number } {
+  const sorted = samples.subarray(0, n).sort();
+  const at = (q: number): number => (sorted[Math.min(n - 1, Math.floor(q * n))] ?? 0) / 1000;
+  return { p50: at(0.5), p99: at(0.99) };
+}
+
+/** Spinning: a synchronous loop (no promise per message); parked: `recv`, which parks. */
+function receiveSpinning(channel: ShmChannel): Sample {
+  for (;;) {
+    const sample = channel.tryRecv();
+    if (sample !== null) return sample;
+  }
+}
+
+async function pong(): Promise<void> {
+  const [wait = 'spin'] = args;
+  const config = { dir, blockSize: 64, blockCount: 64, ringDepth: 32 };
+  const options = { spinMicros: wait === 'spin' ? 20 : 0 };
+  const channel = await ShmChannel.listen(name, config, 10_000, options);
+  for (;;) {
+    let sample: Sample;
+    try {
+      sample = wait === 'spin' ? receiveSpinning(channel) : await channel.recv({ wait: 'adaptive' });
+    } catch {
+      break; // the client closed: done
+    }
+    channel.send(sample.bytes);
+    sample.release();
+  }
+  channel.close();
+}
+
+async function ping(): Promise<void> {
+  const [wait = 'spin', count] = args;
+  const n = Number(count);
+  const config = { dir, blockSize: 64, blockCount: 64, ringDepth: 32 };
+  const channel = await ShmChannel.connect(name, config, 10_000, { spinMicros: wait === 'spin' ? 20 : 0 });
+  const payload = new Uint8Array(64).fill(1);
+  const samples = new Float64Array(n);
+  const warmup = Math.min(1000, n >> 2);
+  for (let i = 0; i < n + warmup; i++) {
+    const t0 = now();
+    channel.send(payload);
+    const reply = wait === 'spin' ? receiveSpinning(channel) : await channel.recv({ wait: 'adaptive' });
+    const t1 = now();
+    reply.release();
+    if (i >= warmup) samples[i - warmup] = Number(t1 - t0);
+  }
+  say({ read: n, bytes: n * 64, elapsedNs: 1, ...percentiles(samples, n) });
+  channel.close();
+}
+
+switch (role) {
+  case 'pub':
+    await publish();
+    break;
+  case 'sub':
+    await subscribe();
+    break;
+  case 'pong':
+    await pong();
+    break;
+  case 'ping':
+    await ping();
+    break;
+  default:
+    throw new Error(`unknown role ${role}`);
+}
+process.exit(0);
