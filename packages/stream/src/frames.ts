@@ -12,7 +12,7 @@ import {
   type Codec,
   type Decoded,
   type Incomplete,
-} from './internal/wire-compat.js';
+} from '@switchyard/wire';
 
 export const FrameType = Object.freeze({
   PREFACE: 0,
