@@ -145,8 +145,11 @@ async function openStore(url: string, o: ResolvedBrokerOptions): Promise<Message
   if (url === 'memory:') return new MemoryStore();
   if (url.startsWith('sqlite:') && url.length > 'sqlite:'.length)
     return SqliteStore.open(url.slice('sqlite:'.length), o.sqlite);
-  if (url.startsWith('postgres:') || url.startsWith('postgresql:'))
-    throw new MailboxInvalidArgumentError('store: the PostgreSQL store is not available in this version');
+  if (url.startsWith('postgres:') || url.startsWith('postgresql:')) {
+    // Loaded on demand: memory and SQLite users never load the pg driver.
+    const { PostgresStore } = await import('./postgres/store.js');
+    return PostgresStore.open(url);
+  }
   throw new MailboxInvalidArgumentError(
     `store must be 'memory:', 'sqlite:<path>' or a MessageStore, got ${url}`,
   );
@@ -206,6 +209,11 @@ export class Broker {
     checkSignal(options.signal);
     const owns = typeof o.store === 'string';
     const store = typeof o.store === 'string' ? await openStore(o.store, o) : o.store;
+    // A store that keeps its own time (PostgreSQL: the database clock) supplies the clock
+    // unless one is given, so brokers sharing it agree on leases and due times.
+    const storeClock = (store as { clock?: Clock }).clock;
+    if (options.clock === undefined && storeClock !== undefined)
+      return new Broker(store, owns, { ...o, clock: storeClock });
     return new Broker(store, owns, o);
   }
 

@@ -65,7 +65,10 @@ export async function migrate(client: PoolClient, schema: string): Promise<numbe
     for (const m of MIGRATIONS) {
       if (m.version <= current) continue;
       await client.query(m.sql);
-      await client.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [m.version, m.name]);
+      await client.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [
+        m.version,
+        m.name,
+      ]);
     }
     await client.query('COMMIT');
     return latest;

@@ -1,0 +1,908 @@
+/**
+ * The PostgreSQL store (node-postgres): several brokers, on several machines, share one
+ * database. Each batch of a broker's group commit is one transaction (one commit, one WAL
+ * flush); consecutive sends of a batch are one INSERT … SELECT FROM unnest (mailboxes, messages
+ * and blob references in one statement), consecutive confirms one UPDATE, so a batch costs a
+ * few round trips whatever its size. Claims take `FOR UPDATE SKIP LOCKED` on the partial index
+ * (mailbox, due, seq) over queued rows: "the oldest due messages of a mailbox" is one index
+ * range, and two brokers claiming at once skip each other's rows instead of waiting or
+ * double-leasing. Fencing tokens come from one sequence, so they grow across every broker.
+ *
+ * Time: the store applies the `nowMs` of each batch, like every store. A broker opened on a
+ * `postgres://` URL without a `clock` uses the store's `clock` — the database clock
+ * (`DatabaseClock`) — so every broker on the database stamps leases and due times on the
+ * database's timeline. An injected clock (a `ManualClock` in tests) overrides it; brokers that
+ * share a database must then share that clock's timeline themselves.
+ *
+ * Wake-ups: a commit that made messages due (sends, rejects, timeouts, redrives) sends one
+ * NOTIFY, in the same round trip as its COMMIT, naming those mailboxes; every other store on
+ * the database LISTENs and passes the names to `watch` listeners (the broker's long polls).
+ *
+ * Deadlocks and serialization failures roll the batch back and run it again (`maxRetries`).
+ */
+import { channel } from 'node:diagnostics_channel';
+import { randomBytes } from 'node:crypto';
+import pg from 'pg';
+import type { ClientConfig, Notification, PoolClient, QueryResultRow } from 'pg';
+import { MailboxClosedError, MailboxInvalidArgumentError, MailboxStoreError } from '../errors.js';
+import type { Message, MessageHeader, MessageState, MessageStatusValue } from '../message.js';
+import { MessageStatus, decodeBody, formatAttempt, parseAttempts } from '../message.js';
+import type {
+  BlobStore,
+  LeaseOutcome,
+  MailboxInfo,
+  MailboxSettings,
+  MessageStore,
+  NewMessage,
+  StoreOp,
+  StoreResult,
+  StoreStats,
+} from '../store.js';
+import { afterAttempt } from '../store.js';
+import { DatabaseClock } from './db-clock.js';
+import { migrate, quoteIdent } from './migrations.js';
+
+export interface PostgresStoreOptions {
+  /** Schema holding the tables (default 'switchyard'; created if missing). URL: `?schema=`. */
+  readonly schema?: string;
+  /** Most connections of the pool (default 4; the LISTEN connection is extra). URL: `?poolSize=`. */
+  readonly poolSize?: number;
+  /** How often the database clock is re-measured (default 10 000 ms; 0: never). */
+  readonly clockResyncMs?: number;
+  /** Times a batch is run again after a deadlock or serialization failure (default 5). */
+  readonly maxRetries?: number;
+  /** Milliseconds to wait for a connection (default 5000). */
+  readonly connectTimeoutMs?: number;
+}
+
+const errorChannel = channel('switchyard:mailbox:error');
+const notifyChannel = channel('switchyard:mailbox:notify');
+
+const SCHEMA_RE = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
+const NOTIFY_BYTES = 7000;
+const RETRYABLE = new Set(['40P01', '40001']);
+
+const STATE_NAMES: readonly MessageState[] = ['queued', 'leased', 'confirmed'];
+
+const COLS = `m.seq, m.mid, m.mailbox, m.sender, m.receiver, m.client_time, m.received_at, m.delay_ms, m.state,
+  m.status, m.due, m.delivery_count, m.lid, m.fence, m.leased_until, m.fetch_time, m.consumer, m.blob,
+  m.body_bytes, m.history`;
+
+interface Row {
+  seq: number;
+  mid: string;
+  mailbox: string;
+  sender: string;
+  receiver: string;
+  client_time: number;
+  received_at: number;
+  delay_ms: number;
+  state: 0 | 1 | 2;
+  status: MessageStatusValue;
+  due: number | null;
+  delivery_count: number;
+  lid: string | null;
+  fence: number | null;
+  leased_until: number | null;
+  fetch_time: number | null;
+  consumer: string | null;
+  blob: string;
+  body_bytes: number;
+  history: string;
+  data?: Buffer | null;
+}
+
+interface SettingsRow extends Row {
+  max_deliveries: number;
+  retry_delay_ms: number;
+  retention_ms: number;
+}
+
+function header(r: Row): MessageHeader {
+  return {
+    mid: r.mid,
+    sender: r.sender,
+    receiver: r.receiver,
+    mailbox: r.mailbox,
+    clientTime: new Date(r.client_time),
+    receivedAt: new Date(r.received_at),
+    sendWhen: new Date(r.received_at + r.delay_ms),
+    delayMs: r.delay_ms,
+    state: STATE_NAMES[r.state]!,
+    status: r.status,
+    deliveryCount: r.delivery_count,
+    lid: r.lid,
+    fence: r.fence,
+    leasedUntil: r.leased_until === null ? null : new Date(r.leased_until),
+    fetchTime: r.fetch_time === null ? null : new Date(r.fetch_time),
+    dueAt: r.due === null ? null : new Date(r.due),
+    blobKey: r.blob,
+    bodyBytes: r.body_bytes,
+  };
+}
+
+function message(r: Row): Message {
+  return { ...header(r), body: decodeBody(r.data?.toString('utf8') ?? '') };
+}
+
+function settingsOf(r: SettingsRow): MailboxSettings {
+  return { maxDeliveries: r.max_deliveries, retryDelayMs: r.retry_delay_ms, retentionMs: r.retention_ms };
+}
+
+/** int8 and numeric as JS numbers (every value stored here is below 2^53). */
+const types = {
+  getTypeParser(oid: number, format?: string): (value: string) => unknown {
+    if (oid === 20 || oid === 1700) return Number;
+    return (pg.types.getTypeParser as (oid: number, format?: string) => (value: string) => unknown)(
+      oid,
+      format,
+    );
+  },
+};
+
+/** Splits a `postgres://` URL into the pg connection string and this store's own parameters. */
+export function parsePostgresUrl(url: string): { connectionString: string; options: PostgresStoreOptions } {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch (error) {
+    throw new MailboxInvalidArgumentError(`store: ${url} is not a valid postgres:// URL`, { cause: error });
+  }
+  if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:')
+    throw new MailboxInvalidArgumentError(`store: ${url} is not a postgres:// URL`);
+  const options: { schema?: string; poolSize?: number } = {};
+  const schema = u.searchParams.get('schema');
+  if (schema !== null) options.schema = schema;
+  const pool = u.searchParams.get('poolSize');
+  if (pool !== null) options.poolSize = Number(pool);
+  u.searchParams.delete('schema');
+  u.searchParams.delete('poolSize');
+  return { connectionString: u.toString(), options };
+}
+
+function checkOptions(o: PostgresStoreOptions): Required<PostgresStoreOptions> {
+  const schema = o.schema ?? 'switchyard';
+  if (typeof schema !== 'string' || !SCHEMA_RE.test(schema))
+    throw new MailboxInvalidArgumentError(
+      'schema must be 1–63 letters, digits or _ (not starting with a digit)',
+    );
+  const int = (name: string, v: number | undefined, def: number, min: number, max: number): number => {
+    const n = v ?? def;
+    if (!Number.isInteger(n) || n < min || n > max)
+      throw new MailboxInvalidArgumentError(`${name} must be an integer from ${min} to ${max}`);
+    return n;
+  };
+  return {
+    schema,
+    poolSize: int('poolSize', o.poolSize, 4, 1, 100),
+    clockResyncMs: int('clockResyncMs', o.clockResyncMs, 10_000, 0, 3_600_000),
+    maxRetries: int('maxRetries', o.maxRetries, 5, 0, 100),
+    connectTimeoutMs: int('connectTimeoutMs', o.connectTimeoutMs, 5000, 1, 600_000),
+  };
+}
+
+function storeError(what: string, error: unknown): MailboxStoreError | MailboxClosedError {
+  if (error instanceof MailboxStoreError || error instanceof MailboxClosedError) return error;
+  return new MailboxStoreError(`${what}: ${error instanceof Error ? error.message : String(error)}`, {
+    cause: error,
+  });
+}
+
+type Query = <R extends QueryResultRow>(text: string, values?: unknown[]) => Promise<R[]>;
+
+class PostgresBlobStore implements BlobStore {
+  readonly #q: Query;
+  constructor(q: Query) {
+    this.#q = q;
+  }
+  async put(key: string, data: Uint8Array | string): Promise<void> {
+    await this.#q(
+      'INSERT INTO blobs (key, refs, data) VALUES ($1, 1, $2) ON CONFLICT (key) DO UPDATE SET refs = blobs.refs + 1',
+      [key, Buffer.from(data)],
+    );
+  }
+  async get(key: string): Promise<Buffer | null> {
+    const rows = await this.#q<{ data: Buffer }>('SELECT data FROM blobs WHERE key = $1', [key]);
+    return rows[0]?.data ?? null;
+  }
+  async refCount(key: string): Promise<number | null> {
+    const rows = await this.#q<{ refs: number }>('SELECT refs FROM blobs WHERE key = $1', [key]);
+    return rows[0]?.refs ?? null;
+  }
+  async updateRefCounts(deltas: ReadonlyMap<string, number>): Promise<void> {
+    if (deltas.size === 0) return;
+    const keys = [...deltas.keys()].sort();
+    await this.#q(
+      `UPDATE blobs b SET refs = b.refs + d.delta FROM unnest($1::text[], $2::bigint[]) AS d(key, delta)
+       WHERE b.key = d.key`,
+      [keys, keys.map((k) => deltas.get(k)!)],
+    );
+  }
+  async collect(limit: number): Promise<number> {
+    const rows = await this.#q<{ n: number }>(
+      `WITH d AS (DELETE FROM blobs WHERE key IN
+         (SELECT key FROM blobs WHERE refs <= 0 LIMIT $1 FOR UPDATE SKIP LOCKED) AND refs <= 0 RETURNING 1)
+       SELECT count(*) AS n FROM d`,
+      [limit],
+    );
+    return rows[0]!.n;
+  }
+  async stats(): Promise<{ count: number; bytes: number }> {
+    const rows = await this.#q<{ count: number; bytes: number }>(
+      'SELECT count(*) AS count, coalesce(sum(length(data)), 0)::bigint AS bytes FROM blobs',
+    );
+    return { count: rows[0]!.count, bytes: rows[0]!.bytes };
+  }
+}
+
+/** One batch in progress: the mailboxes whose waiters other processes should wake. */
+interface BatchCtx {
+  readonly client: PoolClient;
+  readonly now: number;
+  readonly wake: Set<string>;
+}
+
+/** A `MessageStore` (and its `BlobStore`) in one schema of a PostgreSQL database. */
+export class PostgresStore implements MessageStore {
+  readonly blobs: BlobStore;
+  /** The database clock (a broker opened on a `postgres://` URL uses it unless given a clock). */
+  readonly clock: DatabaseClock;
+  readonly schema: string;
+  readonly #pool: pg.Pool;
+  readonly #o: Required<PostgresStoreOptions>;
+  readonly #id = randomBytes(8).toString('hex');
+  readonly #channel: string;
+  readonly #listeners = new Set<(mailboxes: readonly string[]) => void>();
+  #listener: pg.Client | undefined;
+  readonly #config: ClientConfig;
+  #closed = false;
+  #reconnectTimer: NodeJS.Timeout | undefined;
+
+  private constructor(
+    pool: pg.Pool,
+    config: ClientConfig,
+    o: Required<PostgresStoreOptions>,
+    clock: DatabaseClock,
+  ) {
+    this.#pool = pool;
+    this.#config = config;
+    this.#o = o;
+    this.schema = o.schema;
+    this.clock = clock;
+    this.#channel = `switchyard_mailbox_${o.schema}`.slice(0, 63);
+    this.blobs = new PostgresBlobStore((text, values) => this.#query(text, values));
+  }
+
+  /**
+   * Connects to the database `url` names (`postgres://user@host:port/db?schema=…&poolSize=…`),
+   * creates or migrates the schema, starts the database clock and LISTENs for wake-ups.
+   */
+  static async open(url: string, options: PostgresStoreOptions = {}): Promise<PostgresStore> {
+    const parsed = parsePostgresUrl(url);
+    const o = checkOptions({ ...parsed.options, ...options });
+    const config: ClientConfig = {
+      connectionString: parsed.connectionString,
+      connectionTimeoutMillis: o.connectTimeoutMs,
+      options: `-c search_path=${o.schema}`,
+      types,
+    };
+    const pool = new pg.Pool({ ...config, max: o.poolSize });
+    pool.on('error', (error) => {
+      // An idle connection died (server restart): the pool drops it; the next batch reconnects.
+      if (errorChannel.hasSubscribers) errorChannel.publish({ error });
+    });
+    let store: PostgresStore | undefined;
+    try {
+      const client = await pool.connect();
+      try {
+        await migrate(client, o.schema);
+      } finally {
+        client.release();
+      }
+      const clock = await DatabaseClock.start(
+        {
+          dbNow: async () => {
+            const r = await pool.query<{ t: number }>(
+              'SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS t',
+            );
+            return r.rows[0]!.t;
+          },
+        },
+        o.clockResyncMs,
+      );
+      store = new PostgresStore(pool, config, o, clock);
+      await store.#listen();
+      return store;
+    } catch (error) {
+      if (store !== undefined) await store.close();
+      else await pool.end().catch(() => {});
+      throw storeError(`cannot open the PostgreSQL store (schema ${o.schema})`, error);
+    }
+  }
+
+  async #query<R extends QueryResultRow>(text: string, values?: unknown[]): Promise<R[]> {
+    if (this.#closed) throw new MailboxClosedError('the PostgreSQL store is closed');
+    try {
+      return (await this.#pool.query<R>(text, values)).rows;
+    } catch (error) {
+      throw storeError('the PostgreSQL store failed', error);
+    }
+  }
+
+  // ---- LISTEN / NOTIFY ----------------------------------------------------------------
+
+  async #listen(): Promise<void> {
+    const client = new pg.Client(this.#config);
+    client.on('error', (error) => {
+      if (errorChannel.hasSubscribers) errorChannel.publish({ error });
+      this.#reconnect(client);
+    });
+    client.on('end', () => this.#reconnect(client));
+    client.on('notification', (n) => this.#onNotification(n));
+    await client.connect();
+    await client.query(`LISTEN ${quoteIdent(this.#channel)}`);
+    this.#listener = client;
+  }
+
+  /**
+   * The LISTEN connection broke: reconnect every second until it works. Notifications sent
+   * meanwhile are lost; a long poll waiting for one still ends at its deadline or its next due time.
+   */
+  #reconnect(client: pg.Client): void {
+    if (this.#closed || this.#listener !== client) return;
+    this.#listener = undefined;
+    client.end().catch(() => {});
+    this.#scheduleListen();
+  }
+
+  #scheduleListen(): void {
+    if (this.#closed || this.#reconnectTimer !== undefined) return;
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = undefined;
+      if (this.#closed) return;
+      this.#listen().catch((error: unknown) => {
+        if (errorChannel.hasSubscribers) errorChannel.publish({ error });
+        this.#scheduleListen();
+      });
+    }, 1000);
+    this.#reconnectTimer.unref();
+  }
+
+  #onNotification(n: Notification): void {
+    if (n.payload === undefined) return;
+    let parsed: { s?: unknown; m?: unknown };
+    try {
+      parsed = JSON.parse(n.payload) as { s?: unknown; m?: unknown };
+    } catch {
+      return;
+    }
+    if (parsed.s === this.#id || !Array.isArray(parsed.m)) return;
+    const mailboxes = parsed.m.filter((m): m is string => typeof m === 'string');
+    if (notifyChannel.hasSubscribers) notifyChannel.publish({ received: mailboxes });
+    for (const l of this.#listeners) l(mailboxes);
+  }
+
+  watch(listener: (mailboxes: readonly string[]) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** `SELECT pg_notify(…); COMMIT` for the mailboxes of a batch, in chunks below the payload limit. */
+  #commitText(wake: ReadonlySet<string>): string {
+    if (wake.size === 0) return 'COMMIT';
+    const chunks: string[][] = [[]];
+    let bytes = 0;
+    for (const m of wake) {
+      if (bytes + m.length + 3 > NOTIFY_BYTES && chunks[chunks.length - 1]!.length > 0) {
+        chunks.push([]);
+        bytes = 0;
+      }
+      chunks[chunks.length - 1]!.push(m);
+      bytes += m.length + 3;
+    }
+    // Mailbox names are [A-Za-z0-9@._\-:/] and the id is hex, so the literal needs no escaping.
+    const calls = chunks.map(
+      (c) =>
+        `pg_notify('${this.#channel}', '${JSON.stringify({ s: this.#id, m: c }).replaceAll("'", "''")}')`,
+    );
+    return `SELECT ${calls.join(', ')}; COMMIT`;
+  }
+
+  // ---- the batch ----------------------------------------------------------------------
+
+  async apply(ops: readonly StoreOp[], nowMs: number): Promise<StoreResult[]> {
+    if (this.#closed) throw new MailboxClosedError('the PostgreSQL store is closed');
+    let client: PoolClient;
+    try {
+      client = await this.#pool.connect();
+    } catch (error) {
+      throw storeError('cannot connect to PostgreSQL', error);
+    }
+    let broken = false;
+    try {
+      for (let attempt = 0; ; attempt++) {
+        const ctx: BatchCtx = { client, now: nowMs, wake: new Set() };
+        try {
+          await client.query('BEGIN');
+          const results = await this.#applyAll(ctx, ops);
+          await client.query(this.#commitText(ctx.wake));
+          return results;
+        } catch (error) {
+          await client.query('ROLLBACK').catch(() => {
+            broken = true;
+          });
+          const code = (error as { code?: unknown }).code;
+          if (!broken && typeof code === 'string' && RETRYABLE.has(code) && attempt < this.#o.maxRetries)
+            continue;
+          throw storeError('the PostgreSQL store failed to commit a batch', error);
+        }
+      }
+    } finally {
+      client.release(broken);
+    }
+  }
+
+  async #applyAll(ctx: BatchCtx, ops: readonly StoreOp[]): Promise<StoreResult[]> {
+    const results: StoreResult[] = new Array<StoreResult>(ops.length);
+    let i = 0;
+    while (i < ops.length) {
+      const op = ops[i]!;
+      if (op.kind === 'send') {
+        let j = i + 1;
+        while (j < ops.length) {
+          const next = ops[j]!;
+          if (next.kind !== 'send' || !sameSettings(next.defaults, op.defaults)) break;
+          j++;
+        }
+        const run = ops.slice(i, j) as Extract<StoreOp, { kind: 'send' }>[];
+        const rs = await this.#sends(ctx, run);
+        for (let k = 0; k < rs.length; k++) results[i + k] = rs[k]!;
+        i = j;
+        continue;
+      }
+      if (op.kind === 'ack' && op.status === 1) {
+        const mids = new Set<string>();
+        let j = i;
+        while (j < ops.length) {
+          const next = ops[j]!;
+          if (next.kind !== 'ack' || next.status !== 1 || mids.has(next.mid)) break;
+          mids.add(next.mid);
+          j++;
+        }
+        if (j - i > 1) {
+          const run = ops.slice(i, j) as Extract<StoreOp, { kind: 'ack' }>[];
+          const rs = await this.#confirms(ctx, run);
+          for (let k = 0; k < rs.length; k++) results[i + k] = rs[k]!;
+          i = j;
+          continue;
+        }
+      }
+      results[i] = await this.#applyOne(ctx, op);
+      i++;
+    }
+    return results;
+  }
+
+  async #sends(ctx: BatchCtx, run: Extract<StoreOp, { kind: 'send' }>[]): Promise<StoreResult[]> {
+    const { client, now } = ctx;
+    // Only the first of identical mids is inserted; the others are duplicates.
+    const first = new Map<string, NewMessage>();
+    for (const op of run) if (!first.has(op.message.mid)) first.set(op.message.mid, op.message);
+    const ms = [...first.values()];
+    const d = run[0]!.defaults;
+    const r = await client.query<{ mid: string }>(
+      `WITH input AS (
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::integer[], $8::text[])
+           AS t(mid, sender, receiver, client_time, delay_ms, blob, body_bytes, body)),
+       mb AS (
+         INSERT INTO mailboxes (name, max_deliveries, retry_delay_ms, retention_ms, created_at)
+         SELECT DISTINCT receiver, $9::integer, $10::bigint, $11::bigint, $12::bigint FROM input ORDER BY receiver
+         ON CONFLICT (name) DO NOTHING),
+       ins AS (
+         INSERT INTO messages (mid, mailbox, sender, receiver, client_time, received_at, delay_ms, state, status, due, blob, body_bytes)
+         SELECT mid, receiver, sender, receiver, client_time, $12::bigint, delay_ms, 0, 8, $12::bigint + delay_ms, blob, body_bytes
+         FROM input ON CONFLICT (mid) DO NOTHING RETURNING mid, blob),
+       bl AS (
+         INSERT INTO blobs (key, refs, data)
+         SELECT i.blob, count(*), convert_to(min(t.body), 'UTF8') FROM ins i JOIN input t ON t.mid = i.mid
+         GROUP BY i.blob ORDER BY i.blob
+         ON CONFLICT (key) DO UPDATE SET refs = blobs.refs + excluded.refs)
+       SELECT mid FROM ins`,
+      [
+        ms.map((m) => m.mid),
+        ms.map((m) => m.sender),
+        ms.map((m) => m.receiver),
+        ms.map((m) => m.clientTimeMs),
+        ms.map((m) => m.delayMs),
+        ms.map((m) => m.blobKey),
+        ms.map((m) => m.bodyBytes),
+        ms.map((m) => m.body),
+        d.maxDeliveries,
+        d.retryDelayMs,
+        d.retentionMs,
+        now,
+      ],
+    );
+    const created = new Set(r.rows.map((row) => row.mid));
+    const existing = new Map<string, Message>();
+    // Ops that did not create their message (it existed, or an earlier op of the run made it) return the row.
+    const seen = new Set<string>();
+    const fresh = run.map((op) => {
+      const isNew = created.has(op.message.mid) && !seen.has(op.message.mid);
+      seen.add(op.message.mid);
+      return isNew;
+    });
+    const others = run.filter((_, k) => !fresh[k]).map((op) => op.message.mid);
+    if (others.length > 0) {
+      const rows = await client.query<Row>(
+        `SELECT ${COLS}, b.data FROM messages m LEFT JOIN blobs b ON b.key = m.blob WHERE m.mid = ANY($1::text[])`,
+        [[...new Set(others)]],
+      );
+      for (const row of rows.rows) existing.set(row.mid, message(row));
+    }
+    const results: StoreResult[] = [];
+    for (let k = 0; k < run.length; k++) {
+      const m = run[k]!.message;
+      if (fresh[k]) {
+        ctx.wake.add(m.receiver);
+        const due = now + m.delayMs;
+        results.push({
+          kind: 'send',
+          created: true,
+          message: {
+            mid: m.mid,
+            sender: m.sender,
+            receiver: m.receiver,
+            mailbox: m.receiver,
+            clientTime: new Date(m.clientTimeMs),
+            receivedAt: new Date(now),
+            sendWhen: new Date(due),
+            delayMs: m.delayMs,
+            state: 'queued',
+            status: MessageStatus.NotDelivered,
+            deliveryCount: 0,
+            lid: null,
+            fence: null,
+            leasedUntil: null,
+            fetchTime: null,
+            dueAt: new Date(due),
+            blobKey: m.blobKey,
+            bodyBytes: m.bodyBytes,
+            body: m.decoded,
+          },
+        });
+      } else {
+        const stored = existing.get(m.mid);
+        if (stored === undefined) throw new MailboxStoreError(`message ${m.mid} vanished during its send`);
+        results.push({ kind: 'send', created: false, message: stored });
+      }
+    }
+    return results;
+  }
+
+  async #confirms(ctx: BatchCtx, run: Extract<StoreOp, { kind: 'ack' }>[]): Promise<StoreResult[]> {
+    const { client, now } = ctx;
+    const r = await client.query<{ mid: string }>(
+      `UPDATE messages m SET state = 2, status = 1, leased_until = NULL, expires_at = $3::bigint + mb.retention_ms,
+         history = m.history || json_build_object('n', m.delivery_count, 'c', coalesce(m.consumer, ''),
+           'f', m.fetch_time, 'e', $3::bigint, 'o', 1)::text || E'\\n'
+       FROM unnest($1::text[], $2::text[]) AS a(mid, lid), mailboxes mb
+       WHERE m.mid = a.mid AND m.lid = a.lid AND m.state = 1 AND m.leased_until > $3::bigint AND mb.name = m.mailbox
+       RETURNING m.mid`,
+      [run.map((op) => op.mid), run.map((op) => op.lid), now],
+    );
+    const ok = new Set(r.rows.map((row) => row.mid));
+    const failed = run.filter((op) => !ok.has(op.mid)).map((op) => op.mid);
+    const found = new Set<string>();
+    if (failed.length > 0) {
+      const rows = await client.query<{ mid: string }>(
+        'SELECT mid FROM messages WHERE mid = ANY($1::text[])',
+        [failed],
+      );
+      for (const row of rows.rows) found.add(row.mid);
+    }
+    return run.map((op) => ({
+      kind: 'ack',
+      outcome: ok.has(op.mid) ? 'ok' : found.has(op.mid) ? 'lease-invalid' : 'not-found',
+      wake: null,
+    }));
+  }
+
+  async #applyOne(ctx: BatchCtx, op: StoreOp): Promise<StoreResult> {
+    const { client, now } = ctx;
+    switch (op.kind) {
+      case 'send':
+        return (await this.#sends(ctx, [op]))[0]!;
+      case 'claim': {
+        const r = await client.query<Row & { rn: number }>(
+          `WITH c AS MATERIALIZED (
+             SELECT seq, due FROM messages WHERE mailbox = $1 AND state = 0 AND due <= $2::bigint
+             ORDER BY due, seq LIMIT $3 FOR UPDATE SKIP LOCKED),
+           n AS MATERIALIZED (SELECT seq, row_number() OVER (ORDER BY due, seq) AS rn FROM c),
+           f AS MATERIALIZED (SELECT seq, rn, nextval('fence_seq') AS fence FROM (SELECT seq, rn FROM n ORDER BY rn) s)
+           UPDATE messages m SET state = 1, due = NULL, delivery_count = m.delivery_count + 1,
+             lid = replace(gen_random_uuid()::text, '-', ''), fence = f.fence, leased_until = $2::bigint + $4::bigint,
+             fetch_time = $2::bigint, consumer = $5
+           FROM f WHERE m.seq = f.seq
+           RETURNING f.rn, ${COLS}, (SELECT b.data FROM blobs b WHERE b.key = m.blob) AS data`,
+          [op.mailbox, now, op.max, op.leaseMs, op.consumer],
+        );
+        const rows = r.rows.sort((a, b) => a.rn - b.rn);
+        if (rows.length > 0) return { kind: 'claim', messages: rows.map(message), nextDueMs: null };
+        const next = await client.query<{ due: number }>(
+          'SELECT due FROM messages WHERE mailbox = $1 AND state = 0 ORDER BY due, seq LIMIT 1',
+          [op.mailbox],
+        );
+        return { kind: 'claim', messages: [], nextDueMs: next.rows[0]?.due ?? null };
+      }
+      case 'ack': {
+        if (op.status === 1) return (await this.#confirms(ctx, [op]))[0]!;
+        const r = await this.#leaseRow(client, op.mid);
+        const outcome = checkLease(r, op.lid, now);
+        if (outcome !== 'ok') return { kind: 'ack', outcome, wake: null };
+        const [mailbox] = await this.#retry(ctx, [r!], [now], op.status);
+        return { kind: 'ack', outcome, wake: mailbox! };
+      }
+      case 'extend': {
+        const r = await client.query<Row>(
+          `UPDATE messages m SET leased_until = $3::bigint + $4::bigint
+           WHERE m.mid = $1 AND m.lid = $2 AND m.state = 1 AND m.leased_until > $3::bigint
+           RETURNING ${COLS}, (SELECT b.data FROM blobs b WHERE b.key = m.blob) AS data`,
+          [op.mid, op.lid, now, op.leaseMs],
+        );
+        if (r.rows.length === 1) return { kind: 'extend', outcome: 'ok', message: message(r.rows[0]!) };
+        const exists = await client.query('SELECT 1 FROM messages WHERE mid = $1', [op.mid]);
+        return {
+          kind: 'extend',
+          outcome: exists.rows.length === 0 ? 'not-found' : 'lease-invalid',
+          message: null,
+        };
+      }
+      case 'reenqueue': {
+        const r = await client.query<SettingsRow>(
+          `SELECT ${COLS}, mb.max_deliveries, mb.retry_delay_ms, mb.retention_ms
+           FROM messages m JOIN mailboxes mb ON mb.name = m.mailbox
+           WHERE m.state = 1 AND m.leased_until <= $1::bigint ORDER BY m.leased_until, m.seq LIMIT $2
+           FOR UPDATE OF m SKIP LOCKED`,
+          [Math.min(now, op.asOfMs ?? now), op.limit],
+        );
+        const rows = r.rows;
+        const wake = await this.#retry(
+          ctx,
+          rows,
+          rows.map((row) => row.leased_until!),
+          4,
+        );
+        return { kind: 'reenqueue', count: rows.length, wake: [...new Set(wake)] };
+      }
+      case 'expire': {
+        const count = await this.#deleteRows(
+          client,
+          'SELECT seq FROM messages WHERE state = 2 AND expires_at <= $1::bigint ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED',
+          [now, op.limit],
+        );
+        return { kind: 'expire', count };
+      }
+      case 'configure': {
+        const s = op.settings;
+        await client.query(
+          `INSERT INTO mailboxes (name, max_deliveries, retry_delay_ms, retention_ms, created_at) VALUES ($1, $2, $3, $4, $5)
+           ON CONFLICT (name) DO UPDATE SET max_deliveries = excluded.max_deliveries,
+           retry_delay_ms = excluded.retry_delay_ms, retention_ms = excluded.retention_ms`,
+          [op.name, s.maxDeliveries, s.retryDelayMs, s.retentionMs, now],
+        );
+        return { kind: 'configure' };
+      }
+      case 'redrive': {
+        await ensureMailboxes(client, [op.target], [op.defaults], now);
+        const res = await client.query(
+          `UPDATE messages SET mailbox = $1, status = 8, delivery_count = 0, due = $2::bigint
+           WHERE seq IN (SELECT seq FROM messages WHERE mailbox = $3 AND state = 0 ORDER BY due, seq LIMIT $4
+                         FOR UPDATE SKIP LOCKED)`,
+          [op.target, now, op.mailbox, op.limit],
+        );
+        const count = res.rowCount ?? 0;
+        if (count > 0) ctx.wake.add(op.target);
+        return { kind: 'redrive', count, target: op.target };
+      }
+      case 'purge': {
+        const count = await this.#deleteRows(
+          client,
+          'SELECT seq FROM messages WHERE mailbox = $1 AND state = 0 ORDER BY due, seq LIMIT $2 FOR UPDATE SKIP LOCKED',
+          [op.mailbox, op.limit],
+        );
+        return { kind: 'purge', count };
+      }
+      default:
+        throw new MailboxStoreError(
+          `the PostgreSQL store does not know the operation ${(op as { kind: string }).kind}`,
+        );
+    }
+  }
+
+  /** Deletes the messages `select` picks (by seq) and takes one blob reference per message. */
+  async #deleteRows(client: PoolClient, select: string, values: unknown[]): Promise<number> {
+    const r = await client.query<{ n: number }>(
+      `WITH d AS (DELETE FROM messages WHERE seq IN (${select}) RETURNING blob),
+       c AS (SELECT blob, count(*) AS n FROM d GROUP BY blob),
+       u AS (UPDATE blobs b SET refs = b.refs - c.n FROM c WHERE b.key = c.blob)
+       SELECT coalesce(sum(n), 0)::bigint AS n FROM c`,
+      values,
+    );
+    return r.rows[0]!.n;
+  }
+
+  /** The row of `mid` with its mailbox's settings, locked for this transaction. */
+  async #leaseRow(client: PoolClient, mid: string): Promise<SettingsRow | undefined> {
+    const r = await client.query<SettingsRow>(
+      `SELECT ${COLS}, mb.max_deliveries, mb.retry_delay_ms, mb.retention_ms
+       FROM messages m JOIN mailboxes mb ON mb.name = m.mailbox WHERE m.mid = $1 FOR UPDATE OF m`,
+      [mid],
+    );
+    return r.rows[0];
+  }
+
+  /**
+   * Ends the leases of `rows` as Rejected (2) or Timeout (4) attempts ending at `endedAt`: back
+   * to the queue after the retry delay, or to the dead-letter mailbox. Returns each row's mailbox afterwards.
+   */
+  async #retry(ctx: BatchCtx, rows: SettingsRow[], endedAt: number[], outcome: 2 | 4): Promise<string[]> {
+    if (rows.length === 0) return [];
+    const seqs: number[] = [];
+    const statuses: number[] = [];
+    const mailboxes: string[] = [];
+    const dues: number[] = [];
+    const lines: string[] = [];
+    const dead = new Map<string, MailboxSettings>();
+    rows.forEach((r, i) => {
+      const at = endedAt[i]!;
+      const settings = settingsOf(r);
+      const next = afterAttempt(settings, r.mailbox, r.delivery_count, at);
+      if (next.dead && !dead.has(next.mailbox)) dead.set(next.mailbox, settings);
+      seqs.push(r.seq);
+      statuses.push(next.dead ? MessageStatus.Dead : outcome);
+      mailboxes.push(next.mailbox);
+      dues.push(next.dueMs);
+      lines.push(formatAttempt(r.delivery_count, r.consumer ?? '', r.fetch_time ?? at, at, outcome));
+      ctx.wake.add(next.mailbox);
+    });
+    if (dead.size > 0) await ensureMailboxes(ctx.client, [...dead.keys()], [...dead.values()], ctx.now);
+    await ctx.client.query(
+      `UPDATE messages m SET state = 0, status = u.status, mailbox = u.mailbox, due = u.due, leased_until = NULL,
+         history = m.history || u.line
+       FROM unnest($1::bigint[], $2::smallint[], $3::text[], $4::bigint[], $5::text[]) AS u(seq, status, mailbox, due, line)
+       WHERE m.seq = u.seq`,
+      [seqs, statuses, mailboxes, dues, lines],
+    );
+    return mailboxes;
+  }
+
+  // ---- reads --------------------------------------------------------------------------
+
+  async get(mid: string): Promise<Message | null> {
+    const rows = await this.#query<Row>(
+      `SELECT ${COLS}, b.data FROM messages m LEFT JOIN blobs b ON b.key = m.blob WHERE m.mid = $1`,
+      [mid],
+    );
+    const r = rows[0];
+    return r === undefined ? null : { ...message(r), attempts: parseAttempts(r.history) };
+  }
+
+  async headers(mailbox: string, afterMs: number, limit: number): Promise<MessageHeader[]> {
+    const rows = await this.#query<Row>(
+      `SELECT * FROM (
+         SELECT ${COLS} FROM messages m WHERE m.mailbox = $1 AND m.state = 0 AND m.received_at > $2::bigint
+         UNION ALL
+         SELECT ${COLS} FROM messages m WHERE m.state = 1 AND m.mailbox = $1 AND m.received_at > $2::bigint) h
+       ORDER BY received_at, seq LIMIT $3`,
+      [mailbox, afterMs, limit],
+    );
+    return rows.map(header);
+  }
+
+  async mailboxes(nowMs: number): Promise<MailboxInfo[]> {
+    const rows = await this.#query<{
+      name: string;
+      max_deliveries: number;
+      retry_delay_ms: number;
+      retention_ms: number;
+      created_at: number;
+      ready: number;
+      delayed: number;
+      in_flight: number;
+      confirmed: number;
+    }>(
+      `SELECT mb.*, coalesce(c.ready, 0) AS ready, coalesce(c.delayed, 0) AS delayed,
+         coalesce(c.in_flight, 0) AS in_flight, coalesce(c.confirmed, 0) AS confirmed
+       FROM mailboxes mb LEFT JOIN (
+         SELECT mailbox, count(*) FILTER (WHERE state = 0 AND due <= $1::bigint) AS ready,
+           count(*) FILTER (WHERE state = 0 AND due > $1::bigint) AS delayed,
+           count(*) FILTER (WHERE state = 1) AS in_flight, count(*) FILTER (WHERE state = 2) AS confirmed
+         FROM messages GROUP BY mailbox) c ON c.mailbox = mb.name
+       ORDER BY mb.name COLLATE "C"`,
+      [nowMs],
+    );
+    return rows.map((r) => ({
+      name: r.name,
+      settings: {
+        maxDeliveries: r.max_deliveries,
+        retryDelayMs: r.retry_delay_ms,
+        retentionMs: r.retention_ms,
+      },
+      createdAt: new Date(r.created_at),
+      ready: r.ready,
+      delayed: r.delayed,
+      inFlight: r.in_flight,
+      confirmed: r.confirmed,
+    }));
+  }
+
+  async stats(): Promise<StoreStats> {
+    const rows = await this.#query<{
+      messages: number;
+      queued: number;
+      leased: number;
+      confirmed: number;
+      mailboxes: number;
+    }>(
+      `SELECT count(*) AS messages, count(*) FILTER (WHERE state = 0) AS queued,
+         count(*) FILTER (WHERE state = 1) AS leased, count(*) FILTER (WHERE state = 2) AS confirmed,
+         (SELECT count(*) FROM mailboxes) AS mailboxes FROM messages`,
+    );
+    const blobs = await this.blobs.stats();
+    return { ...rows[0]!, blobs: blobs.count, blobBytes: blobs.bytes };
+  }
+
+  /** Ends the pool and the LISTEN connection. */
+  async close(): Promise<void> {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.clock.stop();
+    if (this.#reconnectTimer !== undefined) clearTimeout(this.#reconnectTimer);
+    this.#listeners.clear();
+    const listener = this.#listener;
+    this.#listener = undefined;
+    await listener?.end().catch(() => {});
+    await this.#pool.end().catch(() => {});
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
+  }
+}
+
+function sameSettings(a: MailboxSettings, b: MailboxSettings): boolean {
+  return (
+    a === b ||
+    (a.maxDeliveries === b.maxDeliveries &&
+      a.retryDelayMs === b.retryDelayMs &&
+      a.retentionMs === b.retentionMs)
+  );
+}
+
+function checkLease(r: Row | undefined, lid: string, now: number): LeaseOutcome {
+  if (r === undefined) return 'not-found';
+  if (r.state !== 1 || r.lid !== lid || r.leased_until === null || r.leased_until <= now)
+    return 'lease-invalid';
+  return 'ok';
+}
+
+async function ensureMailboxes(
+  client: PoolClient,
+  names: string[],
+  settings: MailboxSettings[],
+  now: number,
+): Promise<void> {
+  await client.query(
+    `INSERT INTO mailboxes (name, max_deliveries, retry_delay_ms, retention_ms, created_at)
+     SELECT * FROM unnest($1::text[], $2::integer[], $3::bigint[], $4::bigint[]) AS t, (SELECT $5::bigint) AS n
+     ORDER BY 1 ON CONFLICT (name) DO NOTHING`,
+    [
+      names,
+      settings.map((s) => s.maxDeliveries),
+      settings.map((s) => s.retryDelayMs),
+      settings.map((s) => s.retentionMs),
+      now,
+    ],
+  );
+}
