@@ -44,7 +44,7 @@ CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT
 CREATE TABLE IF NOT EXISTS mailboxes (
   name TEXT PRIMARY KEY, max_deliveries INTEGER NOT NULL, retry_delay_ms INTEGER NOT NULL,
   retention_ms INTEGER NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS blobs (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, refs INTEGER NOT NULL, data BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS blobs (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, refs INTEGER NOT NULL, data NOT NULL);
 CREATE INDEX IF NOT EXISTS blobs_zero ON blobs(key) WHERE refs <= 0;
 CREATE TABLE IF NOT EXISTS messages (
   seq INTEGER PRIMARY KEY, mid TEXT NOT NULL UNIQUE, mailbox TEXT NOT NULL, sender TEXT NOT NULL,
@@ -83,7 +83,8 @@ interface Row {
   blob: string;
   body_bytes: number;
   history: string;
-  data?: Buffer | null;
+  /** A body stored by a send is TEXT (its canonical encoding is ASCII); a raw BlobStore.put of bytes is a BLOB. */
+  data?: string | Buffer | null;
 }
 
 const STATE_NAMES: readonly MessageState[] = ['queued', 'leased', 'confirmed'];
@@ -113,7 +114,8 @@ function header(r: Row): MessageHeader {
 }
 
 function message(r: Row): Message {
-  return { ...header(r), body: decodeBody(r.data?.toString('utf8') ?? '') };
+  const data = r.data;
+  return { ...header(r), body: decodeBody(typeof data === 'string' ? data : (data?.toString('utf8') ?? '')) };
 }
 
 type Statement = Database.Statement<unknown[], unknown>;
@@ -129,10 +131,13 @@ class SqliteBlobStore implements BlobStore {
     this.#s = runner;
   }
   async put(key: string, data: Uint8Array | string): Promise<void> {
-    this.#s.run((st) => st.upsertBlob.run(key, Buffer.from(data)));
+    // Strings stay TEXT (no Buffer copy going in or coming out on the hot path); bytes are a BLOB.
+    this.#s.run((st) => st.upsertBlob.run(key, typeof data === 'string' ? data : Buffer.from(data)));
   }
   async get(key: string): Promise<Buffer | null> {
-    return this.#s.run((st) => (st.getBlob.get(key) as { data: Buffer } | undefined)?.data ?? null);
+    const data = this.#s.run((st) => (st.getBlob.get(key) as { data: string | Buffer } | undefined)?.data);
+    if (data === undefined) return null;
+    return typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
   }
   async refCount(key: string): Promise<number | null> {
     return this.#s.run((st) => (st.refCount.get(key) as { refs: number } | undefined)?.refs ?? null);
@@ -194,7 +199,7 @@ class Statements {
       'DELETE FROM blobs WHERE key IN (SELECT key FROM blobs WHERE refs <= 0 LIMIT ?)',
     );
     this.blobStats = db.prepare(
-      'SELECT count(*) AS count, coalesce(sum(length(data)), 0) AS bytes FROM blobs',
+      'SELECT count(*) AS count, coalesce(sum(length(CAST(data AS BLOB))), 0) AS bytes FROM blobs',
     );
     this.byMid = db.prepare(
       `SELECT ${COLS}, b.data FROM messages m LEFT JOIN blobs b ON b.key = m.blob WHERE m.mid = ?`,
@@ -396,7 +401,7 @@ export class SqliteStore implements MessageStore {
           const row = st.byMid.get(m.mid) as Row;
           return { kind: 'send', message: message(row), created: false };
         }
-        st.upsertBlob.run(m.blobKey, Buffer.from(m.body));
+        st.upsertBlob.run(m.blobKey, m.body);
         return {
           kind: 'send',
           created: true,

@@ -65,7 +65,7 @@ test('Broker.open understands memory: and sqlite: URLs and refuses others', asyn
     assert.equal((await broker.fetch('r'))?.mid, m.mid, url);
     await broker.close();
   }
-  for (const url of ['postgres://localhost/test', 'mysql://x', 'sqlite:', ''])
+  for (const url of ['mysql://x', 'sqlite:', ''])
     assert.equal(await codeOf(() => Broker.open({ store: url })), 'MAILBOX_ERR_INVALID_ARGUMENT', url);
 });
 
