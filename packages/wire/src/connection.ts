@@ -341,7 +341,8 @@ export class ConnectionImpl<F, T> implements Connection<F, T>, SlabTenant {
         continue;
       }
       const n = (r as Decoded<F>).bytesRead;
-      if (!(n > 0 && n <= total)) throw new WireProtocolError(`codec returned bytesRead ${n}`);
+      // A consistent codec needs more than the bytes it called incomplete before.
+      if (!(n > have && n <= total)) throw new WireProtocolError(`codec returned bytesRead ${n}`);
       if (n > this.#maxFrameSize) throw tooLarge(n, this.#maxFrameSize);
       // The frame used all of the old stash (it was incomplete without the chunk), so the
       // rest of the stash is chunk bytes: continue in the chunk itself.

@@ -46,6 +46,13 @@ class Window implements FrameWindow {
 
 const SMALL_COPY = 8;
 const EMPTY = new ArrayBuffer(0);
+// Incomplete headers, shared by every codec (frozen): a header cut by a chunk boundary
+// allocates nothing.
+const SHORT: readonly Incomplete[] = Object.freeze(
+  [INCOMPLETE, incomplete(1), incomplete(2), incomplete(3), incomplete(4), incomplete(5)].map((r) =>
+    Object.freeze(r),
+  ),
+);
 // eslint-disable-next-line @typescript-eslint/unbound-method
 const copyBytes = Uint8Array.prototype.slice;
 
@@ -65,7 +72,6 @@ class LengthPrefixedCodec<F extends Uint8Array | FrameWindow> implements Codec<F
   readonly #copy: boolean;
   readonly #window: Window | null;
   readonly #result: { frame: F; bytesRead: number } = { frame: undefined as unknown as F, bytesRead: 0 };
-  readonly #need: Incomplete[];
   #lastBuf: Uint8Array | null = null;
   #lastArrayBuffer: ArrayBufferLike = EMPTY;
   #lastBase = 0;
@@ -75,8 +81,6 @@ class LengthPrefixedCodec<F extends Uint8Array | FrameWindow> implements Codec<F
     this.#max = max;
     this.#copy = copy;
     this.#window = window ? new Window() : null;
-    // Incomplete headers: preallocated, so a header cut by a chunk boundary allocates nothing.
-    this.#need = [INCOMPLETE, incomplete(1), incomplete(2), incomplete(3), incomplete(4), incomplete(5)];
   }
 
   encode(frame: F, buf: Uint8Array): number | typeof INSUFFICIENT_BUFFER {
@@ -214,7 +218,7 @@ class LengthPrefixedCodec<F extends Uint8Array | FrameWindow> implements Codec<F
 
   #short(needed: number): Incomplete {
     this.#forget();
-    return this.#need[needed] as Incomplete;
+    return SHORT[needed] as Incomplete;
   }
 
   #forget(): void {
