@@ -502,5 +502,7 @@ export function createStreamCodec(options: StreamCodecOptions): Codec<Frame> {
     encodeAt: (frame, buf, offset) => encodeFrame(frame, buf, offset),
     decode: (buf) => decodeAt(buf, 0, buf.length),
     decodeAt,
+    // Asked by the engine only when a frame did not fit: a large DATA frame gets its buffer at once.
+    encodedSize,
   };
 }
