@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { registerJournalCommands } from './commands/journal.js';
+import { registerMigrateCommand } from './commands/migrate.js';
 import { registerShmCommands } from './commands/shm.js';
 
 /** Where the CLI writes; tests pass their own. */
@@ -48,6 +49,7 @@ export function createProgram(
 
   registerJournalCommands(program, io, setExitCode);
   registerShmCommands(program, io, setExitCode);
+  registerMigrateCommand(program, io, setExitCode);
 
   return program;
 }

@@ -59,7 +59,8 @@ export type {
 export { MemoryStore, MemoryStoreData } from './memory-store.js';
 export { SqliteStore } from './sqlite-store.js';
 export type { SqliteStoreOptions } from './sqlite-store.js';
-export { openPostgresStore } from './postgres/open.js';
+export { migrateSqliteToPostgres, openPostgresStore } from './postgres/open.js';
+export type { MigrateOptions, MigrateReport } from './postgres/migrate-sqlite.js';
 export type { PostgresStore, PostgresStoreOptions } from './postgres/store.js';
 export type { DatabaseClock } from './postgres/db-clock.js';
 export { storeConformance } from './conformance.js';
