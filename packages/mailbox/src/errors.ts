@@ -20,6 +20,12 @@ export const MAILBOX_ERROR_CODES = Object.freeze({
   MAILBOX_ERR_STORE:
     'The store failed to apply a batch (I/O, corruption, disk full); the whole batch was rolled back.',
   MAILBOX_ERR_STORE_LOCKED: 'The SQLite database is owned by another process (one process owns a database).',
+  MAILBOX_ERR_UNAUTHORIZED:
+    'The HTTP request carried no bearer token, or one the server does not know (401); nothing changed.',
+  MAILBOX_ERR_FORBIDDEN:
+    'The bearer token is valid but not for this scope (send, receive, admin) or mailbox (403); nothing changed.',
+  MAILBOX_ERR_HTTP:
+    'The mailbox server could not be reached, or answered with something other than the API (`MailboxClient`).',
 } as const);
 
 export type MailboxErrorCode = keyof typeof MAILBOX_ERROR_CODES;
@@ -116,5 +122,31 @@ export class MailboxStoreLockedError extends MailboxError {
   static readonly code = 'MAILBOX_ERR_STORE_LOCKED';
   constructor(message: string, options?: ErrorOptions) {
     super('MAILBOX_ERR_STORE_LOCKED', message, options);
+  }
+}
+
+/** An HTTP request had no valid bearer token (401). */
+export class MailboxUnauthorizedError extends MailboxError {
+  static readonly code = 'MAILBOX_ERR_UNAUTHORIZED';
+  constructor(message: string, options?: ErrorOptions) {
+    super('MAILBOX_ERR_UNAUTHORIZED', message, options);
+  }
+}
+
+/** A valid token lacked the scope or mailbox an HTTP request needs (403). */
+export class MailboxForbiddenError extends MailboxError {
+  static readonly code = 'MAILBOX_ERR_FORBIDDEN';
+  constructor(message: string, options?: ErrorOptions) {
+    super('MAILBOX_ERR_FORBIDDEN', message, options);
+  }
+}
+
+/** The server was unreachable or its answer was not the API's; `status` is the HTTP status (0: no answer). */
+export class MailboxHttpError extends MailboxError {
+  static readonly code = 'MAILBOX_ERR_HTTP';
+  readonly status: number;
+  constructor(message: string, status: number, options?: ErrorOptions) {
+    super('MAILBOX_ERR_HTTP', message, options);
+    this.status = status;
   }
 }

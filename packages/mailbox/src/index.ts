@@ -10,6 +10,9 @@ export {
   MailboxClosedError,
   MailboxStoreError,
   MailboxStoreLockedError,
+  MailboxUnauthorizedError,
+  MailboxForbiddenError,
+  MailboxHttpError,
 } from './errors.js';
 export type { MailboxErrorCode } from './errors.js';
 export { Broker } from './broker.js';
@@ -63,5 +66,19 @@ export { migrateSqliteToPostgres, openPostgresStore } from './postgres/open.js';
 export type { MigrateOptions, MigrateReport } from './postgres/migrate-sqlite.js';
 export type { PostgresStore, PostgresStoreOptions } from './postgres/store.js';
 export type { DatabaseClock } from './postgres/db-clock.js';
+export { MailboxClient } from './client/client.js';
+export type {
+  ClientCallOptions,
+  ClientFetchOptions,
+  ClientSendInput,
+  ConsumeContext,
+  ConsumeOptions,
+  MailboxClientOptions,
+} from './client/client.js';
+export { formatGoDuration, parseGoDuration } from './client/duration.js';
+export { DEFAULT_SERVER_OPTIONS, MailboxServer, httpStatusOf } from './http/server.js';
+export type { MailboxServerOptions } from './http/server.js';
+export { SCOPES } from './http/auth.js';
+export type { Scope, TokenSpec } from './http/auth.js';
 export { storeConformance } from './conformance.js';
 export type { StoreHarness } from './conformance.js';

@@ -14,7 +14,9 @@
  * of a mailbox" one O(log n) seek; partial indexes over leased rows (by leasedUntil) and
  * confirmed rows (by expiresAt) make the sweeps seeks too.
  */
-import Database from 'better-sqlite3';
+// Type-only: the native module loads in `open`, so importing the package (e.g. for the HTTP
+// client) never loads better-sqlite3.
+import type Database from 'better-sqlite3';
 import { MailboxClosedError, MailboxStoreError, MailboxStoreLockedError } from './errors.js';
 import type { Message, MessageHeader, MessageState, MessageStatusValue } from './message.js';
 import { MessageStatus, RandomIds, decodeBody, formatAttempt, parseAttempts } from './message.js';
@@ -324,7 +326,8 @@ export class SqliteStore implements MessageStore {
   static async open(path: string, options: SqliteStoreOptions = {}): Promise<SqliteStore> {
     let db: Database.Database | undefined;
     try {
-      db = new Database(path, { timeout: options.busyTimeoutMs ?? 2000 });
+      const { default: Sqlite } = await import('better-sqlite3');
+      db = new Sqlite(path, { timeout: options.busyTimeoutMs ?? 2000 });
       db.pragma('locking_mode = EXCLUSIVE');
       db.pragma('journal_mode = WAL');
       db.pragma(`synchronous = ${(options.synchronous ?? 'full') === 'full' ? 'FULL' : 'NORMAL'}`);

@@ -1,0 +1,406 @@
+/**
+ * `MailboxClient`: the broker's operations over the /v1/ JSON API, on the global `fetch` (no
+ * native dependencies; importing it never loads SQLite). Errors are `MailboxError`s with the
+ * server's code; an unreachable server or a non-API answer is MAILBOX_ERR_HTTP.
+ *
+ * `consume(receiver, handler, { concurrency, leaseMs })` runs `concurrency` workers that
+ * long-poll, extend each lease while its handler runs, confirm when the handler resolves and
+ * reject when it throws, until the signal aborts (in-flight handlers finish first).
+ */
+import { channel } from 'node:diagnostics_channel';
+import {
+  MAILBOX_ERROR_CODES,
+  MailboxError,
+  MailboxHttpError,
+  MailboxInvalidArgumentError,
+} from '../errors.js';
+import type { MailboxErrorCode } from '../errors.js';
+import type { Attempt, Body, Message, MessageHeader } from '../message.js';
+import type { MailboxInfo, MailboxSettings } from '../store.js';
+
+export interface MailboxClientOptions {
+  /** Bearer token. */
+  readonly token?: string;
+  /** Per-request timeout, not counting a long poll's wait (default 30 000 ms). */
+  readonly timeoutMs?: number;
+  /** A `fetch` to use instead of the global one (tests, proxies). */
+  readonly fetch?: typeof globalThis.fetch;
+}
+
+export interface ClientSendInput {
+  readonly sender: string;
+  readonly receiver: string;
+  readonly body: Body;
+  readonly delayMs?: number;
+  readonly clientTime?: Date;
+}
+
+export interface ClientCallOptions {
+  readonly signal?: AbortSignal;
+}
+
+export interface ClientFetchOptions extends ClientCallOptions {
+  readonly leaseMs?: number;
+  readonly waitMs?: number;
+  readonly consumer?: string;
+}
+
+/** What a `consume` handler gets besides the message. */
+export interface ConsumeContext {
+  /** Aborts when the lease is lost (an extension failed) or consume stops. */
+  readonly signal: AbortSignal;
+}
+
+export interface ConsumeOptions extends ClientCallOptions {
+  /** Handlers running at once (default 1, at most 1000). */
+  readonly concurrency?: number;
+  /** Lease of each message (default 30 000 ms); extended every `leaseMs / 3` while the handler runs. */
+  readonly leaseMs?: number;
+  /** Long poll of each fetch (default 20 000 ms). */
+  readonly waitMs?: number;
+  /** Recorded in the attempt history. */
+  readonly consumer?: string;
+  /** Called with errors that do not stop consuming (a failed fetch, ack or extension). */
+  readonly onError?: (error: unknown, message?: Message) => void;
+  /** Pause after a failed fetch before the next (default 1000 ms). */
+  readonly retryDelayMs?: number;
+}
+
+const DATE_FIELDS = ['clientTime', 'receivedAt', 'sendWhen', 'leasedUntil', 'fetchTime', 'dueAt'] as const;
+
+function reviveHeader<T extends MessageHeader>(raw: Record<string, unknown>): T {
+  const m: Record<string, unknown> = { ...raw };
+  for (const f of DATE_FIELDS) if (typeof m[f] === 'string') m[f] = new Date(m[f]);
+  if (Array.isArray(m.attempts))
+    m.attempts = (m.attempts as Record<string, unknown>[]).map((a): Attempt => ({
+      ...(a as unknown as Attempt),
+      fetchedAt: new Date(a.fetchedAt as string),
+      endedAt: new Date(a.endedAt as string),
+    }));
+  return m as unknown as T;
+}
+
+function reviveMailbox(raw: Record<string, unknown>): MailboxInfo {
+  return { ...(raw as unknown as MailboxInfo), createdAt: new Date(raw.createdAt as string) };
+}
+
+const consumeChannel = channel('switchyard:mailbox:consume');
+
+export class MailboxClient {
+  readonly url: string;
+  readonly #token: string | undefined;
+  readonly #timeoutMs: number;
+  readonly #fetch: typeof globalThis.fetch;
+
+  constructor(url: string, options: MailboxClientOptions = {}) {
+    let u: URL;
+    try {
+      u = new URL(url);
+    } catch {
+      throw new MailboxInvalidArgumentError(`url ${JSON.stringify(url)} is not a URL`);
+    }
+    if (u.protocol !== 'http:' && u.protocol !== 'https:')
+      throw new MailboxInvalidArgumentError('url must be http: or https:');
+    this.url = u.toString().replace(/\/+$/, '');
+    if (options.token !== undefined && (typeof options.token !== 'string' || options.token.length === 0))
+      throw new MailboxInvalidArgumentError('token must be a non-empty string');
+    this.#token = options.token;
+    const t = options.timeoutMs ?? 30_000;
+    if (!Number.isInteger(t) || t < 1)
+      throw new MailboxInvalidArgumentError('timeoutMs must be a positive integer');
+    this.#timeoutMs = t;
+    this.#fetch = options.fetch ?? globalThis.fetch;
+  }
+
+  /** One JSON request; resolves to the parsed answer (undefined for 204). */
+  async request(
+    method: string,
+    path: string,
+    body?: unknown,
+    options: { signal?: AbortSignal; extraMs?: number } = {},
+  ): Promise<unknown> {
+    options.signal?.throwIfAborted();
+    const timeout = AbortSignal.timeout(this.#timeoutMs + (options.extraMs ?? 0));
+    const signal = options.signal === undefined ? timeout : AbortSignal.any([options.signal, timeout]);
+    const headers: Record<string, string> = { accept: 'application/json' };
+    if (this.#token !== undefined) headers.authorization = `Bearer ${this.#token}`;
+    if (body !== undefined) headers['content-type'] = 'application/json';
+    let res: Response;
+    try {
+      res = await this.#fetch(this.url + path, {
+        method,
+        headers,
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        signal,
+      });
+    } catch (error) {
+      if (options.signal?.aborted === true) throw options.signal.reason;
+      throw new MailboxHttpError(
+        timeout.aborted
+          ? `${method} ${path}: no answer within ${this.#timeoutMs} ms`
+          : `${method} ${path}: ${(error as Error).message}`,
+        0,
+        { cause: error },
+      );
+    }
+    if (res.status === 204) return undefined;
+    const text = await res.text();
+    let parsed: unknown;
+    try {
+      parsed = text.length === 0 ? undefined : JSON.parse(text);
+    } catch {
+      throw new MailboxHttpError(
+        `${method} ${path}: HTTP ${res.status} with a body that is not JSON`,
+        res.status,
+      );
+    }
+    if (res.ok) return parsed;
+    const e = (parsed as { error?: { code?: string; message?: string } } | undefined)?.error;
+    if (e?.code !== undefined && Object.hasOwn(MAILBOX_ERROR_CODES, e.code))
+      throw new MailboxError(e.code as MailboxErrorCode, e.message ?? e.code);
+    throw new MailboxHttpError(`${method} ${path}: HTTP ${res.status}`, res.status);
+  }
+
+  async send(m: ClientSendInput, options: ClientCallOptions = {}): Promise<Message> {
+    return reviveHeader<Message>(
+      (await this.request('POST', '/v1/messages', sendJson(m), options)) as Record<string, unknown>,
+    );
+  }
+
+  async sendMany(messages: readonly ClientSendInput[], options: ClientCallOptions = {}): Promise<Message[]> {
+    const r = (await this.request(
+      'POST',
+      '/v1/messages/batch',
+      { messages: messages.map(sendJson) },
+      options,
+    )) as {
+      messages: Record<string, unknown>[];
+    };
+    return r.messages.map((m) => reviveHeader<Message>(m));
+  }
+
+  async fetch(receiver: string, options: ClientFetchOptions = {}): Promise<Message | null> {
+    const [m] = await this.fetchMany(receiver, { ...options, max: 1 });
+    return m ?? null;
+  }
+
+  async fetchMany(receiver: string, options: ClientFetchOptions & { max: number }): Promise<Message[]> {
+    const body: Record<string, unknown> = { max: options.max };
+    if (options.leaseMs !== undefined) body.leaseMs = options.leaseMs;
+    if (options.waitMs !== undefined) body.waitMs = options.waitMs;
+    if (options.consumer !== undefined) body.consumer = options.consumer;
+    const r = (await this.request('POST', `/v1/mailboxes/${enc(receiver)}/fetch`, body, {
+      ...(options.signal === undefined ? {} : { signal: options.signal }),
+      extraMs: typeof options.waitMs === 'number' ? options.waitMs : 0,
+    })) as { messages: Record<string, unknown>[] };
+    return r.messages.map((m) => reviveHeader<Message>(m));
+  }
+
+  async ack(mid: string, lid: string, status: 1 | 2, options: ClientCallOptions = {}): Promise<void> {
+    await this.request('POST', `/v1/messages/${enc(mid)}/ack`, { lid, status }, options);
+  }
+
+  async extend(mid: string, lid: string, leaseMs: number, options: ClientCallOptions = {}): Promise<Message> {
+    return reviveHeader<Message>(
+      (await this.request('POST', `/v1/messages/${enc(mid)}/extend`, { lid, leaseMs }, options)) as Record<
+        string,
+        unknown
+      >,
+    );
+  }
+
+  async get(mid: string, options: ClientCallOptions = {}): Promise<Message | null> {
+    try {
+      return reviveHeader<Message>(
+        (await this.request('GET', `/v1/messages/${enc(mid)}`, undefined, options)) as Record<
+          string,
+          unknown
+        >,
+      );
+    } catch (error) {
+      if (error instanceof MailboxError && error.code === 'MAILBOX_ERR_NOT_FOUND') return null;
+      throw error;
+    }
+  }
+
+  async headers(
+    receiver: string,
+    options: ClientCallOptions & { after?: Date; limit?: number } = {},
+  ): Promise<MessageHeader[]> {
+    const q = new URLSearchParams();
+    if (options.after !== undefined) q.set('after', options.after.toISOString());
+    if (options.limit !== undefined) q.set('limit', String(options.limit));
+    const qs = q.size > 0 ? `?${q.toString()}` : '';
+    const r = (await this.request(
+      'GET',
+      `/v1/mailboxes/${enc(receiver)}/headers${qs}`,
+      undefined,
+      options,
+    )) as {
+      messages: Record<string, unknown>[];
+    };
+    return r.messages.map((m) => reviveHeader<MessageHeader>(m));
+  }
+
+  async deadLetters(
+    receiver: string,
+    options: ClientCallOptions & { limit?: number } = {},
+  ): Promise<MessageHeader[]> {
+    const qs = options.limit === undefined ? '' : `?limit=${options.limit}`;
+    const r = (await this.request('GET', `/v1/mailboxes/${enc(receiver)}/dead${qs}`, undefined, options)) as {
+      messages: Record<string, unknown>[];
+    };
+    return r.messages.map((m) => reviveHeader<MessageHeader>(m));
+  }
+
+  async redrive(receiver: string, options: ClientCallOptions & { limit?: number } = {}): Promise<number> {
+    const body = options.limit === undefined ? {} : { limit: options.limit };
+    return (
+      (await this.request('POST', `/v1/mailboxes/${enc(receiver)}/redrive`, body, options)) as {
+        count: number;
+      }
+    ).count;
+  }
+
+  async purge(receiver: string, options: ClientCallOptions & { limit?: number } = {}): Promise<number> {
+    const body = options.limit === undefined ? {} : { limit: options.limit };
+    return (
+      (await this.request('POST', `/v1/mailboxes/${enc(receiver)}/purge`, body, options)) as { count: number }
+    ).count;
+  }
+
+  async configure(
+    name: string,
+    settings: Partial<MailboxSettings>,
+    options: ClientCallOptions = {},
+  ): Promise<MailboxInfo> {
+    return reviveMailbox(
+      (await this.request('PUT', `/v1/mailboxes/${enc(name)}`, settings, options)) as Record<string, unknown>,
+    );
+  }
+
+  async mailboxes(options: ClientCallOptions = {}): Promise<MailboxInfo[]> {
+    const r = (await this.request('GET', '/v1/mailboxes', undefined, options)) as {
+      mailboxes: Record<string, unknown>[];
+    };
+    return r.mailboxes.map(reviveMailbox);
+  }
+
+  async reenqueue(options: ClientCallOptions = {}): Promise<number> {
+    return ((await this.request('POST', '/v1/reenqueue', {}, options)) as { count: number }).count;
+  }
+
+  async stats(options: ClientCallOptions = {}): Promise<Record<string, unknown>> {
+    return (await this.request('GET', '/v1/stats', undefined, options)) as Record<string, unknown>;
+  }
+
+  /**
+   * Consumes `receiver` until `options.signal` aborts: each of `concurrency` workers long-polls
+   * for a message, runs `handler` while extending the lease, then confirms (handler resolved)
+   * or rejects (handler threw). Resolves once every worker stopped and in-flight handlers
+   * finished. A lease lost meanwhile (extension failed) aborts the handler's signal; its ack
+   * then fails with MAILBOX_ERR_LEASE_INVALID, reported to `onError` (the broker redelivers).
+   */
+  async consume(
+    receiver: string,
+    handler: (message: Message, context: ConsumeContext) => unknown,
+    options: ConsumeOptions = {},
+  ): Promise<void> {
+    if (typeof handler !== 'function') throw new MailboxInvalidArgumentError('handler must be a function');
+    const concurrency = options.concurrency ?? 1;
+    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1000)
+      throw new MailboxInvalidArgumentError('concurrency must be an integer from 1 to 1000');
+    const leaseMs = options.leaseMs ?? 30_000;
+    if (!Number.isInteger(leaseMs) || leaseMs < 3)
+      throw new MailboxInvalidArgumentError('leaseMs must be an integer ≥ 3');
+    const waitMs = options.waitMs ?? 20_000;
+    const retryDelayMs = options.retryDelayMs ?? 1000;
+    const stop = options.signal ?? new AbortController().signal;
+    const onError = options.onError ?? (() => {});
+    const report = (error: unknown, m?: Message): void => {
+      if (consumeChannel.hasSubscribers) consumeChannel.publish({ receiver, error, mid: m?.mid });
+      try {
+        onError(error, m);
+      } catch {
+        // a throwing onError must not stop the worker
+      }
+    };
+
+    const runOne = async (m: Message): Promise<void> => {
+      const lease = new AbortController();
+      const handlerSignal = AbortSignal.any([lease.signal, stop]);
+      let extending: Promise<void> = Promise.resolve();
+      const timer = setInterval(
+        () => {
+          extending = this.extend(m.mid, m.lid!, leaseMs).then(
+            () => {},
+            (error: unknown) => {
+              clearInterval(timer);
+              lease.abort(error);
+              report(error, m);
+            },
+          );
+        },
+        Math.max(1, Math.floor(leaseMs / 3)),
+      );
+      let ok: boolean;
+      try {
+        await handler(m, { signal: handlerSignal });
+        ok = true;
+      } catch (error) {
+        ok = false;
+        report(error, m);
+      } finally {
+        clearInterval(timer);
+      }
+      await extending;
+      try {
+        await this.ack(m.mid, m.lid!, ok ? 1 : 2);
+      } catch (error) {
+        report(error, m);
+      }
+    };
+
+    const worker = async (): Promise<void> => {
+      while (!stop.aborted) {
+        let m: Message | null;
+        try {
+          m = await this.fetch(receiver, {
+            leaseMs,
+            waitMs,
+            signal: stop,
+            ...(options.consumer === undefined ? {} : { consumer: options.consumer }),
+          });
+        } catch (error) {
+          if (stop.aborted) return;
+          report(error);
+          await new Promise<void>((resolve) => {
+            const t = setTimeout(resolve, retryDelayMs);
+            stop.addEventListener(
+              'abort',
+              () => {
+                clearTimeout(t);
+                resolve();
+              },
+              { once: true },
+            );
+          });
+          continue;
+        }
+        if (m !== null) await runOne(m);
+      }
+    };
+    await Promise.all(Array.from({ length: concurrency }, worker));
+  }
+}
+
+function enc(s: string): string {
+  return encodeURIComponent(s);
+}
+
+function sendJson(m: ClientSendInput): Record<string, unknown> {
+  const out: Record<string, unknown> = { sender: m.sender, receiver: m.receiver, body: m.body };
+  if (m.delayMs !== undefined) out.delayMs = m.delayMs;
+  if (m.clientTime !== undefined) out.clientTime = m.clientTime.toISOString();
+  return out;
+}
