@@ -6,7 +6,14 @@
  */
 import { MailboxClosedError } from './errors.js';
 import type { Attempt, Message, MessageHeader, MessageState, MessageStatusValue } from './message.js';
-import { MessageStatus, RandomIds, decodeBody, formatAttempt, parseAttempts } from './message.js';
+import {
+  MAX_HISTORY_CHARS,
+  MessageStatus,
+  RandomIds,
+  decodeBody,
+  formatAttempt,
+  parseAttempts,
+} from './message.js';
 import type {
   BlobStore,
   MailboxInfo,
@@ -320,13 +327,14 @@ export class MemoryStore implements MessageStore {
   /** Ends the current lease of `rec` as `outcome` at `endedAt` and applies the retry rule. */
   #endAttempt(rec: Rec, endedAt: number, outcome: 1 | 2 | 4): void {
     const d = this.#d;
-    rec.history += formatAttempt(
-      rec.deliveryCount,
-      rec.consumer ?? '',
-      rec.fetchTime ?? endedAt,
-      endedAt,
-      outcome,
-    );
+    if (rec.history.length < MAX_HISTORY_CHARS)
+      rec.history += formatAttempt(
+        rec.deliveryCount,
+        rec.consumer ?? '',
+        rec.fetchTime ?? endedAt,
+        endedAt,
+        outcome,
+      );
     rec.leasedUntil = null;
     if (outcome === 1) {
       rec.state = CONFIRMED;

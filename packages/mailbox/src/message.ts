@@ -227,6 +227,13 @@ export class RandomIds {
   }
 }
 
+/**
+ * The attempt record of a message stops growing at 64 KiB (about 1 000 attempts): a message
+ * that is rejected forever in a dead-letter mailbox must not grow without bound. The first
+ * attempts are kept.
+ */
+export const MAX_HISTORY_CHARS = 65_536;
+
 /** Parses the attempt record kept by the stores: one JSON object per line. */
 export function parseAttempts(history: string): Attempt[] {
   const attempts: Attempt[] = [];

@@ -19,7 +19,14 @@
 import type Database from 'better-sqlite3';
 import { MailboxClosedError, MailboxStoreError, MailboxStoreLockedError } from './errors.js';
 import type { Message, MessageHeader, MessageState, MessageStatusValue } from './message.js';
-import { MessageStatus, RandomIds, decodeBody, formatAttempt, parseAttempts } from './message.js';
+import {
+  MAX_HISTORY_CHARS,
+  MessageStatus,
+  RandomIds,
+  decodeBody,
+  formatAttempt,
+  parseAttempts,
+} from './message.js';
 import type {
   BlobStore,
   LeaseOutcome,
@@ -219,7 +226,7 @@ class Statements {
     );
     this.leaseOf = db.prepare(`SELECT ${COLS} FROM messages m WHERE m.mid = ?`);
     this.confirm = db.prepare(
-      `UPDATE messages SET state = 2, status = 1, leased_until = NULL, expires_at = ?, history = history || ?
+      `UPDATE messages SET state = 2, status = 1, leased_until = NULL, expires_at = ?, history = CASE WHEN length(history) < ${MAX_HISTORY_CHARS} THEN history || ? ELSE history END
        WHERE seq = ?`,
     );
     // Confirm in one statement: the lease check, the retention of the mailbox and the attempt
@@ -227,11 +234,11 @@ class Statements {
     this.confirmLease = db.prepare(
       `UPDATE messages SET state = 2, status = 1, leased_until = NULL,
        expires_at = @now + (SELECT retention_ms FROM mailboxes WHERE name = messages.mailbox),
-       history = history || json_object('n', delivery_count, 'c', coalesce(consumer, ''), 'f', fetch_time, 'e', @now, 'o', 1) || char(10)
+       history = CASE WHEN length(history) < ${MAX_HISTORY_CHARS} THEN history || json_object('n', delivery_count, 'c', coalesce(consumer, ''), 'f', fetch_time, 'e', @now, 'o', 1) || char(10) ELSE history END
        WHERE mid = @mid AND lid = @lid AND state = 1 AND leased_until > @now`,
     );
     this.retry = db.prepare(
-      `UPDATE messages SET state = 0, status = ?, mailbox = ?, due = ?, leased_until = NULL, history = history || ?
+      `UPDATE messages SET state = 0, status = ?, mailbox = ?, due = ?, leased_until = NULL, history = CASE WHEN length(history) < ${MAX_HISTORY_CHARS} THEN history || ? ELSE history END
        WHERE seq = ?`,
     );
     this.extend = db.prepare('UPDATE messages SET leased_until = ? WHERE seq = ?');

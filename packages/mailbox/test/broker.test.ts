@@ -311,3 +311,30 @@ test('a sweep that hits sweepLimit runs again at once, so expiry keeps up', asyn
     await broker.close();
   }
 });
+
+test('the attempt record stops growing at 64 KiB (a message rejected forever stays bounded)', async () => {
+  for (const store of ['memory:', 'sqlite::memory:']) {
+    const broker = await Broker.open({ store, sweepIntervalMs: 0, mailboxDefaults: { retryDelayMs: 0 } });
+    try {
+      const sent = await broker.send({ sender: 's', receiver: 'loop.dead', body: {} });
+      for (let i = 0; i < 1300; i++) {
+        const m = (await broker.fetch('loop.dead', { consumer: 'c' }))!;
+        await broker.ack(m.mid, m.lid!, 2);
+      }
+      const got = (await broker.get(sent.mid))!;
+      assert.equal(got.deliveryCount, 1300, store);
+      const attempts = got.attempts!;
+      assert.ok(
+        attempts.length > 900 && attempts.length < 1300,
+        `${store}: ${attempts.length} attempts kept`,
+      );
+      assert.deepEqual(
+        attempts.slice(0, 3).map((a) => a.n),
+        [1, 2, 3],
+        'the first attempts are kept',
+      );
+    } finally {
+      await broker.close();
+    }
+  }
+});
