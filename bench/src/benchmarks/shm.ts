@@ -210,6 +210,7 @@ async function postMessageRun(size: number, count: number): Promise<Result> {
 const SEND_SPIN = 'shm pub/sub send(), subscriber spinning (read in place)';
 const SEND_ADAPTIVE = 'shm pub/sub send(), subscriber adaptive (parks on the doorbell)';
 const LOAN_SPIN = 'shm pub/sub loan() (written in place), subscriber spinning';
+const LOAN_ADAPTIVE = 'shm pub/sub loan() (written in place), subscriber adaptive';
 const CHANNEL = 'shm ShmChannel ping-pong';
 const JOURNAL = 'shm journal, reader spinning (read in place)';
 const POST = 'worker_threads postMessage(Buffer) (threads)';
@@ -245,6 +246,7 @@ export default async function shm(args: string[]): Promise<void> {
     SEND_SPIN,
     SEND_ADAPTIVE,
     LOAN_SPIN,
+    LOAN_ADAPTIVE,
     `${CHANNEL}, spinning`,
     `${CHANNEL}, parked on the doorbell`,
     JOURNAL,
@@ -289,6 +291,14 @@ export default async function shm(args: string[]): Promise<void> {
       async () => put(LOAN_SPIN, 1024, await pubSubRun(dir, 1024, n(1_000_000), 'loan', 'spin')),
     ],
     ['loan 1M spin', async () => put(LOAN_SPIN, MiB, await pubSubRun(dir, MiB, n(20_000), 'loan', 'spin'))],
+    [
+      'loan 1K adaptive',
+      async () => put(LOAN_ADAPTIVE, 1024, await pubSubRun(dir, 1024, n(1_000_000), 'loan', 'adaptive')),
+    ],
+    [
+      'loan 1M adaptive',
+      async () => put(LOAN_ADAPTIVE, MiB, await pubSubRun(dir, MiB, n(20_000), 'loan', 'adaptive')),
+    ],
     ['channel spin', async () => rtt(`${CHANNEL}, spinning`, await channelPingPong(dir, 'spin', n(20_000)))],
     [
       'channel parked',
@@ -330,10 +340,12 @@ export default async function shm(args: string[]): Promise<void> {
     'shm pub/sub and ShmChannel vs the journal and Node same-host transports (two processes; postMessage: two threads)',
     rows,
     [
-      `64 B: pub/sub send/postMessage(Buffer) = ${ratio(SEND_SPIN, POST, 64)}x (target >= 10x); ` +
-        `pub/sub send/batched Unix socket = ${ratio(SEND_SPIN, BATCHED, 64)}x (target >= 1x)`,
-      `1 KiB read in place: pub/sub loan/batched Unix socket bytes/s = ${ratio(LOAN_SPIN, BATCHED, 1024)}x, ` +
-        `send/batched = ${ratio(SEND_SPIN, BATCHED, 1024)}x (target >= 3x)`,
+      `64 B: pub/sub send/postMessage(Buffer) = ${ratio(SEND_SPIN, POST, 64)}x spinning, ${ratio(SEND_ADAPTIVE, POST, 64)}x adaptive (target >= 10x); ` +
+        `pub/sub send/batched Unix socket = ${ratio(SEND_SPIN, BATCHED, 64)}x spinning, ${ratio(SEND_ADAPTIVE, BATCHED, 64)}x adaptive (target >= 1x); ` +
+        `journal/batched = ${ratio(JOURNAL, BATCHED, 64)}x`,
+      `1 KiB read in place, bytes/s over the batched Unix socket's: loan ${ratio(LOAN_SPIN, BATCHED, 1024)}x spinning, ` +
+        `${ratio(LOAN_ADAPTIVE, BATCHED, 1024)}x adaptive; send ${ratio(SEND_SPIN, BATCHED, 1024)}x spinning, ` +
+        `${ratio(SEND_ADAPTIVE, BATCHED, 1024)}x adaptive (target >= 3x)`,
       `RTT p50: spinning ${String(spinP50)} µs (target < 1 µs); parked ${String(parkedP50)} µs vs Unix socket ${String(sockP50)} µs (target: below the socket)`,
       'Pub/sub runs use the lossless policy (slowSubscriber "block"; the publisher retries when the ring is full), blocks sized ' +
         'to the message (64 B or 1 KiB blocks, 1024 of them, ring 512; 1 MiB: 8 blocks, ring 4). The subscriber reads in place ' +

@@ -394,7 +394,9 @@ export class Subscriber {
   #look(): Sample | null {
     const sample = this.#poll();
     if (sample !== null) return sample;
-    if (Atomics.load(this.#i32, I_STATE) !== STATE_OPEN) {
+    // A plain read (a spinning reader comes here on every empty poll): the state only ever
+    // moves to closed, and the poll below is the atomic look that drains what is left.
+    if (this.#i32[I_STATE] !== STATE_OPEN) {
       const last = this.#poll();
       if (last !== null) return last;
       this.#checkEnd();
