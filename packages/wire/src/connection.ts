@@ -63,7 +63,9 @@ export interface Connection<F, T = unknown> {
   /** `handler.onTimeout(conn, token)` in `ms`; cleared when the connection closes. */
   setTimeout(ms: number, token: T): TimerId;
   clearTimeout(id: TimerId): void;
-  /** Graceful: flush the outbox, end the stream, resolve once closed. */
+  /** Graceful: flush the outbox, end the stream, resolve once the peer has closed too (or
+   *  destroy after closeTimeoutMs). A paused connection stays paused: resume() it to read the
+   *  peer's last frames and end of stream. */
   close(): Promise<void>;
   /** Close at once, dropping the outbox; `error` is reported to `onError`/`onClosed`. */
   destroy(error?: Error): void;
@@ -212,8 +214,10 @@ export class ConnectionImpl<F, T> implements Connection<F, T>, SlabTenant {
     if (this.#state === CLOSED) return;
     if (this.#idleTimer !== null) this.#lastActivity = performance.now();
     if (this.#paused) {
-      // A transport may deliver a chunk already on its way when pause() was called.
+      // A transport may deliver a chunk already on its way when pause() was called: keep it
+      // for resume(), and pause the transport again so this cannot repeat without bound.
       this.#stashRest(chunk, 0, chunk.length, 0);
+      this.#transport.pause();
       return;
     }
     this.#inRead = true;
@@ -690,7 +694,6 @@ export class ConnectionImpl<F, T> implements Connection<F, T>, SlabTenant {
         this.#closeTimer = null;
         this.#finishTransport(new WireConnectionClosedError('the peer did not close within closeTimeoutMs'));
       }, this.#ctx.options.closeTimeoutMs);
-      if (this.#paused) this.#transport.resume(); // to see the peer's end of stream
       this.#endIfFlushed();
     }
     return this.#whenClosed();

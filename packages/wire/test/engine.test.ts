@@ -178,7 +178,7 @@ test('idle timeout closes a silent connection with WIRE_ERR_IDLE_TIMEOUT; traffi
       codec: lines,
       handler: { onFrame: () => {}, onError: (c, e) => void errors.push(`${c.id}:${e.code}`) },
     },
-    { idleTimeoutMs: 80 },
+    { idleTimeoutMs: 300 },
   );
   const peer = new ProtocolEngine<string>({ codec: lines, handler: { onFrame: () => {} } });
   const [a1, b1] = memoryTransportPair();
@@ -191,9 +191,9 @@ test('idle timeout closes a silent connection with WIRE_ERR_IDLE_TIMEOUT; traffi
   const interval = setInterval(() => talker.send('ping'), 20);
   await until(() => silent.closed, 'silent connection closed');
   const elapsed = Date.now() - started;
-  assert.ok(elapsed >= 70 && elapsed < 1000, `closed after ${elapsed} ms`);
+  assert.ok(elapsed >= 290 && elapsed < 5000, `closed after ${elapsed} ms`);
   assert.deepEqual(errors, [`${silent.id}:WIRE_ERR_IDLE_TIMEOUT`]);
-  await sleep(200);
+  await sleep(400);
   assert.equal(busy.closed, false, 'a connection with traffic stays open');
   clearInterval(interval);
   await until(() => busy.closed, 'busy connection times out once quiet');
