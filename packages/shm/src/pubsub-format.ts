@@ -36,6 +36,7 @@
  *   ... positions  8 bytes per slot: i32 next sequence (low word), i32 reserved
  *   ring           64 bytes per entry: i32 seq low, i32 seq high, i32 block, 52 bytes reserved
  *   block table    64 bytes per block: i32 state, i32 seq low, i32 seq high, i32 length, 48 reserved
+ *   held counts    slots × block count i32: guards each subscriber slot holds on each block
  *   blocks         block count × block size
  *
  * Block state: 0 free; LOAN_BIT set: loaned to the publisher (no reader may take it);
@@ -110,6 +111,8 @@ export interface RegionLayout {
   readonly positionsOffset: number;
   readonly ringOffset: number;
   readonly tableOffset: number;
+  /** Guards held, per subscriber slot and block (i32 each): released for a dead subscriber. */
+  readonly heldOffset: number;
   readonly blocksOffset: number;
   readonly totalBytes: number;
 }
@@ -127,7 +130,8 @@ export function regionLayout(
   const ringOffset = headerBytes;
   const tableOffset = align(ringOffset + ringDepth * RING_ENTRY_BYTES, 64);
   // Page-aligned blocks: a 4 KiB-multiple block never straddles more pages than it must.
-  const blocksOffset = align(tableOffset + blockCount * BLOCK_ENTRY_BYTES, 4096);
+  const heldOffset = align(tableOffset + blockCount * BLOCK_ENTRY_BYTES, 64);
+  const blocksOffset = align(heldOffset + subscriberSlots * blockCount * 4, 4096);
   return {
     blockCount,
     blockSize,
@@ -137,6 +141,7 @@ export function regionLayout(
     positionsOffset,
     ringOffset,
     tableOffset,
+    heldOffset,
     blocksOffset,
     totalBytes: blocksOffset + blockCount * blockSize,
   };

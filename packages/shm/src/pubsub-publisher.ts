@@ -24,7 +24,8 @@ import {
   STATE_CLOSED,
   STATE_OPEN,
 } from './journal-format.js';
-import { bellPath } from './journal-slots.js';
+import { bellPath, releaseSlot } from './journal-slots.js';
+import { releaseHeld } from './pubsub-subscriber.js';
 import {
   closeRinger,
   createMapping,
@@ -211,7 +212,10 @@ export class Publisher {
     Atomics.store(i32, I_STATE, STATE_OPEN);
     // The heartbeat timer does not keep the process alive; a busy publisher also stamps
     // from `send` (see publishBlock), so a busy event loop does not look like death.
-    this.#heartbeat = setInterval(() => this.#stamp(), config.heartbeatIntervalMs).unref();
+    this.#heartbeat = setInterval(() => {
+      this.#stamp();
+      this.#sweep();
+    }, config.heartbeatIntervalMs).unref();
     if (onCreate.hasSubscribers) onCreate.publish({ name, path, bytes: layout.totalBytes });
   }
 
@@ -486,6 +490,42 @@ export class Publisher {
   #stamp(now = Date.now()): void {
     this.#stampedAt = now;
     if (!this.#closed) Atomics.store(this.#i64, I64_HEARTBEAT, BigInt(now));
+  }
+
+  /**
+   * Cleans up after subscribers whose process is gone: releases the samples they held (their
+   * guard counts are in the region), clears their parked flag and frees their slot. Runs with
+   * the heartbeat; `sweep()` runs it now and returns how many slots it freed.
+   */
+  #sweep(): number {
+    if (this.#closed) return 0;
+    const i32 = this.#i32;
+    const layout = this.#layout;
+    let freed = 0;
+    for (let slot = 0; slot < layout.subscriberSlots; slot++) {
+      const s = (FIXED_HEADER_BYTES >> 2) + slot * (SLOT_BYTES >> 2);
+      if (Atomics.load(i32, s) !== 1) continue;
+      const pid = Atomics.load(i32, s + 2);
+      if (pid <= 0 || processAlive(pid)) continue;
+      // Take the slot over with our own (live) pid, so a subscriber opening now does not
+      // claim it while we clean it.
+      if (Atomics.compareExchange(i32, s + 2, pid, process.pid) !== pid) continue;
+      const held = new Int32Array(
+        this.#mapping.buffer,
+        layout.heldOffset + slot * layout.blockCount * 4,
+        layout.blockCount,
+      );
+      releaseHeld(i32, held, this.#tableIndex);
+      releaseSlot(i32, slot, bellPath(this.#realPath, slot));
+      this.#livePid[slot] = 0;
+      freed++;
+    }
+    return freed;
+  }
+
+  /** Frees the slots and samples of subscribers whose process died (also done every heartbeat). */
+  sweep(): number {
+    return this.#sweep();
   }
 
   /** Wakes futex waiters and rings each parked subscriber's doorbell. */

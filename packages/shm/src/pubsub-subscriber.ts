@@ -168,7 +168,6 @@ export class Subscriber {
     this.#blocksOffset = header.blocksOffset;
     this.#blockSize = header.blockSize;
     this.#posIndex = header.positionsOffset >> 2;
-    this.#held = new Int32Array(header.blockCount);
     const slot = claimSlot(this.#i32, header.subscriberSlots);
     if (slot < 0) {
       throw new ShmInvalidArgumentError(
@@ -176,6 +175,14 @@ export class Subscriber {
       );
     }
     this.#slot = slot;
+    // Guard counts live in the region, so whoever cleans up after a subscriber killed while
+    // holding samples (the publisher, or the next owner of the slot) can release them.
+    this.#held = new Int32Array(
+      mapping.buffer,
+      header.heldOffset + slot * header.blockCount * 4,
+      header.blockCount,
+    );
+    releaseHeld(this.#i32, this.#held, this.#tableIndex);
     this.#positionIndex = this.#posIndex + slot * (POSITION_BYTES >> 2);
     const head = this.#readPair(I_HEAD_HI, I_HEAD_LO);
     const tail = this.#readPair(I_TAIL_HI, I_TAIL_LO);
@@ -363,6 +370,8 @@ export class Subscriber {
   /** @internal Drops one guard's reference on `block`. */
   releaseBlock(block: number): void {
     if (this.#closed) return;
+    // The count first, then the reference: a kill in between leaks one reference (the block
+    // stays out of the pool) rather than have the cleaner release it a second time.
     this.#held[block]!--;
     Atomics.sub(this.#i32, this.#tableIndex + block * TABLE_WORDS, 1);
   }
@@ -650,10 +659,7 @@ export class Subscriber {
     this.#cancelWait?.(new ShmClosedError('the subscriber was closed while receiving'));
     if (this.#timer !== undefined) clearTimeout(this.#timer);
     const i32 = this.#i32;
-    for (let b = 0; b < this.#held.length; b++) {
-      const n = this.#held[b]!;
-      if (n > 0) Atomics.sub(i32, this.#tableIndex + b * TABLE_WORDS, n);
-    }
+    releaseHeld(i32, this.#held, this.#tableIndex);
     this.#closed = true;
     let fifo: string | undefined;
     if (this.#bell !== undefined) {
@@ -671,6 +677,17 @@ export class Subscriber {
 
   async [Symbol.asyncDispose](): Promise<void> {
     this.close();
+  }
+}
+
+/** Drops every reference counted in `held` (one slot's guard counts) and zeroes them. */
+export function releaseHeld(i32: Int32Array, held: Int32Array, tableIndex: number): void {
+  for (let b = 0; b < held.length; b++) {
+    const n = held[b]!;
+    if (n > 0) {
+      held[b] = 0;
+      Atomics.sub(i32, tableIndex + b * TABLE_WORDS, n);
+    }
   }
 }
 

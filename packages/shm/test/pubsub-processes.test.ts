@@ -3,6 +3,7 @@ import { existsSync } from 'node:fs';
 import { test } from 'node:test';
 import {
   Publisher,
+  inspectRegionFile,
   ShmChannel,
   Subscriber,
   listRegions,
@@ -284,5 +285,42 @@ test('ShmChannel ping-pong between two processes, both spinning: every reply, in
     assert.equal(echoed.missed, 0);
   } finally {
     pong.kill();
+  }
+});
+
+test('a subscriber SIGKILLed while holding samples: the publisher takes its blocks and slot back', async () => {
+  const name = 'killed-holder';
+  const publisher = Publisher.create(name, {
+    dir: dir.path,
+    blockCount: 4,
+    ringDepth: 4,
+    blockSize: 256,
+    heartbeatIntervalMs: 50,
+  });
+  const holder = new PubSubChild(['hold', name, JSON.stringify({ dir: dir.path }), '4']);
+  try {
+    await holder.message('ready');
+    for (let seq = 0; seq < 4; seq++) {
+      const out = new Uint8Array(4 + ((seq * 7919) % 253));
+      new DataView(out.buffer).setUint32(0, seq, true);
+      for (let i = 4; i < out.length; i++) out[i] = (seq + i) & 0xff;
+      publisher.send(out);
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    await holder.message('held');
+    assert.throws(() => publisher.send(new Uint8Array(8)), { code: 'SHM_ERR_POOL_EXHAUSTED' });
+    assert.equal(publisher.subscribers, 1);
+    holder.kill();
+    await holder.exit();
+    // The heartbeat timer sweeps every 50 ms here.
+    const deadline = Date.now() + 2000;
+    while (!publisher.isWritable && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    assert.equal(publisher.isWritable, true, 'the dead subscriber’s blocks came back');
+    assert.deepEqual(inspectRegionFile(publisher.path).subscribers, [], 'and its slot is free');
+    for (let i = 0; i < 8; i++) publisher.send(new Uint8Array(8).fill(i));
+    assert.equal(publisher.sweep(), 0, 'nothing left to clean');
+  } finally {
+    holder.kill();
+    publisher.close();
   }
 });
