@@ -1,3 +1,4 @@
+import { unlink } from 'node:fs/promises';
 import { createConnection, createServer, type Server, type Socket } from 'node:net';
 import { BufferPool, WriteSlab, type BufferPoolStats } from './buffer-pool.js';
 import type { Codec } from './codec.js';
@@ -180,23 +181,34 @@ export class ProtocolEngine<F, T = unknown> {
       this.#manageSocket(socket, names);
     });
     const backlog = opts.backlog ?? 511;
-    await new Promise<void>((resolve, reject) => {
-      const onAbort = (): void => {
-        server.close();
-        reject(opts.signal?.reason as Error);
-      };
-      server.once('error', (error) => {
-        opts.signal?.removeEventListener('abort', onAbort);
-        reject(new WireListenError(`cannot listen on ${opts.address}: ${error.message}`, { cause: error }));
+    const bind = (): Promise<void> =>
+      new Promise<void>((resolve, reject) => {
+        const onAbort = (): void => {
+          server.close();
+          reject(opts.signal?.reason as Error);
+        };
+        server.once('error', (error) => {
+          opts.signal?.removeEventListener('abort', onAbort);
+          reject(new WireListenError(`cannot listen on ${opts.address}: ${error.message}`, { cause: error }));
+        });
+        opts.signal?.addEventListener('abort', onAbort, { once: true });
+        const done = (): void => {
+          opts.signal?.removeEventListener('abort', onAbort);
+          resolve();
+        };
+        if (addr.kind === 'tcp') server.listen({ host: addr.host, port: addr.port, backlog }, done);
+        else server.listen({ path: addr.path, backlog }, done);
       });
-      opts.signal?.addEventListener('abort', onAbort, { once: true });
-      const done = (): void => {
-        opts.signal?.removeEventListener('abort', onAbort);
-        resolve();
-      };
-      if (addr.kind === 'tcp') server.listen({ host: addr.host, port: addr.port, backlog }, done);
-      else server.listen({ path: addr.path, backlog }, done);
-    });
+    try {
+      await bind();
+    } catch (error) {
+      // A Unix socket file left by a process that died (SIGKILL) refuses connections: remove
+      // it and bind again. A live server keeps its socket (EADDRINUSE stands).
+      if (addr.kind !== 'unix' || !isAddressInUse(error) || !(await isStaleSocket(addr.path))) throw error;
+      server.removeAllListeners('error');
+      await unlink(addr.path).catch(() => {});
+      await bind();
+    }
     server.on('error', () => {}); // after listening, errors surface on the connections
     const bound = server.address();
     const port = typeof bound === 'object' && bound !== null ? bound.port : 0;
@@ -306,6 +318,24 @@ export class ProtocolEngine<F, T = unknown> {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+function isAddressInUse(error: unknown): boolean {
+  return (error as { cause?: { code?: unknown } }).cause?.code === 'EADDRINUSE';
+}
+
+/** True when nothing accepts on the Unix socket at `path` (connection refused). */
+function isStaleSocket(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = createConnection({ path });
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(false);
+    });
+    probe.once('error', (error: NodeJS.ErrnoException) => {
+      resolve(error.code === 'ECONNREFUSED');
+    });
+  });
 }
 
 function makeListener(server: Server, address: string, port: number, onClose: () => void): Listener {

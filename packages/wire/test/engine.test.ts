@@ -413,3 +413,34 @@ test('write slab: connections sending in one turn share pooled buffers; interlea
     { numRuns: 100 },
   );
 });
+
+test('listen on a Unix socket left by a killed process takes it over; a live one is refused', async () => {
+  const { spawn } = await import('node:child_process');
+  const { existsSync } = await import('node:fs');
+  using dir = makeTempDir('wire-stale-');
+  const path = join(dir.path, 'stale.sock');
+  const child = spawn(
+    process.execPath,
+    ['-e', `require('net').createServer().listen(${JSON.stringify(path)})`],
+    {
+      stdio: 'ignore',
+    },
+  );
+  try {
+    await until(() => existsSync(path), 'the child listening');
+  } finally {
+    if (child.pid !== undefined) process.kill(child.pid, 'SIGKILL');
+  }
+  await new Promise((resolve) => child.once('exit', resolve));
+  assert.ok(existsSync(path), 'SIGKILL left the socket file behind');
+  const { server, client, got } = echoPair();
+  const listener = await server.listen(`unix:${path}`);
+  const conn = await client.connect(listener.address);
+  conn.send('alive');
+  await until(() => got.length === 1, 'echo over the reclaimed socket');
+  const other = new ProtocolEngine<string>({ codec: lines, handler: { onFrame: () => {} } });
+  await assert.rejects(other.listen(`unix:${path}`), { code: 'WIRE_ERR_LISTEN_FAILED' });
+  await client.close();
+  await server.close();
+  await other.close();
+});
