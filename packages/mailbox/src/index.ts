@@ -82,3 +82,17 @@ export { SCOPES } from './http/auth.js';
 export type { Scope, TokenSpec } from './http/auth.js';
 export { storeConformance } from './conformance.js';
 export type { StoreHarness } from './conformance.js';
+export { MailboxBinaryServer, DEFAULT_BINARY_SERVER_OPTIONS } from './binary/server.js';
+export type { MailboxBinaryServerOptions } from './binary/server.js';
+export { MailboxBinaryClient } from './binary/client.js';
+export type {
+  BinaryCallOptions,
+  BinaryConsumeContext,
+  BinaryConsumeOptions,
+  BinaryFetchOptions,
+  BinarySendInput,
+  MailboxBinaryClientOptions,
+  SubscribeOptions,
+} from './binary/client.js';
+export { connectMailbox } from './binary/connect.js';
+export { DEFAULT_BINARY_PORT } from './binary/protocol.js';

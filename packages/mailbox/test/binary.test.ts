@@ -1,0 +1,474 @@
+// The binary API on @switchyard/stream: batched sends after the group commit, push
+// subscriptions bounded by credit, acks on the same connection, tokens, bad inputs, and
+// `consume` through connectMailbox on both the binary and the HTTP API.
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import {
+  Broker,
+  MailboxBinaryClient,
+  MailboxBinaryServer,
+  MailboxClient,
+  MailboxError,
+  MailboxServer,
+  connectMailbox,
+} from '@switchyard/mailbox';
+import type { Message } from '@switchyard/mailbox';
+import { StreamClient, StreamRemoteError } from '@switchyard/stream';
+
+const body = (i: number): Record<string, string> => ({ n: String(i), pad: 'x'.repeat(200) });
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function until(cond: () => boolean | Promise<boolean>, what: string, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > end) assert.fail(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+async function rejectsWithCode(p: Promise<unknown>, code: string): Promise<void> {
+  await assert.rejects(p, (e: unknown) => e instanceof MailboxError && e.code === code);
+}
+
+async function setup(options: { sweepIntervalMs?: number } = {}): Promise<{
+  broker: Broker;
+  server: MailboxBinaryServer;
+  url: string;
+  [Symbol.asyncDispose](): Promise<void>;
+}> {
+  const broker = await Broker.open({
+    store: 'memory:',
+    sweepIntervalMs: options.sweepIntervalMs ?? 20,
+    mailboxDefaults: { retryDelayMs: 0, maxDeliveries: 100 },
+  });
+  const server = new MailboxBinaryServer(broker, { port: 0 });
+  const url = await server.listen();
+  return {
+    broker,
+    server,
+    url,
+    async [Symbol.asyncDispose]() {
+      await server.close();
+      await broker.close();
+    },
+  };
+}
+
+describe('binary API calls', () => {
+  let env: Awaited<ReturnType<typeof setup>>;
+  let client: MailboxBinaryClient;
+  before(async () => {
+    env = await setup();
+    client = new MailboxBinaryClient(env.url);
+  });
+  after(async () => {
+    await client.close();
+    await env[Symbol.asyncDispose]();
+  });
+
+  test('listen answers a switchyard:// address on 127.0.0.1', () => {
+    assert.match(env.url, /^switchyard:\/\/127\.0\.0\.1:\d+$/);
+    assert.equal(env.server.address, env.url);
+  });
+
+  test('send resolves with the stored message; fetch, extend and ack work through it', async () => {
+    const sent = await client.send({ sender: 'a', receiver: 'calls', body: { k: ['v1', 'v2'] } });
+    assert.match(sent.mid, /^[0-9a-f]{40}$/);
+    assert.ok(sent.receivedAt instanceof Date);
+    assert.deepEqual((await env.broker.get(sent.mid))?.body, { k: ['v1', 'v2'] });
+    const m = await client.fetch('calls', { leaseMs: 5000 });
+    assert.ok(m !== null);
+    assert.equal(m.mid, sent.mid);
+    assert.deepEqual(m.body, { k: ['v1', 'v2'] });
+    const extended = await client.extend(m.mid, m.lid!, 60_000);
+    assert.ok(extended.leasedUntil!.getTime() > m.leasedUntil!.getTime());
+    await client.ack(m.mid, m.lid!, 1);
+    assert.equal((await env.broker.get(m.mid))?.status, 1);
+    await rejectsWithCode(client.ack(m.mid, m.lid!, 1), 'MAILBOX_ERR_LEASE_INVALID');
+    assert.equal(await client.fetch('calls'), null);
+  });
+
+  test('sends made in one turn share requests and every one is committed when it resolves', async () => {
+    const before = (await env.broker.stats()).batches;
+    const sent = await Promise.all(
+      Array.from({ length: 300 }, (_, i) => client.send({ sender: 'a', receiver: 'many', body: body(i) })),
+    );
+    assert.equal(new Set(sent.map((m) => m.mid)).size, 300);
+    const stats = await env.broker.stats();
+    assert.ok(stats.batches - before < 300, `${stats.batches - before} commits for 300 sends`);
+    const headers = await env.broker.headers('many', { limit: 1000 });
+    assert.equal(headers.length, 300);
+    const many = await client.sendMany(
+      [0, 1, 2].map((i) => ({ sender: 'a', receiver: 'many', body: body(i) })),
+    );
+    assert.equal(many.length, 3);
+  });
+
+  test('an identical send with a clientTime is stored once', async () => {
+    const clientTime = new Date('2026-01-02T03:04:05Z');
+    const a = await client.send({ sender: 'a', receiver: 'idem', body: { x: '1' }, clientTime });
+    const b = await client.send({ sender: 'a', receiver: 'idem', body: { x: '1' }, clientTime });
+    assert.equal(a.mid, b.mid);
+    assert.equal((await env.broker.headers('idem')).length, 1);
+  });
+
+  test('bad items fail alone with their code; the rest of the batch is stored', async () => {
+    const results = await Promise.allSettled([
+      client.send({ sender: 'a', receiver: 'bad name!', body: {} }),
+      client.send({ sender: 'a', receiver: 'ok', body: { a: '1' } }),
+      client.send({ sender: 'a', receiver: 'ok', body: { a: 'x'.repeat(300 * 1024) } }),
+      client.send({ sender: 'a', receiver: 'ok', body: {}, delayMs: -1 }),
+    ]);
+    const codes = results.map((r) => (r.status === 'rejected' ? (r.reason as MailboxError).code : 'ok'));
+    assert.deepEqual(codes, [
+      'MAILBOX_ERR_INVALID_MAILBOX',
+      'ok',
+      'MAILBOX_ERR_MESSAGE_TOO_LARGE',
+      'MAILBOX_ERR_INVALID_ARGUMENT',
+    ]);
+    assert.equal((await env.broker.headers('ok')).length, 1);
+    await rejectsWithCode(client.ack('0'.repeat(40), '0'.repeat(32), 1), 'MAILBOX_ERR_NOT_FOUND');
+    await rejectsWithCode(client.ack('zz', '0'.repeat(32), 1), 'MAILBOX_ERR_INVALID_ARGUMENT');
+    await rejectsWithCode(client.ack('0'.repeat(40), '0'.repeat(32), 3 as 1), 'MAILBOX_ERR_INVALID_ARGUMENT');
+    await rejectsWithCode(client.fetchMany('ok', { max: 0 }), 'MAILBOX_ERR_INVALID_ARGUMENT');
+    await rejectsWithCode(client.send(null as never), 'MAILBOX_ERR_INVALID_ARGUMENT');
+  });
+
+  test('malformed requests are refused with a mailbox code and change nothing', async () => {
+    await using raw = new StreamClient();
+    const endpoint = env.url.replace('switchyard://', 'tcp://');
+    const post = async (bytes: Uint8Array): Promise<string> => {
+      try {
+        for await (const s of raw.post(endpoint, bytes)) for await (const _ of s.frames) return 'answered';
+      } catch (error) {
+        assert.ok(error instanceof StreamRemoteError);
+        return error.remoteCode;
+      }
+      return 'nothing';
+    };
+    const enc = (v: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(v));
+    assert.equal(await post(new TextEncoder().encode('{not json')), 'MAILBOX_ERR_INVALID_ARGUMENT');
+    assert.equal(await post(enc([1, 2])), 'MAILBOX_ERR_INVALID_ARGUMENT');
+    assert.equal(await post(enc({ op: 'drop' })), 'MAILBOX_ERR_INVALID_ARGUMENT');
+    assert.equal(await post(enc({ op: 'send', messages: [] })), 'MAILBOX_ERR_INVALID_ARGUMENT');
+    assert.equal(await post(enc({ op: 'send', messages: 'x' })), 'MAILBOX_ERR_INVALID_ARGUMENT');
+    assert.equal(
+      await post(enc({ op: 'send', messages: Array.from({ length: 1001 }, () => ({})) })),
+      'MAILBOX_ERR_INVALID_ARGUMENT',
+    );
+    assert.equal(
+      await post(enc({ op: 'subscribe', receiver: 'x', prefetch: 0 })),
+      'MAILBOX_ERR_INVALID_ARGUMENT',
+    );
+    assert.equal(await post(enc({ op: 'subscribe', receiver: 7 })), 'MAILBOX_ERR_INVALID_ARGUMENT');
+    assert.equal(
+      await post(enc({ op: 'subscribe', receiver: 'x', prefetch: 1e9 })),
+      'MAILBOX_ERR_INVALID_ARGUMENT',
+    );
+    assert.equal(
+      (await env.broker.mailboxes()).some((m) => m.name === 'x'),
+      false,
+    );
+  });
+
+  test('bad client arguments are refused before anything is sent', () => {
+    for (const url of ['http://127.0.0.1:1', 'switchyard://127.0.0.1', 'not a url'])
+      assert.throws(
+        () => new MailboxBinaryClient(url),
+        (e: unknown) => e instanceof MailboxError && e.code === 'MAILBOX_ERR_INVALID_ARGUMENT',
+      );
+    assert.throws(() => new MailboxBinaryClient(env.url, { maxBatch: 0 }), /maxBatch/);
+    assert.throws(() => new MailboxBinaryClient(env.url, { token: '' }), /token/);
+    assert.throws(() => new MailboxBinaryServer(env.broker, { port: -1 }), /port/);
+    assert.throws(() => new MailboxBinaryServer(env.broker, { auth: true }), /no tokens/);
+    assert.throws(() => new MailboxBinaryServer(env.broker, { host: '0.0.0.0' }), /no tokens/);
+    assert.ok(connectMailbox(env.url) instanceof MailboxBinaryClient);
+    assert.ok(connectMailbox('http://127.0.0.1:7420') instanceof MailboxClient);
+  });
+
+  test('an unreachable server is MAILBOX_ERR_HTTP', async () => {
+    await using c = new MailboxBinaryClient('switchyard://127.0.0.1:1', { dialTimeoutMs: 1000 });
+    await rejectsWithCode(c.send({ sender: 'a', receiver: 'b', body: {} }), 'MAILBOX_ERR_HTTP');
+  });
+
+  test('a closed client refuses calls with MAILBOX_ERR_CLOSED', async () => {
+    const c = new MailboxBinaryClient(env.url);
+    await c.close();
+    await c[Symbol.asyncDispose]();
+    await rejectsWithCode(c.fetch('calls'), 'MAILBOX_ERR_CLOSED');
+  });
+});
+
+describe('binary API tokens', () => {
+  test('the same token table as HTTP: unknown tokens, scopes and mailboxes', async () => {
+    await using broker = await Broker.open({ store: 'memory:' });
+    await using server = new MailboxBinaryServer(broker, {
+      port: 0,
+      auth: true,
+      tokens: [
+        'full-access-token',
+        { token: 'send-only-token', scopes: ['send'] },
+        { token: 'orders-only-token', mailboxes: ['orders*'] },
+      ],
+    });
+    const url = await server.listen();
+    await using anon = new MailboxBinaryClient(url);
+    await using wrong = new MailboxBinaryClient(url, { token: 'wrong-token-123' });
+    await using full = new MailboxBinaryClient(url, { token: 'full-access-token' });
+    await using sender = new MailboxBinaryClient(url, { token: 'send-only-token' });
+    await using orders = new MailboxBinaryClient(url, { token: 'orders-only-token' });
+    const m = { sender: 'a', receiver: 'orders.eu', body: { a: '1' } };
+    await rejectsWithCode(anon.send(m), 'MAILBOX_ERR_UNAUTHORIZED');
+    await rejectsWithCode(wrong.send(m), 'MAILBOX_ERR_UNAUTHORIZED');
+    await sender.send(m);
+    await rejectsWithCode(sender.fetch('orders.eu'), 'MAILBOX_ERR_FORBIDDEN');
+    const it = sender.subscribe('orders.eu');
+    await rejectsWithCode(it.next(), 'MAILBOX_ERR_FORBIDDEN');
+    await rejectsWithCode(orders.send({ ...m, receiver: 'billing' }), 'MAILBOX_ERR_FORBIDDEN');
+    await rejectsWithCode(orders.fetch('billing'), 'MAILBOX_ERR_FORBIDDEN');
+    const got = await orders.fetch('orders.eu');
+    assert.ok(got !== null);
+    await orders.ack(got.mid, got.lid!, 1);
+    await full.send({ ...m, receiver: 'billing' });
+    assert.equal((await broker.headers('billing')).length, 1);
+  });
+});
+
+describe('push subscriptions', () => {
+  test('every message arrives once and is confirmed; never more than prefetch leased to the consumer', async () => {
+    await using env = await setup();
+    await using producer = new MailboxBinaryClient(env.url);
+    await using consumer = new MailboxBinaryClient(env.url);
+    const N = 1000;
+    const prefetch = 16;
+    const sent = new Set(
+      (
+        await Promise.all(
+          Array.from({ length: N }, (_, i) =>
+            producer.send({ sender: 'p', receiver: 'push', body: body(i) }),
+          ),
+        )
+      ).map((m) => m.mid),
+    );
+    const seen = new Set<string>();
+    let maxHeld = 0;
+    for await (const m of consumer.subscribe('push', { prefetch, leaseMs: 30_000 })) {
+      assert.ok(sent.has(m.mid));
+      assert.ok(!seen.has(m.mid), `${m.mid} delivered twice`);
+      seen.add(m.mid);
+      maxHeld = Math.max(maxHeld, env.server.subscriptions.held);
+      void consumer.ack(m.mid, m.lid!, 1);
+      if (seen.size === N) break;
+    }
+    assert.equal(seen.size, N);
+    assert.ok(maxHeld <= prefetch, `server held ${maxHeld} > prefetch ${prefetch}`);
+    await until(async () => (await env.broker.stats()).confirmed === N, 'every ack');
+    await until(() => env.server.subscriptions.count === 0, 'break to end the subscription');
+    assert.equal((await env.broker.headers('push')).length, 0);
+  });
+
+  test('messages sent after subscribing are pushed without polling', async () => {
+    await using env = await setup();
+    await using c = new MailboxBinaryClient(env.url);
+    const it = c.subscribe('later', { prefetch: 4 });
+    const first = it.next();
+    await sleep(50);
+    const t0 = performance.now();
+    await c.send({ sender: 'p', receiver: 'later', body: { a: '1' } });
+    const r = await first;
+    assert.ok(r.done !== true);
+    assert.deepEqual(r.value.body, { a: '1' });
+    assert.ok(performance.now() - t0 < 1000);
+    await it.return();
+  });
+
+  test('a consumer that stops pulling: the server stops pushing at prefetch, and pushes again on acks', async () => {
+    await using env = await setup();
+    await using c = new MailboxBinaryClient(env.url);
+    await c.sendMany(
+      Array.from({ length: 200 }, (_, i) => ({ sender: 'p', receiver: 'stall', body: body(i) })),
+    );
+    const prefetch = 20;
+    const it = c.subscribe('stall', { prefetch, leaseMs: 60_000 });
+    const taken: Message[] = [];
+    for (let i = 0; i < 3; i++) {
+      const r = await it.next();
+      assert.ok(r.done !== true);
+      taken.push(r.value);
+    }
+    // The consumer stops pulling (and acking). Give the server time to push anything it would.
+    await sleep(300);
+    const leased = async (): Promise<number> =>
+      (await env.broker.headers('stall', { limit: 1000 })).filter((h) => h.state === 'leased').length;
+    assert.equal(env.server.subscriptions.pushed, prefetch, 'pushed exactly prefetch, then stopped');
+    assert.equal(await leased(), prefetch);
+    assert.equal((await env.broker.headers('stall', { limit: 1000 })).length, 200);
+    // Credit comes back with acks: three acks, three more pushed, still prefetch held.
+    for (const m of taken) await c.ack(m.mid, m.lid!, 1);
+    await until(() => env.server.subscriptions.pushed === prefetch + 3, 'three more pushes');
+    await sleep(100);
+    assert.equal(env.server.subscriptions.pushed, prefetch + 3);
+    assert.equal(await leased(), prefetch);
+    await it.return();
+  });
+
+  test('a consumer that disconnects with messages leased: they come back after the lease, once', async () => {
+    await using env = await setup();
+    await using producer = new MailboxBinaryClient(env.url);
+    await producer.sendMany(
+      Array.from({ length: 10 }, (_, i) => ({ sender: 'p', receiver: 'gone', body: body(i) })),
+    );
+    const a = new MailboxBinaryClient(env.url);
+    const held: Message[] = [];
+    for await (const m of a.subscribe('gone', { prefetch: 5, leaseMs: 400 })) {
+      held.push(m);
+      if (held.length === 5) {
+        await a.close(); // the connection goes with five leases held, none acked
+        break;
+      }
+    }
+    await until(() => env.server.subscriptions.count === 0, 'the server to end the subscription');
+    const leasedAt = Date.now();
+    await using b = new MailboxBinaryClient(env.url);
+    const got = new Map<string, Message>();
+    for await (const m of b.subscribe('gone', { prefetch: 10, leaseMs: 30_000 })) {
+      assert.ok(!got.has(m.mid), 'no message twice while its lease holds');
+      got.set(m.mid, m);
+      await b.ack(m.mid, m.lid!, 1);
+      if (got.size === 10) break;
+    }
+    for (const m of held) {
+      const again = got.get(m.mid);
+      assert.ok(again !== undefined, 'a message held by the lost consumer came back');
+      assert.equal(again.deliveryCount, 2);
+      assert.ok(again.fetchTime!.getTime() >= m.leasedUntil!.getTime(), 'not before its lease ran out');
+    }
+    assert.ok(Date.now() - leasedAt < 5000);
+    const stats = await env.broker.stats();
+    assert.equal(stats.confirmed, 10);
+    assert.equal(stats.timedOut, 5);
+  });
+
+  test('two subscribers never hold one message at once; every message is confirmed once', async () => {
+    await using env = await setup();
+    await using producer = new MailboxBinaryClient(env.url);
+    const N = 600;
+    const holders = new Map<string, string>();
+    const confirmed = new Set<string>();
+    const run = async (name: string, stop: AbortSignal): Promise<void> => {
+      await using c = new MailboxBinaryClient(env.url);
+      try {
+        for await (const m of c.subscribe('shared', { prefetch: 8, leaseMs: 30_000, signal: stop })) {
+          const other = holders.get(m.mid);
+          assert.equal(other, undefined, `${m.mid} held by ${other} and ${name}`);
+          holders.set(m.mid, name);
+          await sleep(Math.random() < 0.05 ? 2 : 0);
+          holders.delete(m.mid);
+          await c.ack(m.mid, m.lid!, 1);
+          assert.ok(!confirmed.has(m.mid), 'confirmed twice');
+          confirmed.add(m.mid);
+        }
+      } catch (error) {
+        if (!stop.aborted) throw error;
+      }
+    };
+    const stop = new AbortController();
+    const consumers = Promise.all([run('one', stop.signal), run('two', stop.signal)]);
+    await Promise.all(
+      Array.from({ length: N }, (_, i) => producer.send({ sender: 'p', receiver: 'shared', body: body(i) })),
+    );
+    await until(() => confirmed.size === N, `${N} confirmations`, 15_000);
+    stop.abort();
+    await consumers;
+    assert.equal(confirmed.size, N);
+  });
+
+  test('the signal ends a subscription with its reason', async () => {
+    await using env = await setup();
+    await using c = new MailboxBinaryClient(env.url);
+    const stop = new AbortController();
+    const it = c.subscribe('quiet', { signal: stop.signal });
+    const next = it.next();
+    setTimeout(() => stop.abort(new Error('enough')), 50);
+    await assert.rejects(next, /enough/);
+    await until(() => env.server.subscriptions.count === 0, 'the server to end the subscription');
+  });
+
+  test('closing the server ends open subscriptions', async () => {
+    const env = await setup();
+    const c = new MailboxBinaryClient(env.url);
+    const it = c.subscribe('closing');
+    const next = it.next();
+    await until(() => env.server.subscriptions.count === 1, 'the subscription');
+    await env.server.close();
+    const r = await next.then(
+      (v) => v,
+      (e: unknown) => e,
+    );
+    assert.ok(r instanceof MailboxError || (r as IteratorResult<Message>).done === true);
+    assert.equal(env.server.subscriptions.count, 0);
+    await c.close();
+    await env.broker.close();
+  });
+});
+
+describe('consume works on both APIs', () => {
+  for (const kind of ['binary', 'http'] as const) {
+    test(`consume over ${kind}: confirms what resolves, rejects what throws, extends long handlers`, async () => {
+      const broker = await Broker.open({
+        store: 'memory:',
+        sweepIntervalMs: 20,
+        mailboxDefaults: { retryDelayMs: 0, maxDeliveries: 100 },
+      });
+      const binary = new MailboxBinaryServer(broker, { port: 0 });
+      const http = await MailboxServer.start({ broker, port: 0 });
+      const url = kind === 'binary' ? await binary.listen() : http.url;
+      const client = connectMailbox(url);
+      try {
+        const N = 40;
+        await client.sendMany(
+          Array.from({ length: N }, (_, i) => ({ sender: 'p', receiver: 'work', body: body(i) })),
+        );
+        const stop = new AbortController();
+        const done = new Set<string>();
+        const failedOnce = new Set<string>();
+        let running = 0;
+        let maxRunning = 0;
+        const consuming = client.consume(
+          'work',
+          async (m) => {
+            running++;
+            maxRunning = Math.max(maxRunning, running);
+            try {
+              const n = Number(m.body.n);
+              if (n % 10 === 0 && !failedOnce.has(m.mid)) {
+                failedOnce.add(m.mid);
+                throw new Error('first attempt fails');
+              }
+              // Longer than the lease: it must be extended meanwhile.
+              if (n === 5) await sleep(700);
+              done.add(m.mid);
+            } finally {
+              running--;
+            }
+          },
+          { concurrency: 4, leaseMs: 300, signal: stop.signal, onError: () => {} },
+        );
+        await until(() => done.size === N, `${N} handled`, 15_000);
+        stop.abort();
+        await consuming;
+        assert.ok(maxRunning <= 4);
+        assert.equal(failedOnce.size, 4);
+        const stats = await broker.stats();
+        assert.equal(stats.confirmed, N);
+        assert.equal(stats.rejected, 4);
+        assert.equal(stats.timedOut, 0, 'the long handler kept its lease');
+      } finally {
+        if (client instanceof MailboxBinaryClient) await client.close();
+        await binary.close();
+        await http.close();
+        await broker.close();
+      }
+    });
+  }
+});
