@@ -124,6 +124,8 @@ const batchChannel = channel('switchyard:mailbox:batch');
 const errorChannel = channel('switchyard:mailbox:error');
 
 const HEX_RE = /^[0-9a-f]+$/;
+/** The smallest part a backlog is split into for a store with `concurrentBatches` > 1. */
+const SPLIT_OPS = 64;
 
 function checkSignal(signal: AbortSignal | undefined): void {
   if (signal === undefined) return;
@@ -163,7 +165,9 @@ export class Broker {
   readonly #ids = new RandomIds();
   #pending: Pending[] = [];
   #scheduled = false;
-  #flushing = false;
+  /** Batches being applied; up to the store's `concurrentBatches` (1 unless it is pooled). */
+  #inFlight = 0;
+  readonly #maxInFlight: number;
   #closed = false;
   #closing: Promise<void> | undefined;
   readonly #waiters = new Map<string, Set<Waiter>>();
@@ -197,6 +201,7 @@ export class Broker {
     this.#ownsStore = ownsStore;
     this.#o = o;
     this.#clock = o.clock;
+    this.#maxInFlight = Math.max(1, Math.floor(store.concurrentBatches ?? 1));
     this.#unwatch = store.watch?.((mailboxes) => {
       for (const m of mailboxes) this.#notify(m, Infinity);
     });
@@ -234,7 +239,7 @@ export class Broker {
       );
     return new Promise<StoreResult>((resolve, reject) => {
       this.#pending.push({ op, resolve, reject });
-      if (!this.#scheduled && !this.#flushing) {
+      if (!this.#scheduled && this.#inFlight < this.#maxInFlight) {
         this.#scheduled = true;
         setImmediate(this.#flushBound);
       }
@@ -243,14 +248,24 @@ export class Broker {
 
   async #flush(): Promise<void> {
     this.#scheduled = false;
-    if (this.#flushing || this.#pending.length === 0) return;
-    this.#flushing = true;
+    if (this.#inFlight >= this.#maxInFlight || this.#pending.length === 0) return;
+    // A store that applies batches concurrently gets a large backlog split between its free
+    // slots (each part still a big batch), so its connections work in parallel.
+    const free = this.#maxInFlight - this.#inFlight;
+    const share =
+      this.#pending.length >= SPLIT_OPS * free ? Math.ceil(this.#pending.length / free) : Infinity;
+    const max = Math.min(this.#o.maxBatchOps, share);
+    this.#inFlight++;
     let batch: Pending[];
-    if (this.#pending.length <= this.#o.maxBatchOps) {
+    if (this.#pending.length <= max) {
       batch = this.#pending;
       this.#pending = [];
     } else {
-      batch = this.#pending.splice(0, this.#o.maxBatchOps);
+      batch = this.#pending.splice(0, max);
+      if (this.#inFlight < this.#maxInFlight && !this.#scheduled) {
+        this.#scheduled = true;
+        setImmediate(this.#flushBound);
+      }
     }
     const handedOff = this.#waiterCount > 0 ? this.#handOff(batch) : undefined;
     const started = performance.now();
@@ -267,7 +282,7 @@ export class Broker {
           ? error
           : new MailboxStoreError('the store failed to apply a batch', { cause: error });
     }
-    this.#flushing = false;
+    this.#inFlight--;
     // Ops that arrived meanwhile (async stores) or continuations of this batch form the next one.
     if (this.#pending.length > 0 && !this.#scheduled) {
       this.#scheduled = true;
@@ -757,7 +772,7 @@ export class Broker {
     this.#unwatch?.();
     const closed = new MailboxClosedError('the broker closed during a long poll');
     for (const set of [...this.#waiters.values()]) for (const waiter of [...set]) waiter.fail(closed);
-    while (this.#pending.length > 0 || this.#flushing || this.#scheduled)
+    while (this.#pending.length > 0 || this.#inFlight > 0 || this.#scheduled)
       await new Promise<void>((resolve) => setImmediate(resolve));
     await this.#sweeping;
     if (this.#ownsStore) await this.#store.close();

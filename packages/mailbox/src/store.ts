@@ -129,6 +129,11 @@ export interface MessageStore {
    * PostgreSQL store drives it from LISTEN/NOTIFY). Returns an unsubscribe function.
    */
   watch?(listener: (mailboxes: readonly string[]) => void): () => void;
+  /**
+   * Optional: how many batches the store can apply at once (a store on a connection pool); the
+   * broker keeps up to that many transactions in flight. Default 1.
+   */
+  readonly concurrentBatches?: number;
   close(): Promise<void>;
 }
 

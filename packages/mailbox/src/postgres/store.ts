@@ -53,6 +53,11 @@ export interface PostgresStoreOptions {
   readonly maxRetries?: number;
   /** Milliseconds to wait for a connection (default 5000). */
   readonly connectTimeoutMs?: number;
+  /**
+   * Batches a broker may apply at once, each a transaction on its own connection (default 2, at
+   * most `poolSize`). URL: `?concurrentBatches=`.
+   */
+  readonly concurrentBatches?: number;
 }
 
 const errorChannel = channel('switchyard:mailbox:error');
@@ -150,11 +155,14 @@ export function parsePostgresUrl(url: string): { connectionString: string; optio
   }
   if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:')
     throw new MailboxInvalidArgumentError(`store: ${url} is not a postgres:// URL`);
-  const options: { schema?: string; poolSize?: number } = {};
+  const options: { schema?: string; poolSize?: number; concurrentBatches?: number } = {};
   const schema = u.searchParams.get('schema');
   if (schema !== null) options.schema = schema;
   const pool = u.searchParams.get('poolSize');
   if (pool !== null) options.poolSize = Number(pool);
+  const batches = u.searchParams.get('concurrentBatches');
+  if (batches !== null) options.concurrentBatches = Number(batches);
+  u.searchParams.delete('concurrentBatches');
   u.searchParams.delete('schema');
   u.searchParams.delete('poolSize');
   return { connectionString: u.toString(), options };
@@ -172,9 +180,11 @@ function checkOptions(o: PostgresStoreOptions): Required<PostgresStoreOptions> {
       throw new MailboxInvalidArgumentError(`${name} must be an integer from ${min} to ${max}`);
     return n;
   };
+  const poolSize = int('poolSize', o.poolSize, 4, 1, 100);
   return {
     schema,
-    poolSize: int('poolSize', o.poolSize, 4, 1, 100),
+    poolSize,
+    concurrentBatches: int('concurrentBatches', o.concurrentBatches, Math.min(2, poolSize), 1, poolSize),
     clockResyncMs: int('clockResyncMs', o.clockResyncMs, 10_000, 0, 3_600_000),
     maxRetries: int('maxRetries', o.maxRetries, 5, 0, 100),
     connectTimeoutMs: int('connectTimeoutMs', o.connectTimeoutMs, 5000, 1, 600_000),
@@ -235,11 +245,15 @@ class PostgresBlobStore implements BlobStore {
   }
 }
 
-/** One batch in progress: the mailboxes whose waiters other processes should wake. */
+/**
+ * One batch in progress. `wake`: the mailboxes whose waiters other processes should wake;
+ * true when that must happen whatever comes later in the batch (messages due later), false
+ * when a later claim of the batch that drains the mailbox makes it unnecessary.
+ */
 interface BatchCtx {
   readonly client: PoolClient;
   readonly now: number;
-  readonly wake: Set<string>;
+  readonly wake: Map<string, boolean>;
 }
 
 /** A `MessageStore` (and its `BlobStore`) in one schema of a PostgreSQL database. */
@@ -248,6 +262,7 @@ export class PostgresStore implements MessageStore {
   /** The database clock (a broker opened on a `postgres://` URL uses it unless given a clock). */
   readonly clock: DatabaseClock;
   readonly schema: string;
+  readonly concurrentBatches: number;
   readonly #pool: pg.Pool;
   readonly #o: Required<PostgresStoreOptions>;
   readonly #id = randomBytes(8).toString('hex');
@@ -268,6 +283,7 @@ export class PostgresStore implements MessageStore {
     this.#config = config;
     this.#o = o;
     this.schema = o.schema;
+    this.concurrentBatches = o.concurrentBatches;
     this.clock = clock;
     this.#channel = `switchyard_mailbox_${o.schema}`.slice(0, 63);
     this.blobs = new PostgresBlobStore((text, values) => this.#query(text, values));
@@ -388,11 +404,11 @@ export class PostgresStore implements MessageStore {
   }
 
   /** `SELECT pg_notify(…); COMMIT` for the mailboxes of a batch, in chunks below the payload limit. */
-  #commitText(wake: ReadonlySet<string>): string {
+  #commitText(wake: ReadonlyMap<string, boolean>): string {
     if (wake.size === 0) return 'COMMIT';
     const chunks: string[][] = [[]];
     let bytes = 0;
-    for (const m of wake) {
+    for (const m of wake.keys()) {
       if (bytes + m.length + 3 > NOTIFY_BYTES && chunks[chunks.length - 1]!.length > 0) {
         chunks.push([]);
         bytes = 0;
@@ -421,7 +437,7 @@ export class PostgresStore implements MessageStore {
     let broken = false;
     try {
       for (let attempt = 0; ; attempt++) {
-        const ctx: BatchCtx = { client, now: nowMs, wake: new Set() };
+        const ctx: BatchCtx = { client, now: nowMs, wake: new Map() };
         try {
           await client.query('BEGIN');
           const results = await this.#applyAll(ctx, ops);
@@ -442,43 +458,68 @@ export class PostgresStore implements MessageStore {
     }
   }
 
+  /**
+   * Applies the ops of a batch. Between "barrier" ops (configure, redrive, purge), ops that
+   * commute are regrouped so one statement does many: every send first (one INSERT per set of
+   * mailbox defaults), then every confirm whose mid no other op of the segment touches (one
+   * UPDATE), then every claim (one statement), then the rest in order. Sends before claims only let a claim see messages that
+   * arrived with it; a confirm commutes with claims, timeouts and other confirms.
+   */
   async #applyAll(ctx: BatchCtx, ops: readonly StoreOp[]): Promise<StoreResult[]> {
     const results: StoreResult[] = new Array<StoreResult>(ops.length);
-    let i = 0;
-    while (i < ops.length) {
-      const op = ops[i]!;
-      if (op.kind === 'send') {
-        let j = i + 1;
-        while (j < ops.length) {
-          const next = ops[j]!;
-          if (next.kind !== 'send' || !sameSettings(next.defaults, op.defaults)) break;
-          j++;
-        }
-        const run = ops.slice(i, j) as Extract<StoreOp, { kind: 'send' }>[];
-        const rs = await this.#sends(ctx, run);
-        for (let k = 0; k < rs.length; k++) results[i + k] = rs[k]!;
-        i = j;
+    let start = 0;
+    while (start < ops.length) {
+      if (isBarrier(ops[start]!)) {
+        results[start] = await this.#applyOne(ctx, ops[start]!);
+        start++;
         continue;
       }
-      if (op.kind === 'ack' && op.status === 1) {
-        const mids = new Set<string>();
-        let j = i;
-        while (j < ops.length) {
-          const next = ops[j]!;
-          if (next.kind !== 'ack' || next.status !== 1 || mids.has(next.mid)) break;
-          mids.add(next.mid);
-          j++;
-        }
-        if (j - i > 1) {
-          const run = ops.slice(i, j) as Extract<StoreOp, { kind: 'ack' }>[];
-          const rs = await this.#confirms(ctx, run);
-          for (let k = 0; k < rs.length; k++) results[i + k] = rs[k]!;
-          i = j;
-          continue;
-        }
+      let end = start;
+      while (end < ops.length && !isBarrier(ops[end]!)) end++;
+      const sends = new Map<string, number[]>();
+      const touched = new Map<string, number>();
+      for (let i = start; i < end; i++) {
+        const op = ops[i]!;
+        if (op.kind === 'send') {
+          const d = op.defaults;
+          const key = `${d.maxDeliveries}/${d.retryDelayMs}/${d.retentionMs}`;
+          const list = sends.get(key);
+          if (list === undefined) sends.set(key, [i]);
+          else list.push(i);
+        } else if (op.kind === 'ack' || op.kind === 'extend')
+          touched.set(op.mid, (touched.get(op.mid) ?? 0) + 1);
       }
-      results[i] = await this.#applyOne(ctx, op);
-      i++;
+      for (const list of sends.values()) {
+        const rs = await this.#sends(
+          ctx,
+          list.map((i) => ops[i] as Extract<StoreOp, { kind: 'send' }>),
+        );
+        list.forEach((i, k) => (results[i] = rs[k]!));
+      }
+      const confirms: number[] = [];
+      for (let i = start; i < end; i++) {
+        const op = ops[i]!;
+        if (op.kind === 'ack' && op.status === 1 && touched.get(op.mid) === 1) confirms.push(i);
+      }
+      if (confirms.length > 0) {
+        const rs = await this.#confirms(
+          ctx,
+          confirms.map((i) => ops[i] as Extract<StoreOp, { kind: 'ack' }>),
+        );
+        confirms.forEach((i, k) => (results[i] = rs[k]!));
+      }
+      const claims: number[] = [];
+      for (let i = start; i < end; i++) if (ops[i]!.kind === 'claim') claims.push(i);
+      if (claims.length > 1) {
+        const rs = await this.#claims(
+          ctx,
+          claims.map((i) => ops[i] as Extract<StoreOp, { kind: 'claim' }>),
+        );
+        claims.forEach((i, k) => (results[i] = rs[k]!));
+      }
+      for (let i = start; i < end; i++)
+        if (results[i] === undefined) results[i] = await this.#applyOne(ctx, ops[i]!);
+      start = end;
     }
     return results;
   }
@@ -491,7 +532,9 @@ export class PostgresStore implements MessageStore {
     const ms = [...first.values()];
     const d = run[0]!.defaults;
     const r = await client.query<{ mid: string }>(
-      `WITH input AS (
+      {
+        name: 'sy_send',
+        text: `WITH input AS (
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::integer[], $8::text[])
            AS t(mid, sender, receiver, client_time, delay_ms, blob, body_bytes, body)),
        mb AS (
@@ -508,6 +551,7 @@ export class PostgresStore implements MessageStore {
          GROUP BY i.blob ORDER BY i.blob
          ON CONFLICT (key) DO UPDATE SET refs = blobs.refs + excluded.refs)
        SELECT mid FROM ins`,
+      },
       [
         ms.map((m) => m.mid),
         ms.map((m) => m.sender),
@@ -544,7 +588,8 @@ export class PostgresStore implements MessageStore {
     for (let k = 0; k < run.length; k++) {
       const m = run[k]!.message;
       if (fresh[k]) {
-        ctx.wake.add(m.receiver);
+        if (m.delayMs > 0) ctx.wake.set(m.receiver, true);
+        else if (!ctx.wake.has(m.receiver)) ctx.wake.set(m.receiver, false);
         const due = now + m.delayMs;
         results.push({
           kind: 'send',
@@ -580,15 +625,80 @@ export class PostgresStore implements MessageStore {
     return results;
   }
 
+  /**
+   * Many claims in one statement: per mailbox, the oldest due rows for all its claims at once
+   * (SKIP LOCKED), dealt out in op order; then, for the mailboxes where some claim got nothing,
+   * when their next message comes due.
+   */
+  async #claims(ctx: BatchCtx, ops: Extract<StoreOp, { kind: 'claim' }>[]): Promise<StoreResult[]> {
+    const { client, now } = ctx;
+    const r = await client.query<Row & { idx: number; rn: number }>({
+      name: 'sy_claims',
+      text: `WITH req AS MATERIALIZED (
+         SELECT r.*, sum(r.max) OVER (PARTITION BY r.mailbox ORDER BY r.idx) - r.max AS lo,
+           sum(r.max) OVER (PARTITION BY r.mailbox ORDER BY r.idx) AS hi
+         FROM unnest($1::text[], $2::integer[], $3::bigint[], $4::text[], $5::integer[])
+           AS r(mailbox, max, lease_ms, consumer, idx)),
+       mb AS MATERIALIZED (SELECT mailbox, max(hi) AS total FROM req GROUP BY mailbox ORDER BY mailbox),
+       c AS MATERIALIZED (
+         SELECT l.seq, l.due, mb.mailbox FROM mb CROSS JOIN LATERAL (
+           SELECT seq, due FROM messages WHERE mailbox = mb.mailbox AND state = 0 AND due <= $6::bigint
+           ORDER BY due, seq LIMIT mb.total FOR UPDATE SKIP LOCKED) l),
+       n AS MATERIALIZED (SELECT seq, mailbox, row_number() OVER (PARTITION BY mailbox ORDER BY due, seq) AS rn FROM c),
+       a AS MATERIALIZED (
+         SELECT n.seq, n.rn, req.idx, req.lease_ms, req.consumer FROM n
+         JOIN req ON req.mailbox = n.mailbox AND n.rn > req.lo AND n.rn <= req.hi),
+       f AS MATERIALIZED (SELECT s.*, nextval('fence_seq') AS fence FROM (SELECT * FROM a ORDER BY idx, rn) s)
+       UPDATE messages m SET state = 1, due = NULL, delivery_count = m.delivery_count + 1,
+         lid = replace(gen_random_uuid()::text, '-', ''), fence = f.fence, leased_until = $6::bigint + f.lease_ms,
+         fetch_time = $6::bigint, consumer = f.consumer
+       FROM f WHERE m.seq = f.seq
+       RETURNING f.idx, f.rn, ${COLS}, (SELECT b.data FROM blobs b WHERE b.key = m.blob) AS data`,
+      values: [
+        ops.map((op) => op.mailbox),
+        ops.map((op) => op.max),
+        ops.map((op) => op.leaseMs),
+        ops.map((op) => op.consumer),
+        ops.map((_, i) => i),
+        now,
+      ],
+    });
+    const got: Row[][] = ops.map(() => []);
+    for (const row of r.rows.sort((a, b) => a.idx - b.idx || a.rn - b.rn)) got[row.idx]!.push(row);
+    const empty = new Set<string>();
+    ops.forEach((op, i) => {
+      if (got[i]!.length < op.max && ctx.wake.get(op.mailbox) === false) ctx.wake.delete(op.mailbox);
+      if (got[i]!.length === 0) empty.add(op.mailbox);
+    });
+    const next = new Map<string, number>();
+    if (empty.size > 0) {
+      const n = await client.query<{ mailbox: string; due: number }>({
+        name: 'sy_next_due',
+        text: `SELECT mb.mailbox, (SELECT due FROM messages WHERE mailbox = mb.mailbox AND state = 0
+                 ORDER BY due, seq LIMIT 1) AS due FROM unnest($1::text[]) AS mb(mailbox)`,
+        values: [[...empty]],
+      });
+      for (const row of n.rows) if (row.due !== null) next.set(row.mailbox, row.due);
+    }
+    return ops.map((op, i) =>
+      got[i]!.length > 0
+        ? { kind: 'claim', messages: got[i]!.map(message), nextDueMs: null }
+        : { kind: 'claim', messages: [], nextDueMs: next.get(op.mailbox) ?? null },
+    );
+  }
+
   async #confirms(ctx: BatchCtx, run: Extract<StoreOp, { kind: 'ack' }>[]): Promise<StoreResult[]> {
     const { client, now } = ctx;
     const r = await client.query<{ mid: string }>(
-      `UPDATE messages m SET state = 2, status = 1, leased_until = NULL, expires_at = $3::bigint + mb.retention_ms,
+      {
+        name: 'sy_confirm',
+        text: `UPDATE messages m SET state = 2, status = 1, leased_until = NULL, expires_at = $3::bigint + mb.retention_ms,
          history = m.history || json_build_object('n', m.delivery_count, 'c', coalesce(m.consumer, ''),
            'f', m.fetch_time, 'e', $3::bigint, 'o', 1)::text || E'\\n'
        FROM unnest($1::text[], $2::text[]) AS a(mid, lid), mailboxes mb
        WHERE m.mid = a.mid AND m.lid = a.lid AND m.state = 1 AND m.leased_until > $3::bigint AND mb.name = m.mailbox
        RETURNING m.mid`,
+      },
       [run.map((op) => op.mid), run.map((op) => op.lid), now],
     );
     const ok = new Set(r.rows.map((row) => row.mid));
@@ -614,26 +724,33 @@ export class PostgresStore implements MessageStore {
       case 'send':
         return (await this.#sends(ctx, [op]))[0]!;
       case 'claim': {
-        const r = await client.query<Row & { rn: number }>(
-          `WITH c AS MATERIALIZED (
+        // One round trip: the leased rows, or (when none is due) one row saying when the next comes due.
+        const r = await client.query<Row & { rn: number | null; next_due: number | null }>({
+          name: 'sy_claim',
+          text: `WITH c AS MATERIALIZED (
              SELECT seq, due FROM messages WHERE mailbox = $1 AND state = 0 AND due <= $2::bigint
              ORDER BY due, seq LIMIT $3 FOR UPDATE SKIP LOCKED),
            n AS MATERIALIZED (SELECT seq, row_number() OVER (ORDER BY due, seq) AS rn FROM c),
-           f AS MATERIALIZED (SELECT seq, rn, nextval('fence_seq') AS fence FROM (SELECT seq, rn FROM n ORDER BY rn) s)
-           UPDATE messages m SET state = 1, due = NULL, delivery_count = m.delivery_count + 1,
-             lid = replace(gen_random_uuid()::text, '-', ''), fence = f.fence, leased_until = $2::bigint + $4::bigint,
-             fetch_time = $2::bigint, consumer = $5
-           FROM f WHERE m.seq = f.seq
-           RETURNING f.rn, ${COLS}, (SELECT b.data FROM blobs b WHERE b.key = m.blob) AS data`,
-          [op.mailbox, now, op.max, op.leaseMs, op.consumer],
-        );
-        const rows = r.rows.sort((a, b) => a.rn - b.rn);
-        if (rows.length > 0) return { kind: 'claim', messages: rows.map(message), nextDueMs: null };
-        const next = await client.query<{ due: number }>(
-          'SELECT due FROM messages WHERE mailbox = $1 AND state = 0 ORDER BY due, seq LIMIT 1',
-          [op.mailbox],
-        );
-        return { kind: 'claim', messages: [], nextDueMs: next.rows[0]?.due ?? null };
+           f AS MATERIALIZED (SELECT seq, rn, nextval('fence_seq') AS fence FROM (SELECT seq, rn FROM n ORDER BY rn) s),
+           u AS (
+             UPDATE messages m SET state = 1, due = NULL, delivery_count = m.delivery_count + 1,
+               lid = replace(gen_random_uuid()::text, '-', ''), fence = f.fence, leased_until = $2::bigint + $4::bigint,
+               fetch_time = $2::bigint, consumer = $5
+             FROM f WHERE m.seq = f.seq
+             RETURNING f.rn, ${COLS}, (SELECT b.data FROM blobs b WHERE b.key = m.blob) AS data)
+           SELECT u.*, NULL::bigint AS next_due FROM u
+           UNION ALL
+           SELECT u.*, (SELECT due FROM messages WHERE mailbox = $1 AND state = 0 ORDER BY due, seq LIMIT 1)
+           FROM (SELECT 1) one LEFT JOIN u ON false WHERE NOT EXISTS (SELECT 1 FROM u)`,
+          values: [op.mailbox, now, op.max, op.leaseMs, op.consumer],
+        });
+        // Fewer than asked: nothing due is left, so the sends of this batch need wake no one.
+        if (r.rows.length < op.max + (r.rows[0]?.rn === null ? 1 : 0) && ctx.wake.get(op.mailbox) === false)
+          ctx.wake.delete(op.mailbox);
+        if (r.rows.length === 1 && r.rows[0]!.rn === null)
+          return { kind: 'claim', messages: [], nextDueMs: r.rows[0]!.next_due };
+        const rows = r.rows.sort((a, b) => a.rn! - b.rn!);
+        return { kind: 'claim', messages: rows.map(message), nextDueMs: null };
       }
       case 'ack': {
         if (op.status === 1) return (await this.#confirms(ctx, [op]))[0]!;
@@ -702,7 +819,7 @@ export class PostgresStore implements MessageStore {
           [op.target, now, op.mailbox, op.limit],
         );
         const count = res.rowCount ?? 0;
-        if (count > 0) ctx.wake.add(op.target);
+        if (count > 0) ctx.wake.set(op.target, true);
         return { kind: 'redrive', count, target: op.target };
       }
       case 'purge': {
@@ -764,7 +881,7 @@ export class PostgresStore implements MessageStore {
       mailboxes.push(next.mailbox);
       dues.push(next.dueMs);
       lines.push(formatAttempt(r.delivery_count, r.consumer ?? '', r.fetch_time ?? at, at, outcome));
-      ctx.wake.add(next.mailbox);
+      ctx.wake.set(next.mailbox, true);
     });
     if (dead.size > 0) await ensureMailboxes(ctx.client, [...dead.keys()], [...dead.values()], ctx.now);
     await ctx.client.query(
@@ -871,14 +988,12 @@ export class PostgresStore implements MessageStore {
   }
 }
 
-function sameSettings(a: MailboxSettings, b: MailboxSettings): boolean {
-  return (
-    a === b ||
-    (a.maxDeliveries === b.maxDeliveries &&
-      a.retryDelayMs === b.retryDelayMs &&
-      a.retentionMs === b.retentionMs)
-  );
+/** Ops that the batch never reorders others around. */
+function isBarrier(op: StoreOp): boolean {
+  return !COMMUTING.has(op.kind);
 }
+
+const COMMUTING = new Set<string>(['send', 'claim', 'ack', 'extend', 'reenqueue', 'expire']);
 
 function checkLease(r: Row | undefined, lid: string, now: number): LeaseOutcome {
   if (r === undefined) return 'not-found';
