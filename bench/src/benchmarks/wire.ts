@@ -11,7 +11,7 @@
 //   npm run bench -- wire [phaseMs=1500] [runs=3]
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { cpus, loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { progress, report, type Row } from '../lib/report.js';
@@ -128,6 +128,7 @@ export default async function wire(args: string[]): Promise<void> {
   const ms = Number(args[0] ?? 1500);
   const runs = Number(args[1] ?? 3);
   const dir = mkdtempSync(join(tmpdir(), 'wire-bench-'));
+  const loadBefore = loadavg()[0] ?? 0;
   const transports = [
     { name: 'TCP', at: () => 'tcp://127.0.0.1:0' },
     { name: 'Unix socket', at: () => `unix:${join(dir, `s-${Math.random().toString(36).slice(2)}.sock`)}` },
@@ -215,7 +216,8 @@ export default async function wire(args: string[]): Promise<void> {
     ];
     const tcp = (k: string): number => get('TCP', k);
     const notes = [
-      `Medians of ${runs} runs of ${ms} ms per flood phase; separate client and server processes.`,
+      `Medians of ${runs} runs of ${ms} ms per flood phase; separate client and server processes; ` +
+        `load average ${round(loadBefore, 1)} before, ${round(loadavg()[0] ?? 0, 1)} after, on ${cpus().length} cores.`,
       `Idle: ${idleEngine.connections} connections, ${idleEngine.leased} pooled buffers leased (RSS ${round(mib(idleEngine.rssAfter), 1)} MiB total).`,
       `Targets: ≥ 5 M frames/s on TCP: ${tcp('engine') >= 5 ? 'met' : 'NOT met'} (${round(tcp('engine'))}); ` +
         `≥ 70 % of coalesced: ${tcp('engine') / tcp('coalesced') >= 0.7 ? 'met' : 'NOT met'} with Uint8Array views, ` +

@@ -7,6 +7,7 @@
 import formbody from '@fastify/formbody';
 import Fastify from 'fastify';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { ServerResponse } from 'node:http';
 import { parse as parseQuery } from 'node:querystring';
 import { channel } from 'node:diagnostics_channel';
 import { Broker } from '../broker.js';
@@ -143,6 +144,7 @@ export class MailboxServer {
   readonly #polls = new AbortController();
   readonly #closeTimeoutMs: number;
   #port = 0;
+  #inFlight = 0;
   #closing: Promise<void> | undefined;
 
   private constructor(
@@ -215,6 +217,10 @@ export class MailboxServer {
       });
       const server = new MailboxServer(app, broker, owns, host, auth, closeTimeoutMs);
       await server.#routes(app, tokens, auth, maxBatch, maxMailboxes, bodyLimit);
+      app.server.on('request', (_req, res: ServerResponse) => {
+        server.#inFlight++;
+        res.once('close', () => server.#inFlight--);
+      });
       await app.listen({ host, port });
       const addr = app.server.address();
       server.#port = typeof addr === 'object' && addr !== null ? addr.port : port;
@@ -238,6 +244,14 @@ export class MailboxServer {
   async #close(): Promise<void> {
     const closing = this.app.close();
     this.#polls.abort();
+    // Once no request is in flight, cut the remaining (idle keep-alive, or half-aborted)
+    // connections: close waits for requests, never for a client's idle socket.
+    let quietSince = performance.now();
+    const sweep = setInterval(() => {
+      this.app.server.closeIdleConnections();
+      if (this.#inFlight > 0) quietSince = performance.now();
+      else if (performance.now() - quietSince > 250) this.app.server.closeAllConnections();
+    }, 20);
     let timer: NodeJS.Timeout | undefined;
     await Promise.race([
       closing,
@@ -249,6 +263,7 @@ export class MailboxServer {
       }),
     ]);
     clearTimeout(timer);
+    clearInterval(sweep);
     if (this.#ownsBroker) await this.broker.close();
   }
 
