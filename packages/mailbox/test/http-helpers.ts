@@ -97,7 +97,14 @@ export function goRfc3339Nano(d: Date, nanos = 123_456_789): string {
 export async function snapshot(server: MailboxServer): Promise<string> {
   const [mailboxes, stats] = await Promise.all([server.broker.mailboxes(), server.broker.stats()]);
   return JSON.stringify({
-    mailboxes: mailboxes.map((m) => ({ ...m, createdAt: undefined })),
+    // ready and delayed move between each other with time alone: compare their sum.
+    mailboxes: mailboxes.map((m) => ({
+      name: m.name,
+      settings: m.settings,
+      queued: m.ready + m.delayed,
+      inFlight: m.inFlight,
+      confirmed: m.confirmed,
+    })),
     store: stats.store,
     sends: stats.sends,
     confirmed: stats.confirmed,
