@@ -26,6 +26,7 @@ import type { Principal, Scope, TokenSpec } from './auth.js';
 import { TokenTable, isLoopback, mayUseMailbox, requireMailbox, requireScope } from './auth.js';
 import { HttpMetrics } from './metrics.js';
 import { buildOpenApi } from './openapi.js';
+import { registerUi } from './ui.js';
 import type { RouteDoc } from './openapi.js';
 import type { FormValues } from './pandora.js';
 import { encodeForm, errorBody, first, headerValues, messageValues, parseRfc3339 } from './pandora.js';
@@ -936,23 +937,6 @@ export class MailboxServer {
       async () => openapi,
     );
 
-    route(
-      {
-        methods: ['GET'],
-        url: '/',
-        scope: null,
-        tag: 'admin',
-        summary: 'A page linking to the API description.',
-        response: 'Text',
-      },
-      async (_req, reply) =>
-        reply
-          .type('text/html; charset=utf-8')
-          .send(
-            '<!doctype html><meta charset="utf-8"><title>Switchyard mailbox</title>' +
-              '<h1>Switchyard mailbox broker</h1><ul><li><a href="/v1/openapi.json">/v1/openapi.json</a> — the JSON API</li>' +
-              '<li><a href="/metrics">/metrics</a></li><li><a href="/healthz">/healthz</a></li></ul>',
-          ),
-    );
+    registerUi(app);
   }
 }
