@@ -1,0 +1,177 @@
+/**
+ * PostgreSQL-specific behaviour beyond the conformance suite: URL options, versioned
+ * migrations, the database clock, one NOTIFY per commit, typed errors, lazy loading of pg.
+ */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { after, describe, test } from 'node:test';
+import { Broker, MailboxError, openPostgresStore } from '@switchyard/mailbox';
+import pg from 'pg';
+import { PG_URL, dropSchema, freshSchema, pgExec, pgUnavailable, pgUrl } from './helpers/pg-env.js';
+
+const unavailable = await pgUnavailable();
+
+function code(e: unknown): string {
+  return e instanceof MailboxError ? e.code : `not a MailboxError: ${String(e)}`;
+}
+
+test('memory and SQLite users never load the pg driver', () => {
+  // An ESM resolve hook records every module the child resolves.
+  const hook = `export async function resolve(s, c, next) { const r = await next(s, c); if (/[\\\\/]node_modules[\\\\/]pg[\\\\/]/.test(r.url)) process.stderr.write('LOADED-PG ' + r.url + '\\n'); return r; }`;
+  const script = `
+    import { register } from 'node:module';
+    register('data:text/javascript,' + encodeURIComponent(${JSON.stringify(hook)}));
+    const { Broker } = await import('@switchyard/mailbox');
+    const b = await Broker.open({ store: 'memory:' });
+    await b.send({ sender: 's', receiver: 'r', body: { x: '1' } });
+    await b.close();
+    const s = await Broker.open({ store: 'sqlite::memory:' });
+    await s.close();
+    console.log('ok');`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    cwd: new URL('.', import.meta.url),
+    encoding: 'utf8',
+  });
+  assert.equal(r.stdout.trim(), 'ok', r.stderr);
+  assert.doesNotMatch(r.stderr, /LOADED-PG/);
+});
+
+if (unavailable !== undefined) {
+  test('PostgreSQL store tests', (t) => t.skip(unavailable));
+} else {
+  describe('PostgreSQL store', () => {
+    const schemas: string[] = [];
+    const fresh = (): string => {
+      const s = freshSchema('sy_pgs');
+      schemas.push(s);
+      return s;
+    };
+    after(async () => {
+      for (const s of schemas) await dropSchema(s);
+    });
+
+    test('the schema is created by versioned migrations, once, and a newer schema is refused', async () => {
+      const schema = fresh();
+      const a = await openPostgresStore(pgUrl(schema));
+      await a.close();
+      const b = await openPostgresStore(PG_URL, { schema });
+      await b.close();
+      const rows = await pgExec(`SELECT version FROM "${schema}".schema_migrations ORDER BY version`);
+      assert.deepEqual(
+        rows.rows.map((r: { version: number }) => r.version),
+        [1],
+      );
+      await pgExec(
+        `INSERT INTO "${schema}".schema_migrations (version, name) VALUES (999, 'from the future')`,
+      );
+      await assert.rejects(openPostgresStore(pgUrl(schema)), (e) => {
+        assert.equal(code(e), 'MAILBOX_ERR_STORE');
+        assert.match((e as Error).message, /version 999/);
+        return true;
+      });
+    });
+
+    test('bad options and unreachable servers give typed errors', async () => {
+      for (const bad of [
+        'postgres://x/db?schema=1bad',
+        'postgres://x/db?schema=a;drop',
+        'postgres://x/db?poolSize=0',
+      ])
+        await assert.rejects(openPostgresStore(bad), (e) => code(e) === 'MAILBOX_ERR_INVALID_ARGUMENT');
+      await assert.rejects(
+        openPostgresStore(PG_URL, { concurrentBatches: 9, poolSize: 4 }),
+        (e) => code(e) === 'MAILBOX_ERR_INVALID_ARGUMENT',
+      );
+      await assert.rejects(
+        openPostgresStore('postgres://postgres@127.0.0.1:1/test', { connectTimeoutMs: 2000 }),
+        (e) => code(e) === 'MAILBOX_ERR_STORE' && (e as Error).cause !== undefined,
+      );
+      await assert.rejects(
+        Broker.open({ store: 'postgres://postgres@127.0.0.1:1/test' }),
+        (e) => code(e) === 'MAILBOX_ERR_STORE',
+      );
+    });
+
+    test('a broker opened on a postgres:// URL stamps times on the database clock', async () => {
+      const broker = await Broker.open({ store: pgUrl(fresh()), sweepIntervalMs: 0 });
+      try {
+        const before = (await pgExec('SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS t'))
+          .rows[0] as {
+          t: number;
+        };
+        const m = await broker.send({ sender: 's', receiver: 'clock', body: {} });
+        const afterT = (await pgExec('SELECT (extract(epoch FROM clock_timestamp()) * 1000)::float8 AS t'))
+          .rows[0] as {
+          t: number;
+        };
+        // Within the round-trip error of the offset measurement.
+        assert.ok(m.receivedAt.getTime() >= before.t - 50 && m.receivedAt.getTime() <= afterT.t + 50);
+        const store = broker.store as unknown as { clock: { offsetMs: number } };
+        assert.equal(typeof store.clock.offsetMs, 'number');
+      } finally {
+        await broker.close();
+      }
+    });
+
+    test('a batch of sends is one commit with one NOTIFY naming its mailboxes', async () => {
+      const schema = fresh();
+      const broker = await Broker.open({ store: pgUrl(schema), sweepIntervalMs: 0 });
+      const listener = new pg.Client({ connectionString: PG_URL });
+      await listener.connect();
+      const payloads: string[] = [];
+      listener.on('notification', (n) => payloads.push(n.payload ?? ''));
+      await listener.query(`LISTEN "switchyard_mailbox_${schema}"`);
+      try {
+        await Promise.all(
+          Array.from({ length: 100 }, (_, i) =>
+            broker.send({ sender: 's', receiver: i % 2 === 0 ? 'even' : 'odd', body: { i: String(i) } }),
+          ),
+        );
+        assert.equal((await broker.stats()).batches, 1);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        assert.equal(payloads.length, 1, 'one notification for the whole batch');
+        assert.deepEqual((JSON.parse(payloads[0]!) as { m: string[] }).m.sort(), ['even', 'odd']);
+        // A send whose message a waiting local consumer takes in the same commit, leaving nothing
+        // due (it asked for more than it got), wakes no one else.
+        const waiting = broker.fetchMany('quiet', { max: 10, waitMs: 5000 });
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        await broker.send({ sender: 's', receiver: 'quiet', body: {} });
+        assert.equal((await waiting).length, 1);
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        assert.equal(payloads.length, 1, 'nothing left due: no NOTIFY');
+      } finally {
+        await listener.end();
+        await broker.close();
+      }
+    });
+
+    test('two stores on one schema: fencing tokens grow across brokers; leases agree', async () => {
+      const url = pgUrl(fresh());
+      const a = await Broker.open({ store: url, sweepIntervalMs: 0 });
+      const b = await Broker.open({ store: url, sweepIntervalMs: 0 });
+      try {
+        await a.sendMany(
+          Array.from({ length: 6 }, (_, i) => ({ sender: 's', receiver: 'f', body: { i: String(i) } })),
+        );
+        const fences: number[] = [];
+        for (let i = 0; i < 3; i++) {
+          fences.push((await a.fetch('f'))!.fence!);
+          fences.push((await b.fetch('f'))!.fence!);
+        }
+        assert.deepEqual(
+          fences,
+          [...fences].sort((x, y) => x - y),
+        );
+        assert.equal(new Set(fences).size, 6);
+        // A lease taken on A is acked on B.
+        await a.send({ sender: 's', receiver: 'g', body: {} });
+        const m = (await a.fetch('g', { leaseMs: 60_000 }))!;
+        await b.ack(m.mid, m.lid!, 1);
+        assert.equal((await a.get(m.mid))?.state, 'confirmed');
+      } finally {
+        await a.close();
+        await b.close();
+      }
+    });
+  });
+}
