@@ -12,6 +12,7 @@ const CHART_POINTS = 300; // five minutes at one sample a second
 const PAGE_SIZE = 25;
 
 const state = {
+  loaded: false,
   mailboxes: [],
   stats: null,
   statsError: null,
@@ -112,7 +113,13 @@ function makeChart() {
       cursor: { drag: { x: false, y: false } },
       scales: {
         // At least a minute of axis, so the first samples do not stretch across the chart.
-        x: { time: true, range: (_u, min, max) => [Math.min(min, max - 60), max] },
+        x: {
+          time: true,
+          range: (_u, min, max) => {
+            const hi = max ?? Date.now() / 1000;
+            return [Math.min(min ?? hi, hi - 60), hi];
+          },
+        },
         y: { range: (_u, _min, max) => [0, Math.max(5, max * 1.15)] },
       },
       axes: [
@@ -162,8 +169,7 @@ function sample(stats) {
   confirmed.push((now.confirmed - prev.confirmed) / dt);
   failed.push((now.failed - prev.failed) / dt);
   if (ts.length > CHART_POINTS) for (const s of state.series) s.shift();
-  if (chart === null) makeChart();
-  else chart.setData(state.series);
+  chart.setData(state.series);
   $('#chart').dataset.points = String(ts.length);
   renderLegend();
 }
@@ -199,6 +205,19 @@ function kpi(label, value, testid, sub) {
 }
 
 function renderTotals() {
+  if (!state.loaded) {
+    const dash = (label, testid) => kpi(label, '—', testid);
+    fill(
+      $('#kpis'),
+      dash('Ready', 'kpi-ready'),
+      dash('In flight', 'kpi-inflight'),
+      dash('Delayed', 'kpi-delayed'),
+      dash('Dead letters', 'kpi-dead'),
+      dash('Mailboxes', 'kpi-mailboxes'),
+    );
+    fill($('#stats'), h('p', { class: 'muted' }, 'loading…'));
+    return;
+  }
   const mbs = state.mailboxes;
   const sum = (f) => mbs.reduce((a, m) => a + f(m), 0);
   const dead = sum((m) => (isDead(m.name) ? m.ready + m.delayed + m.inFlight : 0));
@@ -278,7 +297,7 @@ function renderMailboxes() {
           h(
             'div',
             { class: 'sub' },
-            `max ${m.settings.maxDeliveries} deliveries · retry ${fmtMs(m.settings.retryDelayMs)}`,
+            `max ${m.settings.maxDeliveries} ${m.settings.maxDeliveries === 1 ? 'delivery' : 'deliveries'} · retry ${fmtMs(m.settings.retryDelayMs)}`,
           ),
         ),
         n(isDead(m.name) ? 0 : m.ready, 'c-ready', 'Ready'),
@@ -382,7 +401,7 @@ function select(name, view) {
   state.cursor = { at: null, skip: [] };
   $('#browser').hidden = false;
   renderMailboxes();
-  void loadPage().then(() => $('#browser').scrollIntoView({ block: 'nearest', behavior: 'smooth' }));
+  void loadPage().then(() => $('#browser').scrollIntoView({ block: 'nearest' }));
 }
 
 for (const tab of $$('#browser .tab'))
@@ -606,8 +625,8 @@ async function openMessage(mid) {
                 h('th', { scope: 'col', class: 'num' }, '#'),
                 h('th', { scope: 'col' }, 'Consumer'),
                 h('th', { scope: 'col' }, 'Fetched'),
-                h('th', { scope: 'col' }, 'Ended'),
-                h('th', { scope: 'col', class: 'num' }, 'Held'),
+                h('th', { scope: 'col', class: 'hide-narrow' }, 'Ended'),
+                h('th', { scope: 'col', class: 'num hide-narrow' }, 'Held'),
                 h('th', { scope: 'col' }, 'Outcome'),
               ),
             ),
@@ -621,8 +640,12 @@ async function openMessage(mid) {
                   h('td', { class: 'num' }, String(a.n)),
                   h('td', { class: 'ellipsis', title: a.consumer }, a.consumer || '—'),
                   h('td', { class: 'nowrap' }, fmtTime(a.fetchedAt)),
-                  h('td', { class: 'nowrap' }, fmtTime(a.endedAt)),
-                  h('td', { class: 'num nowrap' }, fmtMs(new Date(a.endedAt) - new Date(a.fetchedAt))),
+                  h('td', { class: 'nowrap hide-narrow' }, fmtTime(a.endedAt)),
+                  h(
+                    'td',
+                    { class: 'num nowrap hide-narrow' },
+                    fmtMs(new Date(a.endedAt) - new Date(a.fetchedAt)),
+                  ),
                   h('td', {}, h('span', { class: `badge badge-o${a.outcome}` }, statusName(a.outcome))),
                 ),
               ),
@@ -729,6 +752,7 @@ async function refresh() {
       }),
     ]);
     state.mailboxes = mbs.mailboxes;
+    state.loaded = true;
     if (stats instanceof ApiError) {
       state.stats = null;
       state.statsError = `Counters and rates need a token with the admin scope (${stats.message}).`;
@@ -756,6 +780,8 @@ function schedule() {
 }
 
 renderLegend();
+makeChart();
+renderTotals();
 // Lets tests and the curious force a refresh and read what the chart draws.
 window.switchyardUi = { tick, chartData: () => state.series.map((s) => s.slice()) };
 void tick().then(schedule);
