@@ -632,7 +632,9 @@ export class PostgresStore implements MessageStore {
    */
   async #claims(ctx: BatchCtx, ops: Extract<StoreOp, { kind: 'claim' }>[]): Promise<StoreResult[]> {
     const { client, now } = ctx;
-    const r = await client.query<Row & { idx: number; rn: number }>({
+    const r = await client.query<
+      Row & { idx: number; rn: number; nd_mailbox: string | null; next_due: number | null }
+    >({
       name: 'sy_claims',
       text: `WITH req AS MATERIALIZED (
          SELECT r.*, sum(r.max) OVER (PARTITION BY r.mailbox ORDER BY r.idx) - r.max AS lo,
@@ -648,12 +650,20 @@ export class PostgresStore implements MessageStore {
        a AS MATERIALIZED (
          SELECT n.seq, n.rn, req.idx, req.lease_ms, req.consumer FROM n
          JOIN req ON req.mailbox = n.mailbox AND n.rn > req.lo AND n.rn <= req.hi),
-       f AS MATERIALIZED (SELECT s.*, nextval('fence_seq') AS fence FROM (SELECT * FROM a ORDER BY idx, rn) s)
-       UPDATE messages m SET state = 1, due = NULL, delivery_count = m.delivery_count + 1,
-         lid = replace(gen_random_uuid()::text, '-', ''), fence = f.fence, leased_until = $6::bigint + f.lease_ms,
-         fetch_time = $6::bigint, consumer = f.consumer
-       FROM f WHERE m.seq = f.seq
-       RETURNING f.idx, f.rn, ${COLS}, (SELECT b.data FROM blobs b WHERE b.key = m.blob) AS data`,
+       f AS MATERIALIZED (SELECT s.*, nextval('fence_seq') AS fence FROM (SELECT * FROM a ORDER BY idx, rn) s),
+       u AS (
+         UPDATE messages m SET state = 1, due = NULL, delivery_count = m.delivery_count + 1,
+           lid = replace(gen_random_uuid()::text, '-', ''), fence = f.fence, leased_until = $6::bigint + f.lease_ms,
+           fetch_time = $6::bigint, consumer = f.consumer
+         FROM f WHERE m.seq = f.seq
+         RETURNING f.idx, f.rn, ${COLS}, (SELECT b.data FROM blobs b WHERE b.key = m.blob) AS data)
+       SELECT u.*, NULL::text AS nd_mailbox, NULL::bigint AS next_due FROM u
+       UNION ALL
+       -- When the next message of each mailbox comes due, for its claims that got nothing (rows
+       -- due now that this statement did not take are another transaction's, being claimed).
+       SELECT u.*, mb.mailbox, (SELECT due FROM messages WHERE mailbox = mb.mailbox AND state = 0 AND due > $6::bigint
+         ORDER BY due, seq LIMIT 1)
+       FROM mb LEFT JOIN u ON false`,
       values: [
         ops.map((op) => op.mailbox),
         ops.map((op) => op.max),
@@ -664,22 +674,17 @@ export class PostgresStore implements MessageStore {
       ],
     });
     const got: Row[][] = ops.map(() => []);
-    for (const row of r.rows.sort((a, b) => a.idx - b.idx || a.rn - b.rn)) got[row.idx]!.push(row);
-    const empty = new Set<string>();
+    const next = new Map<string, number>();
+    const rows: (Row & { idx: number; rn: number })[] = [];
+    for (const row of r.rows) {
+      if (row.nd_mailbox !== null) {
+        if (row.next_due !== null) next.set(row.nd_mailbox, row.next_due);
+      } else rows.push(row);
+    }
+    for (const row of rows.sort((a, b) => a.idx - b.idx || a.rn - b.rn)) got[row.idx]!.push(row);
     ops.forEach((op, i) => {
       if (got[i]!.length < op.max && ctx.wake.get(op.mailbox) === false) ctx.wake.delete(op.mailbox);
-      if (got[i]!.length === 0) empty.add(op.mailbox);
     });
-    const next = new Map<string, number>();
-    if (empty.size > 0) {
-      const n = await client.query<{ mailbox: string; due: number }>({
-        name: 'sy_next_due',
-        text: `SELECT mb.mailbox, (SELECT due FROM messages WHERE mailbox = mb.mailbox AND state = 0
-                 ORDER BY due, seq LIMIT 1) AS due FROM unnest($1::text[]) AS mb(mailbox)`,
-        values: [[...empty]],
-      });
-      for (const row of n.rows) if (row.due !== null) next.set(row.mailbox, row.due);
-    }
     return ops.map((op, i) =>
       got[i]!.length > 0
         ? { kind: 'claim', messages: got[i]!.map(message), nextDueMs: null }
