@@ -1,6 +1,13 @@
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
+import { registerAckCommand } from './commands/ack.js';
+import { registerFetchCommand } from './commands/fetch.js';
+import { registerHeadersCommand } from './commands/headers.js';
 import { registerJournalCommands } from './commands/journal.js';
+import { registerMailboxesCommand } from './commands/mailboxes.js';
+import { registerSendCommand } from './commands/send.js';
+import { registerServeCommand } from './commands/serve.js';
+import { registerStatsCommand } from './commands/stats.js';
 import { registerMigrateCommand } from './commands/migrate.js';
 import { registerShmCommands } from './commands/shm.js';
 
@@ -37,15 +44,13 @@ export function createProgram(
     .exitOverride()
     .showHelpAfterError();
 
-  program
-    .command('serve')
-    .description(
-      'run the mailbox broker (embedded SQLite store under ./data, web UI on http://127.0.0.1:7420/)',
-    )
-    .action(() => {
-      io.stderr('switchyard serve: the mailbox broker is not part of this build yet.\n');
-      setExitCode(1);
-    });
+  registerServeCommand(program, io, setExitCode);
+  registerSendCommand(program, io, setExitCode);
+  registerFetchCommand(program, io, setExitCode);
+  registerAckCommand(program, io, setExitCode);
+  registerHeadersCommand(program, io, setExitCode);
+  registerMailboxesCommand(program, io, setExitCode);
+  registerStatsCommand(program, io, setExitCode);
 
   registerJournalCommands(program, io, setExitCode);
   registerShmCommands(program, io, setExitCode);
