@@ -22,6 +22,7 @@ const state = {
   view: 'pending',
   pages: [], // cursors of the pages before the current one
   cursor: { at: null, skip: [] },
+  after: null, // the time filter (ms), or null
   next: null,
   rows: [],
   timer: null,
@@ -398,7 +399,7 @@ function select(name, view) {
   state.view = isDead(name) ? 'pending' : view;
   if (isDead(name)) state.selected = name;
   state.pages = [];
-  state.cursor = { at: null, skip: [] };
+  state.cursor = firstCursor();
   $('#browser').hidden = false;
   renderMailboxes();
   void loadPage().then(() => $('#browser').scrollIntoView({ block: 'nearest' }));
@@ -489,11 +490,12 @@ function renderRows(rows, error) {
     );
   const page = state.pages.length + 1;
   const first = state.pages.length * PAGE_SIZE + 1;
+  const since = state.after === null ? '' : ` · since ${fmtTime(state.after)}`;
   fill(
     $('#page-info'),
     rows.length === 0
-      ? `Page ${page}`
-      : `Page ${page} · ${first}–${first + rows.length - 1}${state.next ? '' : ' (last)'}`,
+      ? `Page ${page}${since}`
+      : `Page ${page} · ${first}–${first + rows.length - 1}${state.next ? '' : ' (last)'}${since}`,
   );
   $('#page-first').disabled = state.pages.length === 0;
   $('#page-prev').disabled = state.pages.length === 0;
@@ -529,8 +531,30 @@ $('#page-prev').addEventListener('click', () => {
 });
 $('#page-first').addEventListener('click', () => {
   state.pages = [];
-  state.cursor = { at: null, skip: [] };
+  state.cursor = firstCursor();
   void loadPage();
+});
+
+/** The first page: from the time filter (inclusive), or from the oldest message. */
+function firstCursor() {
+  return { at: state.after, skip: [] };
+}
+
+function applyFilter(value) {
+  const ms = value === '' ? NaN : new Date(value).getTime();
+  state.after = Number.isNaN(ms) ? null : ms;
+  state.pages = [];
+  state.cursor = firstCursor();
+  void loadPage();
+}
+
+$('#filter').addEventListener('submit', (e) => {
+  e.preventDefault();
+  applyFilter($('#filter-after').value);
+});
+$('#filter-clear').addEventListener('click', () => {
+  $('#filter-after').value = '';
+  applyFilter('');
 });
 
 // ---- one message -----------------------------------------------------------------------

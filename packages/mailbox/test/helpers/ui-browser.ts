@@ -30,10 +30,13 @@ export const PHONE = Object.freeze({ width: 390, height: 844 });
  * Why the browser tests cannot run here, or undefined when they can. Under `CI=true` a missing
  * Chromium is a failure (`.ci/run` installs it), so this throws instead of skipping.
  */
-export function chromiumMissing(): string | undefined {
-  if (existsSync(CHROMIUM_PATH)) return undefined;
-  const why = `${CHROMIUM_PATH} is missing (apt-get install chromium); the web UI tests need Debian's Chromium`;
-  if (process.env.CI === 'true') throw new Error(why);
+export function chromiumMissing(
+  path: string = CHROMIUM_PATH,
+  env: Readonly<Record<string, string | undefined>> = process.env,
+): string | undefined {
+  if (existsSync(path)) return undefined;
+  const why = `${path} is missing (apt-get install chromium); the web UI tests need Debian's Chromium`;
+  if (env.CI === 'true') throw new Error(why);
   return why;
 }
 
