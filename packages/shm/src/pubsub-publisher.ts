@@ -323,8 +323,10 @@ export class Publisher {
   /** Takes a free block for a loan or a send (LOAN_BIT set), making room in the ring first. */
   #take(): number {
     if (this.#closed) throw new ShmClosedError('the publisher is closed');
-    // The ring entry this message will use must be free first (slowSubscriber 'block').
-    if (this.#head - this.#tail >= this.#layout.ringDepth && !this.#evict()) {
+    // With 'block', fail before handing out a block if the ring entry this message will take
+    // cannot be freed. Nothing is evicted here: the entry is given up at publish, so a
+    // subscriber can still read it while the loan is being written.
+    if (!this.#overwrite && this.#head - this.#tail >= this.#layout.ringDepth && !this.#canEvict()) {
       throw new ShmWouldBlockError(
         `a subscriber has not read message ${this.#tail} yet, and the ring holds ${this.#layout.ringDepth}`,
       );

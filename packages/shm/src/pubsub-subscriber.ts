@@ -138,6 +138,8 @@ export class Subscriber {
   readonly #held: Int32Array;
   #next: number;
   #missed = 0;
+  /** Missed messages found by polls that returned nothing: reported with the next sample. */
+  #pendingMissed = 0;
   #closed = false;
   #bell: Doorbell | undefined;
   #noBell = false;
@@ -325,8 +327,10 @@ export class Subscriber {
                 i32[this.#positionIndex] = (next + 1) | 0;
                 this.#held[block]!++;
                 if (missed > 0) this.#lagged(missed);
+                const gap = missed + this.#pendingMissed;
+                this.#pendingMissed = 0;
                 const offset = this.#blocksOffset + block * this.#blockSize;
-                return new Sample(this, block, new Uint8Array(this.#buffer, offset, length), next, missed);
+                return new Sample(this, block, new Uint8Array(this.#buffer, offset, length), next, gap);
               }
             }
             // The block was freed and reused before we took it: give it back unread.
@@ -337,7 +341,10 @@ export class Subscriber {
         // The entry still holds an older message (or none, -1): ours is not published yet.
         // Decided on the low word alone, in 32-bit modular distance: the high word is written
         // before the low one, so a reader may see a new high word beside an old low word.
-        if (missed > 0) this.#lagged(missed);
+        if (missed > 0) {
+          this.#lagged(missed);
+          this.#pendingMissed += missed;
+        }
         return null;
       }
       // Lapped: the entry holds a later message, or its block was taken back. The tail
