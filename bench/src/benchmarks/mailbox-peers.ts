@@ -1,0 +1,424 @@
+// The durable work-queue workload of shared/BENCHMARKS.md, run in one go against the peers
+// running on this machine (RabbitMQ, NATS JetStream, BullMQ on Redis, pg-boss on PostgreSQL)
+// and Switchyard (HTTP and binary API, SQLite and PostgreSQL stores). ~256-byte bodies; the
+// producer, the consumer and the Switchyard broker are separate processes; every send is
+// confirmed by the broker and every message acknowledged individually.
+//
+// Phases (each on a fresh queue): sends/s with 1 and with 100 in flight (the second leaves the
+// backlog), receive+ack/s draining that backlog, end to end msgs/s (producer with 100 in
+// flight and consumer at once), and send-to-receive p50/p99 at a steady 1 000 msg/s. Each
+// throughput phase stops after `phaseMs` or 20 000 messages, whichever comes first.
+//
+//   npm run bench -- mailbox-peers [phaseMs=2000] [latencyMs=3000] [systems=all, comma-separated]
+import { spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { loadavg, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import amqp from 'amqplib';
+import { Queue as BullQueue } from 'bullmq';
+import { AckPolicy, RetentionPolicy, StorageType, connect as natsConnect } from 'nats';
+import PgBoss from 'pg-boss';
+import { MailboxClient } from '@switchyard/mailbox';
+import { formatTable, progress, report, type Row } from '../lib/report.js';
+
+const CHILD = fileURLToPath(new URL('./mailbox-peers.child.js', import.meta.url));
+const PG_URL = 'postgres://postgres@127.0.0.1:5432/test';
+const MAX_COUNT = 20_000;
+
+interface System {
+  readonly key: string;
+  readonly client: string;
+  readonly label: string;
+  readonly fsync: string;
+  readonly store?: 'sqlite' | 'postgres';
+}
+
+const SYSTEMS: readonly System[] = [
+  {
+    key: 'rabbitmq',
+    client: 'rabbitmq',
+    label: 'RabbitMQ 3.10 classic durable queue (amqplib, prefetch 100)',
+    fsync: 'yes: persistent messages, publisher confirms after the disk write',
+  },
+  {
+    key: 'nats',
+    client: 'nats',
+    label: 'NATS JetStream work queue, file store (nats.js)',
+    fsync: 'no: file store, fsync every 2 min (server default)',
+  },
+  {
+    key: 'bullmq',
+    client: 'bullmq',
+    label: 'BullMQ on Redis, worker concurrency 50',
+    fsync: 'no: this Redis has no AOF and no RDB saves',
+  },
+  {
+    key: 'pgboss',
+    client: 'pgboss',
+    label: 'pg-boss 10 on PostgreSQL 15 (fetch 64, complete each)',
+    fsync: 'yes: synchronous_commit=on',
+  },
+  {
+    key: 'sy-http-sqlite',
+    client: 'sy-http',
+    label: 'Switchyard HTTP /v1/, SQLite',
+    fsync: 'yes: synchronous=FULL, group commit',
+    store: 'sqlite',
+  },
+  {
+    key: 'sy-binary-sqlite',
+    client: 'sy-binary',
+    label: 'Switchyard binary API (push, credit 200), SQLite',
+    fsync: 'yes: synchronous=FULL, group commit',
+    store: 'sqlite',
+  },
+  {
+    key: 'sy-http-pg',
+    client: 'sy-http',
+    label: 'Switchyard HTTP /v1/, PostgreSQL',
+    fsync: 'yes: synchronous_commit=on',
+    store: 'postgres',
+  },
+  {
+    key: 'sy-binary-pg',
+    client: 'sy-binary',
+    label: 'Switchyard binary API (push, credit 200), PostgreSQL',
+    fsync: 'yes: synchronous_commit=on',
+    store: 'postgres',
+  },
+];
+
+interface Child {
+  readonly lines: AsyncIterator<string>;
+  count: number;
+  readonly result: Promise<Record<string, number>>;
+  readonly ready: Promise<string>;
+  stop(): void;
+  kill(): void;
+}
+
+function start(args: string[]): Child {
+  const child = spawn(process.execPath, [CHILD, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const rl = createInterface({ input: child.stdout });
+  let ready!: (s: string) => void;
+  let result!: (r: Record<string, number>) => void;
+  let failed!: (e: Error) => void;
+  const readyP = new Promise<string>((resolve, reject) => {
+    ready = resolve;
+    failed = reject;
+  });
+  const resultP = new Promise<Record<string, number>>((resolve, reject) => {
+    result = resolve;
+    child.once('exit', (code) => reject(new Error(`${args.slice(0, 2).join(' ')} exited with ${code}`)));
+  });
+  child.once('exit', (code) =>
+    failed(new Error(`${args.slice(0, 2).join(' ')} exited with ${code} before READY`)),
+  );
+  resultP.catch(() => {});
+  readyP.catch(() => {});
+  const c: Child = {
+    lines: rl[Symbol.asyncIterator](),
+    count: 0,
+    result: resultP,
+    ready: readyP,
+    stop: () => child.stdin.write('STOP\n'),
+    kill: () => child.kill('SIGKILL'),
+  };
+  rl.on('line', (line) => {
+    if (line.startsWith('READY')) ready(line.slice(6));
+    else if (line.startsWith('C ')) c.count = Number(line.slice(2));
+    else if (line.startsWith('RESULT ')) result(JSON.parse(line.slice(7)) as Record<string, number>);
+  });
+  return c;
+}
+
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) return false;
+    await sleep(20);
+  }
+  return true;
+}
+
+/** Creates and removes the peers' queues (each phase gets a fresh one). */
+class Admin {
+  #boss: PgBoss | undefined;
+  #n = 0;
+
+  async create(system: System): Promise<string> {
+    const q = `peers_${process.pid}_${this.#n++}`;
+    if (system.key === 'nats') {
+      const nc = await natsConnect({ servers: '127.0.0.1:4222' });
+      const jsm = await nc.jetstreamManager();
+      await jsm.streams.add({
+        name: q,
+        subjects: [`${q}.m`],
+        retention: RetentionPolicy.Workqueue,
+        storage: StorageType.File,
+      });
+      await jsm.consumers.add(q, {
+        durable_name: 'work',
+        ack_policy: AckPolicy.Explicit,
+        max_ack_pending: 1000,
+      });
+      await nc.close();
+    } else if (system.key === 'pgboss') {
+      if (this.#boss === undefined) {
+        this.#boss = new PgBoss({
+          connectionString: PG_URL,
+          schema: 'peers_pgboss',
+          supervise: false,
+          schedule: false,
+        });
+        this.#boss.on('error', () => {});
+        await this.#boss.start();
+      }
+      await this.#boss.createQueue(q);
+    }
+    return q;
+  }
+
+  async remove(system: System, q: string, server: { http: string } | undefined): Promise<void> {
+    try {
+      if (system.key === 'rabbitmq') {
+        const conn = await amqp.connect('amqp://guest:guest@127.0.0.1:5672');
+        const ch = await conn.createChannel();
+        await ch.deleteQueue(q);
+        await conn.close();
+      } else if (system.key === 'nats') {
+        const nc = await natsConnect({ servers: '127.0.0.1:4222' });
+        await (await nc.jetstreamManager()).streams.delete(q);
+        await nc.close();
+      } else if (system.key === 'bullmq') {
+        const bq = new BullQueue(q, { connection: { host: '127.0.0.1', port: 6379 } });
+        await bq.obliterate({ force: true });
+        await bq.close();
+      } else if (system.key === 'pgboss') {
+        await this.#boss?.deleteQueue(q);
+      } else if (server !== undefined) {
+        await new MailboxClient(server.http).purge(q);
+      }
+    } catch {
+      // best effort: a leftover queue does not change the next phase's fresh one
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.#boss?.stop({ graceful: false, wait: true });
+  }
+}
+
+interface Measured {
+  send1: number;
+  send100: number;
+  recv: number;
+  e2e: number;
+  p50: number;
+  p99: number;
+}
+
+async function measure(
+  system: System,
+  admin: Admin,
+  server: { http: string; binary: string } | undefined,
+  phaseMs: number,
+  latencyMs: number,
+  tick: () => void,
+): Promise<Measured> {
+  const serverJson = JSON.stringify(server ?? { http: '', binary: '' });
+  const produce = (q: string, inFlight: number, ms: number, rate: number): Child =>
+    start([
+      'produce',
+      system.client,
+      q,
+      String(inFlight),
+      String(ms),
+      String(MAX_COUNT),
+      String(rate),
+      serverJson,
+    ]);
+  const consume = (q: string): Child => start(['consume', system.client, q, serverJson]);
+
+  // Sends, 1 in flight.
+  let q = await admin.create(system);
+  const send1 = await produce(q, 1, phaseMs, 0).result;
+  await admin.remove(system, q, server);
+  tick();
+
+  // Sends, 100 in flight: the backlog of the next phase.
+  q = await admin.create(system);
+  const send100 = await produce(q, 100, phaseMs, 0).result;
+  tick();
+  let c = consume(q);
+  await c.ready;
+  await waitFor(() => c.count >= send100.sent!, 30_000);
+  c.stop();
+  const recvR = await c.result;
+  await admin.remove(system, q, server);
+  tick();
+
+  // End to end: consumer and producer at once.
+  q = await admin.create(system);
+  c = consume(q);
+  await c.ready;
+  const e2eP = await produce(q, 100, phaseMs, 0).result;
+  await waitFor(() => c.count >= e2eP.sent!, 30_000);
+  c.stop();
+  const e2eR = await c.result;
+  await admin.remove(system, q, server);
+  tick();
+
+  // Latency at a steady 1 000 msg/s.
+  q = await admin.create(system);
+  c = consume(q);
+  await c.ready;
+  const latP = await produce(q, 0, latencyMs, 1000).result;
+  await waitFor(() => c.count >= latP.sent!, 30_000);
+  c.stop();
+  const latR = await c.result;
+  await admin.remove(system, q, server);
+  tick();
+
+  return {
+    send1: send1.rate!,
+    send100: send100.rate!,
+    recv: (recvR.count! * 1000) / Math.max(1, recvR.lastAt! - recvR.firstAt!),
+    e2e: (Math.min(e2eR.count!, e2eP.sent!) * 1000) / Math.max(1, e2eR.lastAt! - e2eP.startedAt!),
+    p50: latR.p50!,
+    p99: latR.p99!,
+  };
+}
+
+/** A grouped horizontal bar chart (end to end and sends with 100 in flight), as SVG. */
+function chart(rows: readonly { label: string; e2e: number; send100: number }[], title: string): string {
+  const barH = 12;
+  const groupH = 2 * barH + 14;
+  const left = 360;
+  const width = 900;
+  const top = 50;
+  const max = Math.max(...rows.map((r) => Math.max(r.e2e, r.send100)), 1);
+  const scale = (v: number): number => ((width - left - 90) * v) / max;
+  const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
+  const parts: string[] = [];
+  rows.forEach((r, i) => {
+    const y = top + i * groupH;
+    parts.push(
+      `<text x="${left - 8}" y="${y + barH + 4}" text-anchor="end" font-size="12">${esc(r.label)}</text>`,
+      `<rect x="${left}" y="${y}" width="${scale(r.e2e).toFixed(1)}" height="${barH}" fill="#2b6cb0"/>`,
+      `<text x="${left + scale(r.e2e) + 4}" y="${y + barH - 2}" font-size="11">${Math.round(r.e2e).toLocaleString('en-US')}</text>`,
+      `<rect x="${left}" y="${y + barH + 2}" width="${scale(r.send100).toFixed(1)}" height="${barH}" fill="#a0aec0"/>`,
+      `<text x="${left + scale(r.send100) + 4}" y="${y + 2 * barH}" font-size="11">${Math.round(r.send100).toLocaleString('en-US')}</text>`,
+    );
+  });
+  const h = top + rows.length * groupH + 20;
+  return [
+    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${h}" font-family="sans-serif">`,
+    `<rect width="100%" height="100%" fill="white"/>`,
+    `<text x="10" y="20" font-size="14" font-weight="bold">${esc(title)}</text>`,
+    `<rect x="${left}" y="30" width="12" height="10" fill="#2b6cb0"/><text x="${left + 16}" y="39" font-size="11">end to end msgs/s</text>`,
+    `<rect x="${left + 150}" y="30" width="12" height="10" fill="#a0aec0"/><text x="${left + 166}" y="39" font-size="11">sends/s, 100 in flight</text>`,
+    ...parts,
+    '</svg>',
+    '',
+  ].join('\n');
+}
+
+export default async function main(args: string[]): Promise<void> {
+  const phaseMs = Number(args[0] ?? 2000);
+  const latencyMs = Number(args[1] ?? 3000);
+  const only = args[2]?.split(',');
+  const systems = SYSTEMS.filter((s) => only === undefined || only.includes(s.key));
+  const loadBefore = loadavg()[0]!;
+  const admin = new Admin();
+  const dir = mkdtempSync(join(tmpdir(), 'switchyard-peers-'));
+  const results = new Map<string, Measured>();
+  const bar = progress('mailbox peers', systems.length * 5);
+  try {
+    for (const system of systems) {
+      let server: Child | undefined;
+      let info: { http: string; binary: string } | undefined;
+      if (system.store !== undefined) {
+        const store =
+          system.store === 'sqlite'
+            ? `sqlite:${join(dir, `${system.key}.db`)}`
+            : `${PG_URL}?schema=peers_${system.key.replace(/-/g, '_')}`;
+        server = start(['server', store]);
+        info = JSON.parse(await server.ready) as { http: string; binary: string };
+      }
+      try {
+        results.set(system.key, await measure(system, admin, info, phaseMs, latencyMs, () => bar.tick()));
+      } catch (error) {
+        process.stderr.write(`\n${system.key}: ${(error as Error).message}\n`);
+      } finally {
+        server?.stop();
+        if (server !== undefined) await Promise.race([server.result.catch(() => {}), sleep(5000)]);
+        server?.kill();
+      }
+    }
+  } finally {
+    bar.stop();
+    await admin.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+  const loadAfter = loadavg()[0]!;
+  const best = Math.max(
+    ...systems.filter((s) => s.store === undefined).map((s) => results.get(s.key)?.e2e ?? 0),
+    1,
+  );
+  const rows: Row[] = systems.map((s) => {
+    const m = results.get(s.key);
+    return {
+      system: s.label,
+      'flushed before confirm': s.fsync,
+      'send/s 1 in flight': m === undefined ? 'failed' : Math.round(m.send1),
+      'send/s 100 in flight': m === undefined ? 'failed' : Math.round(m.send100),
+      'recv+ack/s backlog': m === undefined ? 'failed' : Math.round(m.recv),
+      'end to end msgs/s': m === undefined ? 'failed' : Math.round(m.e2e),
+      '× best peer e2e': m === undefined ? '—' : Number((m.e2e / best).toFixed(2)),
+      'p50 / p99 ms at 1 000/s': m === undefined ? 'failed' : `${m.p50.toFixed(2)} / ${m.p99.toFixed(2)}`,
+    };
+  });
+  const date = new Date().toISOString().slice(0, 10);
+  const title = 'Durable work queues: ~256 B bodies, producer / consumer / broker in separate processes';
+  const notes = [
+    `Each throughput phase: ${phaseMs} ms or ${MAX_COUNT.toLocaleString('en-US')} messages, whichever first (one run, not medians); latency: ${latencyMs} ms at 1 000 msg/s.`,
+    `Load average (1 min) on this shared 2-core machine: ${loadBefore.toFixed(2)} before, ${loadAfter.toFixed(2)} after.`,
+    "Peer acks are the clients' own (RabbitMQ basic.ack, JetStream ack, BullMQ job completion, pg-boss complete); Switchyard acks are committed by the broker (binary: acks of one turn share a request).",
+  ];
+  report('mailbox-peers', title, rows, notes);
+  const docs = fileURLToPath(new URL('../../../docs/benchmarks/', import.meta.url));
+  mkdirSync(docs, { recursive: true });
+  writeFileSync(
+    join(docs, 'mailbox-peers.svg'),
+    chart(
+      systems.flatMap((s) => {
+        const m = results.get(s.key);
+        return m === undefined ? [] : [{ label: s.label, e2e: m.e2e, send100: m.send100 }];
+      }),
+      `Durable work queues, msgs/s — ${date}, Node ${process.version}, 2 cores (shared)`,
+    ),
+  );
+  writeFileSync(
+    join(docs, 'mailbox-peers.md'),
+    [
+      '# Mailbox peer benchmark',
+      '',
+      `\`npm run bench -- mailbox-peers\` (bench/src/benchmarks/mailbox-peers.ts), ${date}, Node ${process.version}, ${process.platform}/${process.arch}.`,
+      '',
+      `**${title}**`,
+      '',
+      formatTable(rows),
+      '',
+      ...notes.map((n) => `- ${n}`),
+      '',
+      '![end to end and send rates](mailbox-peers.svg)',
+      '',
+    ].join('\n'),
+  );
+  console.log(`wrote ${join(docs, 'mailbox-peers.md')} and mailbox-peers.svg`);
+}
