@@ -241,7 +241,8 @@ test('frameWriteTimeoutMs fails a source whose consumer stops taking frames', as
   await using pair = await startPair('memory', fn, { frameWriteTimeoutMs: 100 }, { frameBufferSize: 16 });
   const it = pair.client.post(pair.address, text('x'))[Symbol.asyncIterator]();
   const source = (await it.next()).value as Source;
-  await sleep(300);
+  // The timeout fires once the window is full and no credit came: the generator is finished.
+  await eventually(() => state.framesFinally === 1, 3000, 'the frame write timeout');
   let n = 0;
   await assert.rejects(
     (async () => {
@@ -250,7 +251,6 @@ test('frameWriteTimeoutMs fails a source whose consumer stops taking frames', as
     isTimeout('frameWriteTimeoutMs'),
   );
   assert.equal(n, 16, 'the frames in the window are delivered before the error');
-  await eventually(() => state.framesFinally === 1, 2000, 'the generator to finish');
   await it.return?.();
 });
 

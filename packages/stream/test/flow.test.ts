@@ -26,17 +26,15 @@ for (const kind of TRANSPORTS) {
       let read = 0;
       for await (const frame of source.frames) {
         assert.ok(frame.length === 4);
-        if (++read === 10)
-          break_: {
-            // Stall: hold the iterator without pulling.
-            await sleep(150);
-            const stalledAt = produced;
-            await sleep(150);
-            assert.equal(produced, stalledAt, 'the producer kept going while nobody pulled');
-            // 64 frames of window, 10 consumed but not yet returned as credit (below half a window).
-            assert.ok(produced <= 64 + 1, `produced ${produced}`);
-            break break_;
-          }
+        if (++read === 10) {
+          // Stall: hold the iterator without pulling. The producer fills the window, then stops.
+          await eventually(() => produced >= 64, 3000, 'the window to fill');
+          const stalledAt = produced;
+          await sleep(150);
+          assert.equal(produced, stalledAt, 'the producer kept going while nobody pulled');
+          // 64 frames of window, 10 consumed but not yet returned as credit (below half a window).
+          assert.ok(produced <= 64, `produced ${produced}`);
+        }
         if (read === 10) break;
       }
       break;
@@ -65,10 +63,10 @@ test('the byte window bounds the producer too', async () => {
   const source = (await it.next()).value as Source;
   const frames = source.frames[Symbol.asyncIterator]();
   await frames.next();
-  await sleep(200);
+  await eventually(() => produced >= 10, 3000, 'the byte window to fill');
+  await sleep(100);
   // 10 000 bytes of window: 10 frames, plus at most one record of overdraft.
   assert.ok(produced <= 11, `produced ${produced}`);
-  assert.ok(produced >= 10, `produced ${produced}`);
   await frames.return?.();
   await it.return?.();
 });

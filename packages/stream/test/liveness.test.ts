@@ -98,13 +98,16 @@ test('GOAWAY: close() lets in-flight streams finish, refuses new ones', async ()
 test('GOAWAY: a request the server did not take fails with STREAM_ERR_GOAWAY; in-flight ones finish', async () => {
   let release!: () => void;
   const gate = new Promise<void>((r) => (release = r));
+  let taken = 0;
   await using pair = await startPair('memory', async function* () {
+    taken++;
     await gate;
     yield { frames: [text('done')] };
   });
   const first = pair.client.post(pair.address, text('a'))[Symbol.asyncIterator]();
   const firstNext = first.next();
-  await new Promise((r) => setTimeout(r, 20));
+  // The server has taken the first request (a fixed sleep would race under load).
+  await eventually(() => taken === 1, 3000, 'the first request to reach the server');
   const closing = pair.server.close();
   // Posted in the same turn: the REQUEST crosses the GOAWAY on the wire.
   const late = pair.client.post(pair.address, text('b'))[Symbol.asyncIterator]().next();
