@@ -10,7 +10,14 @@ import { after, before, describe, test } from 'node:test';
 import type { Page } from 'playwright-core';
 import type { MailboxServer } from '@switchyard/mailbox';
 import type { UiBrowser } from './helpers/ui-browser.js';
-import { LAPTOP, PHONE, chromiumMissing, launchBrowser, screenshot } from './helpers/ui-browser.js';
+import {
+  LAPTOP,
+  PHONE,
+  chromiumMissing,
+  launchBrowser,
+  screenshot,
+  screenshotDir,
+} from './helpers/ui-browser.js';
 import { raw, startServer } from './http-helpers.js';
 
 // The few browser globals the page functions below touch (the test project has no DOM lib:
@@ -379,6 +386,11 @@ describe('web UI in Chromium', { skip: missing ?? false }, () => {
     const overflow = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
     assert.ok(overflow <= 0, `the page is ${overflow}px wider than the screen`);
     await screenshot(page, 'dashboard-390x844');
+    await page.click('[data-mailbox="many"] td.name .link');
+    await waitText(page, '#page-info', /^Page 1 · 1–25/);
+    const wide = await page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+    assert.ok(wide <= 0, `with the browser open the page is ${wide}px wider than the screen`);
+    await page.locator('#browser').screenshot({ path: `${screenshotDir()}/browser-390x844.png` });
     await page.click('[data-mailbox="invoices"] td.name .link');
     await page.click('#messages tbody tr[data-mid]');
     await page.waitForSelector('[data-testid=attempts]');
