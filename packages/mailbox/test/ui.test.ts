@@ -39,6 +39,7 @@ declare const window: {
 declare const sessionStorage: { getItem(key: string): string | null };
 
 const TOKEN = 'ui-test-token-0123456789';
+const SCOPED = 'ui-scoped-token-0123456789';
 
 /** Waits until the text of the first element matching `selector` satisfies `pattern`. */
 async function waitText(page: Page, selector: string, pattern: string | RegExp): Promise<string> {
@@ -405,7 +406,16 @@ describe('web UI token prompt in Chromium', { skip: missing ?? false }, () => {
   let server: MailboxServer;
 
   before(async () => {
-    [browser, server] = await Promise.all([launchBrowser(), startServer({ tokens: [TOKEN], auth: true })]);
+    [browser, server] = await Promise.all([
+      launchBrowser(),
+      startServer({
+        tokens: [
+          TOKEN,
+          { token: SCOPED, name: 'orders-app', scopes: ['send', 'receive'], mailboxes: ['secured'] },
+        ],
+        auth: true,
+      }),
+    ]);
   });
   after(async () => {
     await Promise.all([browser?.close(), server?.close()]);
@@ -447,6 +457,32 @@ describe('web UI token prompt in Chromium', { skip: missing ?? false }, () => {
     // Console errors here are the browser logging the 401 answers it was given.
     assert.deepEqual(
       errors.filter((e) => !/status of 401/.test(e)),
+      [],
+    );
+    await page.close();
+  });
+  test('a token without the admin scope sees its mailboxes, no counters, and a refused action says why', async () => {
+    await server.broker.send({ sender: 's', receiver: 'other', body: { a: '1' } });
+    const { page, errors } = await browser.page(LAPTOP);
+    await page.goto(server.url);
+    await page.waitForSelector('#token-dialog[open]');
+    await page.fill('#token-input', SCOPED);
+    await page.click('#token-form button[value=ok]');
+    await page.waitForSelector('#conn[data-state="ok"]');
+    await waitText(page, '[data-mailbox="secured"] .c-ready', /^\d+$/);
+    assert.equal(
+      await page.locator('[data-mailbox="other"]').count(),
+      0,
+      'only the mailboxes the token may use',
+    );
+    await waitText(page, '#legend', 'needs the admin scope');
+    await waitText(page, '#stats', /need a token with the admin scope/);
+    await page.click('[data-mailbox="secured"] [data-action=purge]');
+    await page.click('#cf-ok');
+    await waitText(page, '#toasts .toast-error', /orders-app may not admin/);
+    assert.ok((await server.broker.headers('secured')).length >= 1, 'nothing was purged');
+    assert.deepEqual(
+      errors.filter((e) => !/status of 40[13]/.test(e)),
       [],
     );
     await page.close();
