@@ -202,16 +202,20 @@ export class MailboxBinaryClient {
   /** One request answered by one JSON frame. */
   async #call(body: Record<string, unknown>, signal?: AbortSignal): Promise<unknown> {
     if (this.#closed) throw new MailboxError('MAILBOX_ERR_CLOSED', 'the client is closed');
+    let answer: Uint8Array | undefined;
     try {
+      // Read to the end rather than `return` at the first frame: the server ends the source
+      // right after it, and leaving early would send a CANCEL for nothing.
       for await (const source of this.#stream.post(this.#endpoint, encodeJson(body), {
         tags: this.#tags,
         ...(signal === undefined ? {} : { signal }),
       }))
-        for await (const frame of source.frames) return decodeJson(frame, 'the answer');
+        for await (const frame of source.frames) answer ??= frame;
     } catch (error) {
       throw toMailboxError(error, signal);
     }
-    throw new MailboxHttpError('binary API: the server answered nothing', 0);
+    if (answer === undefined) throw new MailboxHttpError('binary API: the server answered nothing', 0);
+    return decodeJson(answer, 'the answer');
   }
 
   async #batch(op: string, field: string, items: unknown[]): Promise<WireItemResult<unknown>[]> {
@@ -231,7 +235,7 @@ export class MailboxBinaryClient {
     } catch (error) {
       return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
-    return this.#sends.push(item);
+    return this.#sends.push(item).then((header) => ({ ...header, body: m.body }));
   }
 
   /** Sends many messages; each resolves (or fails) on its own, in order. */
