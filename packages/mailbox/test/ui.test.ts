@@ -181,6 +181,15 @@ describe('web UI in Chromium', { skip: missing ?? false }, () => {
     await waitText(page, '#send-result', 'Every body field needs a name.');
     assert.equal((await server.broker.headers('orders')).length, 2);
 
+    // A refresh with nothing changed keeps the rows (a click across a refresh is not lost).
+    const purge = await page.$('[data-mailbox="orders"] [data-action=purge]');
+    await page.evaluate(() => window.switchyardUi.tick());
+    await page.evaluate(() => window.switchyardUi.tick());
+    assert.equal(
+      await purge!.evaluate((el) => (el as unknown as { isConnected: boolean }).isConnected),
+      true,
+    );
+
     // Let the chart gather a few more samples before the picture.
     await page.waitForFunction(
       () => Number(document.querySelector('#chart')?.getAttribute('data-points')) >= 3,

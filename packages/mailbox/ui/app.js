@@ -5,7 +5,20 @@
 // successive /v1/stats counters.
 import uPlot from '/ui/vendor/uPlot.esm.js';
 import { ApiError, api, getToken, onUnauthorized, seg, setToken } from '/ui/api.js';
-import { $, $$, fill, fmtBytes, fmtMs, fmtNum, fmtRate, fmtRel, fmtTime, h, statusName } from '/ui/dom.js';
+import {
+  $,
+  $$,
+  fill,
+  keyed,
+  fmtBytes,
+  fmtMs,
+  fmtNum,
+  fmtRate,
+  fmtRel,
+  fmtTime,
+  h,
+  statusName,
+} from '/ui/dom.js';
 
 const POLL_MS = 1000;
 const CHART_POINTS = 300; // five minutes at one sample a second
@@ -277,9 +290,12 @@ function renderMailboxes() {
     );
     return;
   }
-  fill(
+  keyed(
     tbody,
-    shown.map((m) => {
+    shown,
+    (m) => m.name,
+    (m) => JSON.stringify([m, byName.get(`${m.name}.dead`) ?? null, state.selected === m.name]),
+    (m) => {
       const deadBox = isDead(m.name) ? m : byName.get(`${m.name}.dead`);
       const dead = deadBox ? deadBox.ready + deadBox.delayed + deadBox.inFlight : 0;
       const own = isDead(m.name) ? 0 : m.ready + m.delayed;
@@ -345,7 +361,7 @@ function renderMailboxes() {
           ),
         ),
       );
-    }),
+    },
   );
 }
 
@@ -468,9 +484,13 @@ function renderRows(rows, error) {
       ),
     );
   else
-    fill(
+    keyed(
       tbody,
-      rows.map((m) =>
+      rows,
+      (m) => m.mid,
+      // The badge of a delayed message counts down, so its text is part of the signature.
+      (m) => JSON.stringify(m) + fmtRel(m.dueAt),
+      (m) =>
         h(
           'tr',
           {
@@ -486,7 +506,6 @@ function renderRows(rows, error) {
           h('td', { class: 'num' }, fmtNum(m.deliveryCount)),
           h('td', { class: 'num nowrap hide-narrow' }, fmtBytes(m.bodyBytes)),
         ),
-      ),
     );
   const page = state.pages.length + 1;
   const first = state.pages.length * PAGE_SIZE + 1;

@@ -38,6 +38,29 @@ export function fill(el, ...children) {
   return el;
 }
 
+/**
+ * Fills `parent` with one element per item, keeping the element of an item whose key and
+ * signature did not change: a table refreshed every second must not swap the button under a
+ * pointer between mousedown and mouseup (the click would be lost), nor churn the DOM for nothing.
+ */
+export function keyed(parent, items, keyOf, sigOf, render) {
+  const old = new Map();
+  for (const el of parent.children) if (el.dataset.key !== undefined) old.set(el.dataset.key, el);
+  const next = items.map((item) => {
+    const key = String(keyOf(item));
+    const sig = sigOf(item);
+    const el = old.get(key);
+    if (el !== undefined && el.dataset.sig === sig) return el;
+    const fresh = render(item);
+    fresh.dataset.key = key;
+    fresh.dataset.sig = sig;
+    return fresh;
+  });
+  const current = [...parent.children];
+  if (current.length !== next.length || current.some((el, i) => el !== next[i]))
+    parent.replaceChildren(...next);
+}
+
 export const $ = (selector, root = document) => root.querySelector(selector);
 export const $$ = (selector, root = document) => [...root.querySelectorAll(selector)];
 
