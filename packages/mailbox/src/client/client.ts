@@ -8,6 +8,8 @@
  * reject when it throws, until the signal aborts (in-flight handlers finish first).
  */
 import { channel } from 'node:diagnostics_channel';
+import { Agent as HttpAgent, request as httpRequest } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import {
   MAILBOX_ERROR_CODES,
   MailboxError,
@@ -23,7 +25,7 @@ export interface MailboxClientOptions {
   readonly token?: string;
   /** Per-request timeout, not counting a long poll's wait (default 30 000 ms). */
   readonly timeoutMs?: number;
-  /** A `fetch` to use instead of the global one (tests, proxies). */
+  /** A `fetch` to use instead of node:http (tests, proxies); default: node:http(s) with keep-alive. */
   readonly fetch?: typeof globalThis.fetch;
 }
 
@@ -90,7 +92,10 @@ export class MailboxClient {
   readonly url: string;
   readonly #token: string | undefined;
   readonly #timeoutMs: number;
-  readonly #fetch: typeof globalThis.fetch;
+  readonly #fetch: typeof globalThis.fetch | undefined;
+  readonly #base: URL;
+  readonly #basePath: string;
+  readonly #agent: HttpAgent | HttpsAgent;
 
   constructor(url: string, options: MailboxClientOptions = {}) {
     let u: URL;
@@ -109,7 +114,11 @@ export class MailboxClient {
     if (!Number.isInteger(t) || t < 1)
       throw new MailboxInvalidArgumentError('timeoutMs must be a positive integer');
     this.#timeoutMs = t;
-    this.#fetch = options.fetch ?? globalThis.fetch;
+    this.#fetch = options.fetch;
+    this.#base = u;
+    this.#basePath = u.pathname.replace(/\/+$/, '');
+    this.#agent =
+      u.protocol === 'https:' ? new HttpsAgent({ keepAlive: true }) : new HttpAgent({ keepAlive: true });
   }
 
   /** One JSON request; resolves to the parsed answer (undefined for 204). */
@@ -120,45 +129,116 @@ export class MailboxClient {
     options: { signal?: AbortSignal; extraMs?: number } = {},
   ): Promise<unknown> {
     options.signal?.throwIfAborted();
-    const timeout = AbortSignal.timeout(this.#timeoutMs + (options.extraMs ?? 0));
-    const signal = options.signal === undefined ? timeout : AbortSignal.any([options.signal, timeout]);
     const headers: Record<string, string> = { accept: 'application/json' };
     if (this.#token !== undefined) headers.authorization = `Bearer ${this.#token}`;
-    if (body !== undefined) headers['content-type'] = 'application/json';
-    let res: Response;
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    if (payload !== undefined) headers['content-type'] = 'application/json';
+    const timeoutMs = this.#timeoutMs + (options.extraMs ?? 0);
+    let res: { status: number; text: string };
     try {
-      res = await this.#fetch(this.url + path, {
-        method,
-        headers,
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-        signal,
-      });
+      res =
+        this.#fetch === undefined
+          ? await this.#http(method, path, headers, payload, timeoutMs, options.signal)
+          : await this.#viaFetch(this.#fetch, method, path, headers, payload, timeoutMs, options.signal);
     } catch (error) {
       if (options.signal?.aborted === true) throw options.signal.reason;
-      throw new MailboxHttpError(
-        timeout.aborted
-          ? `${method} ${path}: no answer within ${this.#timeoutMs} ms`
-          : `${method} ${path}: ${(error as Error).message}`,
-        0,
-        { cause: error },
-      );
+      throw new MailboxHttpError(`${method} ${path}: ${(error as Error).message}`, 0, { cause: error });
     }
     if (res.status === 204) return undefined;
-    const text = await res.text();
     let parsed: unknown;
     try {
-      parsed = text.length === 0 ? undefined : JSON.parse(text);
+      parsed = res.text.length === 0 ? undefined : JSON.parse(res.text);
     } catch {
       throw new MailboxHttpError(
         `${method} ${path}: HTTP ${res.status} with a body that is not JSON`,
         res.status,
       );
     }
-    if (res.ok) return parsed;
+    if (res.status >= 200 && res.status < 300) return parsed;
     const e = (parsed as { error?: { code?: string; message?: string } } | undefined)?.error;
     if (e?.code !== undefined && Object.hasOwn(MAILBOX_ERROR_CODES, e.code))
       throw new MailboxError(e.code as MailboxErrorCode, e.message ?? e.code);
     throw new MailboxHttpError(`${method} ${path}: HTTP ${res.status}`, res.status);
+  }
+
+  /** One request on node:http(s) with a keep-alive agent (idle sockets do not hold the process). */
+  #http(
+    method: string,
+    path: string,
+    headers: Record<string, string>,
+    payload: string | undefined,
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+  ): Promise<{ status: number; text: string }> {
+    return new Promise((resolve, reject) => {
+      const u = this.#base;
+      const h: Record<string, string> =
+        payload === undefined
+          ? headers
+          : { ...headers, 'content-length': String(Buffer.byteLength(payload)) };
+      const req = (u.protocol === 'https:' ? httpsRequest : httpRequest)(
+        {
+          protocol: u.protocol,
+          hostname: u.hostname.replace(/^\[|\]$/g, ''),
+          port: u.port,
+          method,
+          path: this.#basePath + path,
+          headers: h,
+          agent: this.#agent,
+        },
+        (res) => {
+          const chunks: Buffer[] = [];
+          res.on('data', (c: Buffer) => chunks.push(c));
+          res.on('end', () => {
+            cleanup();
+            resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString('utf8') });
+          });
+          res.on('error', fail);
+        },
+      );
+      const timer = setTimeout(() => req.destroy(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs);
+      const onAbort = (): void =>
+        void req.destroy(signal?.reason instanceof Error ? signal.reason : new Error('aborted'));
+      signal?.addEventListener('abort', onAbort, { once: true });
+      const cleanup = (): void => {
+        clearTimeout(timer);
+        signal?.removeEventListener('abort', onAbort);
+      };
+      function fail(error: Error): void {
+        cleanup();
+        reject(error);
+      }
+      req.on('error', fail);
+      req.end(payload);
+    });
+  }
+
+  async #viaFetch(
+    fetchFn: typeof globalThis.fetch,
+    method: string,
+    path: string,
+    headers: Record<string, string>,
+    payload: string | undefined,
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+  ): Promise<{ status: number; text: string }> {
+    const timeout = AbortSignal.timeout(timeoutMs);
+    const res = await fetchFn(this.url + path, {
+      method,
+      headers,
+      ...(payload === undefined ? {} : { body: payload }),
+      signal: signal === undefined ? timeout : AbortSignal.any([signal, timeout]),
+    });
+    return { status: res.status, text: await res.text() };
+  }
+
+  /** Closes the idle keep-alive connections. The client stays usable (new requests reconnect). */
+  async close(): Promise<void> {
+    this.#agent.destroy();
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await this.close();
   }
 
   async send(m: ClientSendInput, options: ClientCallOptions = {}): Promise<Message> {
