@@ -472,3 +472,44 @@ describe('consume works on both APIs', () => {
     });
   }
 });
+
+describe('switchyard serve', () => {
+  test('serves the binary API next to HTTP, with --binary-port, and closes it on SIGTERM', async () => {
+    const { spawn } = await import('node:child_process');
+    const { join } = await import('node:path');
+    const { makeTempDir, repoRoot } = await import('@switchyard/testkit');
+    using dir = makeTempDir('switchyard-binary-serve-');
+    // A free port for --binary-port: listen on 0, note it, let it go.
+    const { createServer } = await import('node:net');
+    const probe = createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const free = (probe.address() as { port: number }).port;
+    await new Promise((resolve) => probe.close(resolve));
+    const bin = join(repoRoot(), 'packages', 'cli', 'bin', 'switchyard.js');
+    const child = spawn(
+      process.execPath,
+      [bin, 'serve', '--data', dir.path, '--port', '0', '--binary-port', String(free)],
+      { stdio: ['ignore', 'pipe', 'pipe'] },
+    );
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      await until(() => /broker on http:\/\/\S+ and switchyard:\/\/\S+/.test(out), 'the serve line', 20_000);
+      const url = /(switchyard:\/\/[\d.:]+)/.exec(out)![1]!;
+      assert.equal(url, `switchyard://127.0.0.1:${free}`);
+      await using c = new MailboxBinaryClient(url);
+      const sent = await c.send({ sender: 'cli', receiver: 'served', body: { a: '1' } });
+      for await (const m of c.subscribe('served', { prefetch: 1 })) {
+        assert.equal(m.mid, sent.mid);
+        await c.ack(m.mid, m.lid!, 1);
+        break;
+      }
+    } finally {
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0, out);
+    }
+    assert.match(out, /closed/);
+  });
+});

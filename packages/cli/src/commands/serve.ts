@@ -7,7 +7,7 @@
 import { mkdirSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, InvalidArgumentError } from 'commander';
-import { MailboxError, MailboxServer } from '@switchyard/mailbox';
+import { MailboxBinaryServer, MailboxError, MailboxServer } from '@switchyard/mailbox';
 import type { BrokerOptions, TokenSpec } from '@switchyard/mailbox';
 import type { CliIo } from '../program.js';
 
@@ -22,6 +22,7 @@ interface ServeFlags {
   maxMessageBytes?: number;
   bodyLimit?: number;
   sync?: 'full' | 'normal';
+  binaryPort?: number;
 }
 
 /** The config file's shape (every key optional). */
@@ -35,6 +36,8 @@ export interface ServeConfig {
   maxMessageBytes?: number;
   bodyLimit?: number;
   sync?: 'full' | 'normal';
+  /** Port of the binary API (default 7421; 0 when `port` is 0). */
+  binaryPort?: number;
   /** Further broker options (mailboxDefaults, defaultLeaseMs, maxWaitMs, …). */
   broker?: Partial<BrokerOptions>;
 }
@@ -70,6 +73,7 @@ export function resolveServe(
 ): {
   host: string;
   port: number;
+  binaryPort: number;
   store: string;
   dataDir: string | undefined;
   tokens: (string | TokenSpec)[];
@@ -109,6 +113,12 @@ export function resolveServe(
   };
   const host = flags.host ?? env.SWITCHYARD_HOST ?? config.host ?? '127.0.0.1';
   const portN = flags.port ?? envNum('SWITCHYARD_PORT', port) ?? config.port ?? 7420;
+  // The binary API listens next to HTTP: 7421 by default, any free port when HTTP's is 0.
+  const binaryPort =
+    flags.binaryPort ??
+    envNum('SWITCHYARD_BINARY_PORT', port) ??
+    config.binaryPort ??
+    (portN === 0 ? 0 : 7421);
   const explicitStore = flags.store ?? env.SWITCHYARD_STORE ?? config.store;
   const data = flags.data ?? env.SWITCHYARD_DATA ?? config.data ?? './data';
   const envTokens = (env.SWITCHYARD_TOKENS ?? '').split(',').filter((t) => t.length > 0);
@@ -129,7 +139,7 @@ export function resolveServe(
     ...(maxMessageBytes === undefined ? {} : { maxMessageBytes }),
     ...(sync === undefined ? {} : { sqlite: { ...(config.broker?.sqlite ?? {}), synchronous: sync } }),
   };
-  return { host, port: portN, store, dataDir, tokens, auth, bodyLimit, broker };
+  return { host, port: portN, binaryPort, store, dataDir, tokens, auth, bodyLimit, broker };
 }
 
 export function registerServeCommand(program: Command, io: CliIo, setExitCode: (code: number) => void): void {
@@ -138,6 +148,11 @@ export function registerServeCommand(program: Command, io: CliIo, setExitCode: (
     .description('run the mailbox broker over HTTP (embedded SQLite under ./data, on http://127.0.0.1:7420/)')
     .option('--host <host>', 'address to listen on (env SWITCHYARD_HOST; default 127.0.0.1)')
     .option('--port <port>', 'port (env SWITCHYARD_PORT; default 7420; 0 picks one)', port)
+    .option(
+      '--binary-port <port>',
+      'port of the binary API, switchyard:// (env SWITCHYARD_BINARY_PORT; default 7421, 0 with --port 0)',
+      port,
+    )
     .option('--data <dir>', 'data directory of the SQLite store (env SWITCHYARD_DATA; default ./data)')
     .option(
       '--store <url>',
@@ -159,6 +174,7 @@ export function registerServeCommand(program: Command, io: CliIo, setExitCode: (
     .option('--sync <mode>', 'SQLite durability: full (fsync per commit, default) or normal')
     .action(async (flags: ServeFlags) => {
       let server: MailboxServer;
+      let binary: MailboxBinaryServer;
       try {
         const o = resolveServe(flags, process.env);
         if (o.dataDir !== undefined) mkdirSync(o.dataDir, { recursive: true });
@@ -170,8 +186,20 @@ export function registerServeCommand(program: Command, io: CliIo, setExitCode: (
           ...(o.auth === undefined ? {} : { auth: o.auth }),
           ...(o.bodyLimit === undefined ? {} : { bodyLimit: o.bodyLimit }),
         });
+        try {
+          binary = new MailboxBinaryServer(server.broker, {
+            host: o.host,
+            port: o.binaryPort,
+            tokens: o.tokens,
+            auth: server.authRequired,
+          });
+          await binary.listen();
+        } catch (error) {
+          await server.close();
+          throw error;
+        }
         io.stdout(
-          `switchyard mailbox broker on ${server.url}/ (store ${o.store}, auth ${server.authRequired ? 'on' : 'off'})\n`,
+          `switchyard mailbox broker on ${server.url}/ and ${binary.address} (store ${o.store}, auth ${server.authRequired ? 'on' : 'off'})\n`,
         );
       } catch (error) {
         const code = error instanceof MailboxError ? `${error.code}: ` : '';
@@ -184,17 +212,20 @@ export function registerServeCommand(program: Command, io: CliIo, setExitCode: (
           process.off('SIGINT', onInt);
           process.off('SIGTERM', onTerm);
           io.stdout(`switchyard serve: ${signal}, closing\n`);
-          server.close().then(
-            () => {
-              io.stdout('switchyard serve: closed\n');
-              done();
-            },
-            (error: unknown) => {
-              io.stderr(`switchyard serve: close failed: ${String(error)}\n`);
-              setExitCode(1);
-              done();
-            },
-          );
+          binary
+            .close()
+            .then(() => server.close())
+            .then(
+              () => {
+                io.stdout('switchyard serve: closed\n');
+                done();
+              },
+              (error: unknown) => {
+                io.stderr(`switchyard serve: close failed: ${String(error)}\n`);
+                setExitCode(1);
+                done();
+              },
+            );
         };
         const onInt = (): void => stop('SIGINT');
         const onTerm = (): void => stop('SIGTERM');
