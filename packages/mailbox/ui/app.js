@@ -38,6 +38,7 @@ const state = {
   after: null, // the time filter (ms), or null
   next: null,
   rows: [],
+  loads: 0, // numbers the page loads: only the latest one renders
   timer: null,
 };
 
@@ -410,10 +411,9 @@ $('#reenqueue').addEventListener('click', async () => {
 // ---- message browser -------------------------------------------------------------------
 
 function select(name, view) {
-  const base = view === 'dead' && isDead(name) ? name.slice(0, -5) : name;
-  state.selected = base;
+  // A dead-letter mailbox listed on its own is browsed as a mailbox.
+  state.selected = name;
   state.view = isDead(name) ? 'pending' : view;
-  if (isDead(name)) state.selected = name;
   state.pages = [];
   state.cursor = firstCursor();
   $('#browser').hidden = false;
@@ -434,6 +434,7 @@ for (const tab of $$('#browser .tab'))
 async function loadPage() {
   const name = state.selected;
   if (name === null) return;
+  const seq = ++state.loads;
   const { at, skip } = state.cursor;
   const limit = Math.min(1000, PAGE_SIZE + 1 + skip.length);
   const q = new URLSearchParams({ limit: String(limit) });
@@ -443,10 +444,10 @@ async function loadPage() {
   try {
     ({ messages } = await api('GET', `/v1/mailboxes/${seg(name)}/${route}?${q}`));
   } catch (error) {
-    if (state.selected === name) renderRows([], String(error.message ?? error));
+    if (seq === state.loads) renderRows([], String(error.message ?? error));
     return;
   }
-  if (state.selected !== name) return; // another mailbox was chosen meanwhile
+  if (seq !== state.loads) return; // a later load (another page or mailbox) wins
   const skipped = new Set(skip);
   const rows = messages.filter((m) => !skipped.has(m.mid));
   const more = rows.length > PAGE_SIZE;
