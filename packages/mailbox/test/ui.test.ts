@@ -226,7 +226,24 @@ describe('web UI in Chromium', { skip: missing ?? false }, () => {
     await screenshot(page, 'message-1440x900', false);
     await page.click('#message-dialog [data-close]');
     assert.equal(await page.locator('#message-dialog').isVisible(), false);
-    assert.deepEqual(errors, []);
+
+    // Open by mid; an unknown mid says so, a malformed one is caught before any request.
+    await page.fill('#find-mid-input', sent.mid.toUpperCase());
+    await page.click('#find-mid [type=submit]');
+    await waitText(page, '#message-detail dl dd', sent.mid);
+    await page.click('#message-dialog [data-close]');
+    await page.fill('#find-mid-input', 'f'.repeat(40));
+    await page.click('#find-mid [type=submit]');
+    await waitText(page, '#message-detail .error', `no message has mid ${'f'.repeat(40)}`);
+    await page.click('#message-dialog [data-close]');
+    await page.fill('#find-mid-input', 'not-a-mid');
+    await page.click('#find-mid [type=submit]');
+    await waitText(page, '#toasts .toast-error', 'A mid is 40 (or 64) hexadecimal digits.');
+    // The one console error allowed is the browser logging the 404 of the unknown mid.
+    assert.deepEqual(
+      errors.filter((e) => !/status of 404/.test(e)),
+      [],
+    );
     await page.close();
   });
 

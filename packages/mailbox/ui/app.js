@@ -699,6 +699,16 @@ async function openMessage(mid) {
   );
 }
 
+$('#find-mid').addEventListener('submit', (e) => {
+  e.preventDefault();
+  const mid = $('#find-mid-input').value.trim().toLowerCase();
+  if (!/^[0-9a-f]{40}$|^[0-9a-f]{64}$/.test(mid)) {
+    toast('A mid is 40 (or 64) hexadecimal digits.', 'error');
+    return;
+  }
+  void openMessage(mid);
+});
+
 $('#message-dialog [data-close]').addEventListener('click', () => $('#message-dialog').close());
 $('#message-dialog').addEventListener('click', (e) => {
   if (e.target === e.currentTarget) e.currentTarget.close(); // a click on the backdrop
