@@ -2,6 +2,9 @@
 // subscriptions bounded by credit, acks on the same connection, tokens, bad inputs, and
 // `consume` through connectMailbox on both the binary and the HTTP API.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { createServer } from 'node:net';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
   Broker,
@@ -14,6 +17,7 @@ import {
 } from '@switchyard/mailbox';
 import type { Message } from '@switchyard/mailbox';
 import { StreamClient, StreamRemoteError } from '@switchyard/stream';
+import { makeTempDir, repoRoot } from '@switchyard/testkit';
 
 const body = (i: number): Record<string, string> => ({ n: String(i), pad: 'x'.repeat(200) });
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
@@ -475,12 +479,8 @@ describe('consume works on both APIs', () => {
 
 describe('switchyard serve', () => {
   test('serves the binary API next to HTTP, with --binary-port, and closes it on SIGTERM', async () => {
-    const { spawn } = await import('node:child_process');
-    const { join } = await import('node:path');
-    const { makeTempDir, repoRoot } = await import('@switchyard/testkit');
     using dir = makeTempDir('switchyard-binary-serve-');
     // A free port for --binary-port: listen on 0, note it, let it go.
-    const { createServer } = await import('node:net');
     const probe = createServer();
     await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
     const free = (probe.address() as { port: number }).port;
