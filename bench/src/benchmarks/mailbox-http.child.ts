@@ -2,7 +2,7 @@
 // Talks to the parent by lines: READY <url> / RESULT <json>.
 //
 //   node mailbox-http.child.js server <dataDir>
-//   node mailbox-http.child.js consume <url> <mailbox> <workers> <batch> <maxMs>
+//   node mailbox-http.child.js consume <url> <mailbox> <workers> <batch> <maxMs> [batchAcks]
 import { join } from 'node:path';
 import { MailboxClient, MailboxServer } from '@switchyard/mailbox';
 
@@ -26,6 +26,7 @@ async function consume(
   workers: number,
   batch: number,
   maxMs: number,
+  batchAcks: boolean,
 ): Promise<void> {
   const client = new MailboxClient(url);
   let n = 0;
@@ -35,7 +36,8 @@ async function consume(
     while (performance.now() < deadline) {
       const ms = await client.fetchMany(mailbox, { max: batch, leaseMs: 60_000 });
       if (ms.length === 0) return;
-      await Promise.all(ms.map((m) => client.ack(m.mid, m.lid!, 1)));
+      if (batchAcks) await client.ackMany(ms.map((m) => ({ mid: m.mid, lid: m.lid!, status: 1 as const })));
+      else await Promise.all(ms.map((m) => client.ack(m.mid, m.lid!, 1)));
       n += ms.length;
     }
   };
@@ -47,5 +49,5 @@ async function consume(
 const [mode, ...rest] = process.argv.slice(2);
 if (mode === 'server') await server(rest[0]!);
 else if (mode === 'consume')
-  await consume(rest[0]!, rest[1]!, Number(rest[2]), Number(rest[3]), Number(rest[4]));
+  await consume(rest[0]!, rest[1]!, Number(rest[2]), Number(rest[3]), Number(rest[4]), rest[5] === 'batch');
 else throw new Error(`unknown mode ${mode}`);

@@ -1,7 +1,7 @@
 // Switchyard's mailbox over HTTP, measured from other processes: sends/s with autocannon
 // (JSON /v1/messages and pandora's form /api/send, 1 and 64 connections, 256-byte bodies) and
-// fetch+ack/s by a MailboxClient process draining the backlog (one message per fetch, and 50
-// per fetch with one ack each). The server runs SQLite with synchronous=FULL (every send and
+// fetch+ack/s by a MailboxClient process draining the backlog (one message per fetch; 50 per
+// fetch with one ack request each; 50 per fetch with one batch-ack request). The server runs SQLite with synchronous=FULL (every send and
 // ack is on disk before it is answered). Peer measured in the same run: RabbitMQ classic
 // durable queue, persistent messages, publisher confirms, manual acks (amqplib).
 //
@@ -110,7 +110,7 @@ export default async function mailboxHttp(args: string[]): Promise<void> {
   const seconds = Math.max(1, Math.round(phaseMs / 1000));
   const dir = mkdtempSync(join(tmpdir(), 'sy-http-bench-'));
   const server = start(['server', dir]);
-  const bar = progress('mailbox-http', 9);
+  const bar = progress('mailbox-http', 10);
   const rows: Row[] = [];
   try {
     const url = await server.ready;
@@ -189,6 +189,9 @@ export default async function mailboxHttp(args: string[]): Promise<void> {
     const r50 = await c50.result;
     bar.tick();
     row('fetch+ack, 50 per fetch, 8 workers (1 process)', (r50.n! * 1000) / r50.ms!, '—', '—', peer.drain);
+    const cb = start(['consume', url, 'bench', '8', '50', String(phaseMs), 'batch']);
+    const rb = await cb.result;
+    row('fetch+ack, 50 per fetch, acks batched, 8 workers', (rb.n! * 1000) / rb.ms!, '—', '—', peer.drain);
     bar.tick();
     bar.stop();
     report(

@@ -81,6 +81,13 @@ describe('MailboxClient', () => {
     assert.equal(await client.get('0'.repeat(40)), null);
     const rest = await client.fetchMany('c1', { max: 10 });
     assert.equal(rest.length, 2);
+    const acked = await client.ackMany([
+      { mid: rest[0]!.mid, lid: rest[0]!.lid!, status: 1 },
+      { mid: rest[1]!.mid, lid: 'f'.repeat(32), status: 1 },
+    ]);
+    assert.equal(acked[0]?.ok, true);
+    assert.ok(acked[1]?.error instanceof MailboxLeaseInvalidError);
+    await client.ack(rest[1]!.mid, rest[1]!.lid!, 1);
     assert.equal(await client.fetch('c1'), null);
   });
 

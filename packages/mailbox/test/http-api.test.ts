@@ -140,6 +140,42 @@ describe('JSON API', () => {
     assert.deepEqual((await call('POST', '/v1/reenqueue')).json, { count: 0 });
   });
 
+  test('batch acks: each ack its own result; a forged lid fails alone; bad lists are 400', async () => {
+    await call('POST', '/v1/messages/batch', {
+      messages: [1, 2, 3].map((i) => ({ sender: 's', receiver: 'acks', body: { i: String(i) } })),
+    });
+    const [a, b, c] = (await call('POST', '/v1/mailboxes/acks/fetch', { max: 3 })).json.messages;
+    await unchanged(async () => {
+      isError(await call('POST', '/v1/messages/acks', { acks: [] }), 400, 'MAILBOX_ERR_INVALID_ARGUMENT');
+      isError(
+        await call('POST', '/v1/messages/acks', { acks: [{ mid: a.mid, lid: a.lid, status: 3 }] }),
+        400,
+        'MAILBOX_ERR_INVALID_ARGUMENT',
+      );
+    });
+    const r = await call('POST', '/v1/messages/acks', {
+      acks: [
+        { mid: a.mid, lid: a.lid, status: 1 },
+        { mid: b.mid, lid: 'f'.repeat(32), status: 1 },
+        { mid: c.mid, lid: c.lid, status: 2 },
+        { mid: 'zz', lid: c.lid, status: 1 },
+      ],
+    });
+    assert.equal(r.status, 200);
+    assert.deepEqual(
+      r.json.results.map((x: any) => [x.ok, x.error?.code]),
+      [
+        [true, undefined],
+        [false, 'MAILBOX_ERR_LEASE_INVALID'],
+        [true, undefined],
+        [false, 'MAILBOX_ERR_INVALID_ARGUMENT'],
+      ],
+    );
+    assert.equal((await call('GET', `/v1/messages/${a.mid}`)).json.status, 1);
+    assert.equal((await call('GET', `/v1/messages/${b.mid}`)).json.state, 'leased');
+    assert.equal((await call('GET', `/v1/messages/${c.mid}`)).json.status, 2);
+  });
+
   test('mailbox names with / and : travel percent-encoded', async () => {
     const name = 'team:a/jobs@x';
     await call('POST', '/v1/messages', { sender: 's', receiver: name, body: { a: '1' } });
@@ -306,7 +342,10 @@ describe('JSON API', () => {
       '/v1/mailboxes/{name}/fetch',
       '/v1/messages/{mid}/ack',
       '/v1/mailboxes/{name}/redrive',
+      '/v1/messages/acks',
+      '/v1/openapi.json',
       '/api/send',
+      '/api/admin/headers',
     ])
       assert.ok(doc.json.paths[p], p);
     const home = await call('GET', '/');

@@ -132,7 +132,7 @@ function requests(mids: string[]): fc.Arbitrary<Req> {
     // broken or wrongly typed JSON to /v1/
     fc.record({
       method: fc.constant('POST'),
-      path: fc.constantFrom('/v1/messages', '/v1/messages/batch'),
+      path: fc.constantFrom('/v1/messages', '/v1/messages/batch', '/v1/messages/acks'),
       headers: fc.constant(JSONH),
       body: fc.oneof(
         fc.string({ maxLength: 60 }).map((s) => `{${s}`),

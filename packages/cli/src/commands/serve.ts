@@ -23,6 +23,7 @@ interface ServeFlags {
   bodyLimit?: number;
   sync?: 'full' | 'normal';
   binaryPort?: number;
+  log?: boolean;
 }
 
 /** The config file's shape (every key optional). */
@@ -172,6 +173,7 @@ export function registerServeCommand(program: Command, io: CliIo, setExitCode: (
     .option('--max-message-bytes <n>', 'largest message body (default 262144)', bytes)
     .option('--body-limit <n>', 'largest HTTP request body (default 4194304)', bytes)
     .option('--sync <mode>', 'SQLite durability: full (fsync per commit, default) or normal')
+    .option('--log', 'log every request as JSON lines (pino) on stdout (env SWITCHYARD_LOG)')
     .action(async (flags: ServeFlags) => {
       let server: MailboxServer;
       let binary: MailboxBinaryServer;
@@ -185,6 +187,7 @@ export function registerServeCommand(program: Command, io: CliIo, setExitCode: (
           tokens: o.tokens,
           ...(o.auth === undefined ? {} : { auth: o.auth }),
           ...(o.bodyLimit === undefined ? {} : { bodyLimit: o.bodyLimit }),
+          logger: flags.log === true || bool('SWITCHYARD_LOG', process.env.SWITCHYARD_LOG) === true,
         });
         try {
           binary = new MailboxBinaryServer(server.broker, {

@@ -280,6 +280,29 @@ export class MailboxClient {
     await this.request('POST', `/v1/messages/${enc(mid)}/ack`, { lid, status }, options);
   }
 
+  /**
+   * Acks many messages in one request (they share the broker's commits). Resolves to one result
+   * per ack, in order: `{ mid, ok: true }`, or `{ mid, ok: false, error }` with the error as a
+   * `MailboxError` (a stale lid fails alone; the others still apply).
+   */
+  async ackMany(
+    acks: readonly { readonly mid: string; readonly lid: string; readonly status: 1 | 2 }[],
+    options: ClientCallOptions = {},
+  ): Promise<{ mid: string; ok: boolean; error?: MailboxError }[]> {
+    const r = (await this.request('POST', '/v1/messages/acks', { acks }, options)) as {
+      results: { mid: string; ok: boolean; error?: { code: string; message: string } }[];
+    };
+    return r.results.map((x) =>
+      x.error === undefined
+        ? { mid: x.mid, ok: x.ok }
+        : {
+            mid: x.mid,
+            ok: false,
+            error: new MailboxError(x.error.code as MailboxErrorCode, x.error.message),
+          },
+    );
+  }
+
   async extend(mid: string, lid: string, leaseMs: number, options: ClientCallOptions = {}): Promise<Message> {
     return reviveHeader<Message>(
       (await this.request('POST', `/v1/messages/${enc(mid)}/extend`, { lid, leaseMs }, options)) as Record<

@@ -110,6 +110,22 @@ const schemas: Record<string, object> = {
     properties: { mailboxes: { type: 'array', items: { $ref: '#/components/schemas/Mailbox' } } },
   },
   Count: { type: 'object', properties: { count: { type: 'integer' } } },
+  AckResults: {
+    type: 'object',
+    properties: {
+      results: {
+        type: 'array',
+        items: {
+          type: 'object',
+          properties: {
+            mid: { type: 'string' },
+            ok: { type: 'boolean' },
+            error: { $ref: '#/components/schemas/Error/properties/error' },
+          },
+        },
+      },
+    },
+  },
   Stats: { type: 'object', additionalProperties: true },
   Health: { type: 'object', properties: { ok: { type: 'boolean' } } },
   OpenApi: { type: 'object' },

@@ -101,6 +101,29 @@ export const ackBody = {
   },
 } as const;
 
+export const acksBody = (max: number): object => ({
+  type: 'object',
+  required: ['acks'],
+  additionalProperties: false,
+  properties: {
+    acks: {
+      type: 'array',
+      minItems: 1,
+      maxItems: max,
+      items: {
+        type: 'object',
+        required: ['mid', 'lid', 'status'],
+        additionalProperties: false,
+        properties: {
+          mid: { type: 'string', maxLength: 64 },
+          lid: { type: 'string', maxLength: 64 },
+          status: { type: 'integer', enum: [1, 2] },
+        },
+      },
+    },
+  },
+});
+
 export const extendBody = {
   type: 'object',
   required: ['lid', 'leaseMs'],

@@ -657,6 +657,35 @@ export class MailboxServer {
       },
     );
 
+    route<{ acks: { mid: string; lid: string; status: 1 | 2 }[] }>(
+      {
+        methods: ['POST'],
+        url: '/v1/messages/acks',
+        scope: 'receive',
+        tag: 'messages',
+        summary:
+          'Confirm or reject many messages in one request (they share commits); each gets its own result.',
+        body: S.acksBody(maxBatch),
+        response: 'AckResults',
+      },
+      async (req) => {
+        const results = await Promise.all(
+          req.body.acks.map(async ({ mid, lid, status }) => {
+            try {
+              await checkMid(req.principal, mid);
+              await broker.ack(mid, lid, status);
+              return { mid, ok: true };
+            } catch (error) {
+              const c = classify(error);
+              if (c.status >= 500) throw error;
+              return { mid, ok: false, error: { code: c.code, message: c.message } };
+            }
+          }),
+        );
+        return { results };
+      },
+    );
+
     route<{ lid: string; status: 1 | 2 }, unknown, { mid: string }>(
       {
         methods: ['POST'],
@@ -924,7 +953,7 @@ export class MailboxServer {
       },
     );
 
-    const openapi = buildOpenApi(docs, auth);
+    let openapi: object | undefined; // built at the first request, when every route is known
     route(
       {
         methods: ['GET'],
@@ -934,7 +963,7 @@ export class MailboxServer {
         summary: 'This document.',
         response: 'OpenApi',
       },
-      async () => openapi,
+      async () => (openapi ??= buildOpenApi(docs, auth)),
     );
 
     registerUi(app);
