@@ -63,7 +63,8 @@ export async function launchBrowser(): Promise<UiBrowser> {
     rmSync(profile, { recursive: true, force: true });
     throw error;
   }
-  context.setDefaultTimeout(5_000);
+  // Generous for a loaded 2-core machine; a passing run takes a fraction of it.
+  context.setDefaultTimeout(10_000);
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => {
     closing ??= context.close().finally(() => rmSync(profile, { recursive: true, force: true }));
