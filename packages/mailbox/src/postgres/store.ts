@@ -23,7 +23,7 @@
 import { channel } from 'node:diagnostics_channel';
 import { randomBytes } from 'node:crypto';
 import pg from 'pg';
-import type { ClientConfig, Notification, PoolClient, QueryResultRow } from 'pg';
+import type { ClientConfig, Notification, PoolClient, QueryResult, QueryResultRow } from 'pg';
 import { MailboxClosedError, MailboxInvalidArgumentError, MailboxStoreError } from '../errors.js';
 import type { Message, MessageHeader, MessageState, MessageStatusValue } from '../message.js';
 import { MessageStatus, decodeBody, formatAttempt, parseAttempts } from '../message.js';
@@ -72,6 +72,116 @@ const STATE_NAMES: readonly MessageState[] = ['queued', 'leased', 'confirmed'];
 const COLS = `m.seq, m.mid, m.mailbox, m.sender, m.receiver, m.client_time, m.received_at, m.delay_ms, m.state,
   m.status, m.due, m.delivery_count, m.lid, m.fence, m.leased_until, m.fetch_time, m.consumer, m.blob,
   m.body_bytes, m.history`;
+
+/** The sends of a batch: mailboxes created if new, messages inserted unless their mid exists, blob references. */
+const SY_SEND_SQL = `WITH input AS (
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::integer[], $8::text[])
+           AS t(mid, sender, receiver, client_time, delay_ms, blob, body_bytes, body)),
+       mb AS (
+         INSERT INTO mailboxes (name, max_deliveries, retry_delay_ms, retention_ms, created_at)
+         SELECT DISTINCT receiver, $9::integer, $10::bigint, $11::bigint, $12::bigint FROM input ORDER BY receiver
+         ON CONFLICT (name) DO NOTHING),
+       ins AS (
+         INSERT INTO messages (mid, mailbox, sender, receiver, client_time, received_at, delay_ms, state, status, due, blob, body_bytes)
+         SELECT mid, receiver, sender, receiver, client_time, $12::bigint, delay_ms, 0, 8, $12::bigint + delay_ms, blob, body_bytes
+         FROM input ON CONFLICT (mid) DO NOTHING RETURNING mid, blob),
+       bl AS (
+         INSERT INTO blobs (key, refs, data)
+         SELECT i.blob, count(*), convert_to(min(t.body), 'UTF8') FROM ins i JOIN input t ON t.mid = i.mid
+         GROUP BY i.blob ORDER BY i.blob
+         ON CONFLICT (key) DO UPDATE SET refs = blobs.refs + excluded.refs)
+       SELECT mid FROM ins`;
+
+/** The claims of a batch, and per mailbox when its next message comes due. */
+const SY_CLAIMS_SQL = `WITH req AS MATERIALIZED (
+         SELECT r.*, sum(r.max) OVER (PARTITION BY r.mailbox ORDER BY r.idx) - r.max AS lo,
+           sum(r.max) OVER (PARTITION BY r.mailbox ORDER BY r.idx) AS hi
+         FROM unnest($1::text[], $2::integer[], $3::bigint[], $4::text[], $5::integer[])
+           AS r(mailbox, max, lease_ms, consumer, idx)),
+       mb AS MATERIALIZED (SELECT mailbox, max(hi) AS total FROM req GROUP BY mailbox ORDER BY mailbox),
+       c AS MATERIALIZED (
+         SELECT l.seq, l.due, mb.mailbox FROM mb CROSS JOIN LATERAL (
+           SELECT seq, due FROM messages WHERE mailbox = mb.mailbox AND state = 0 AND due <= $6::bigint
+           ORDER BY due, seq LIMIT mb.total FOR UPDATE SKIP LOCKED) l),
+       n AS MATERIALIZED (SELECT seq, mailbox, row_number() OVER (PARTITION BY mailbox ORDER BY due, seq) AS rn FROM c),
+       a AS MATERIALIZED (
+         SELECT n.seq, n.rn, req.idx, req.lease_ms, req.consumer FROM n
+         JOIN req ON req.mailbox = n.mailbox AND n.rn > req.lo AND n.rn <= req.hi),
+       f AS MATERIALIZED (SELECT s.*, nextval('fence_seq') AS fence FROM (SELECT * FROM a ORDER BY idx, rn) s),
+       u AS (
+         UPDATE messages m SET state = 1, due = NULL, delivery_count = m.delivery_count + 1,
+           lid = replace(gen_random_uuid()::text, '-', ''), fence = f.fence, leased_until = $6::bigint + f.lease_ms,
+           fetch_time = $6::bigint, consumer = f.consumer
+         FROM f WHERE m.seq = f.seq
+         RETURNING f.idx, f.rn, ${COLS}, (SELECT b.data FROM blobs b WHERE b.key = m.blob) AS data)
+       SELECT u.*, NULL::text AS nd_mailbox, NULL::bigint AS next_due FROM u
+       UNION ALL
+       -- When the next message of each mailbox comes due, for its claims that got nothing (rows
+       -- due now that this statement did not take are another transaction's, being claimed).
+       SELECT u.*, mb.mailbox, (SELECT due FROM messages WHERE mailbox = mb.mailbox AND state = 0 AND due > $6::bigint
+         ORDER BY due, seq LIMIT 1)
+       FROM mb LEFT JOIN u ON false`;
+
+/** Fast path: the sends, with the rows of mids that existed before (for duplicate sends) and the created mids. */
+const FAST_SEND_SQL = SY_SEND_SQL.replace(
+  /SELECT mid FROM ins\s*$/,
+  `SELECT ${COLS}, b.data, (SELECT array_agg(mid) FROM ins) AS created_mids
+   FROM (SELECT 1) one LEFT JOIN (messages m JOIN input t ON t.mid = m.mid LEFT JOIN blobs b ON b.key = m.blob) ON true`,
+);
+
+/** Fast path: confirms, saying for each mid whether it was confirmed and whether it exists. */
+const FAST_CONFIRM_SQL = `WITH a AS (SELECT * FROM unnest($1::text[], $2::text[]) AS a(mid, lid)),
+  upd AS (
+    UPDATE messages m SET state = 2, status = 1, leased_until = NULL, expires_at = $3::bigint + mb.retention_ms,
+      history = m.history || json_build_object('n', m.delivery_count, 'c', coalesce(m.consumer, ''),
+        'f', m.fetch_time, 'e', $3::bigint, 'o', 1)::text || E'\\n'
+    FROM a, mailboxes mb
+    WHERE m.mid = a.mid AND m.lid = a.lid AND m.state = 1 AND m.leased_until > $3::bigint AND mb.name = m.mailbox
+    RETURNING m.mid)
+  SELECT a.mid, EXISTS (SELECT 1 FROM upd WHERE upd.mid = a.mid) AS ok,
+    EXISTS (SELECT 1 FROM messages x WHERE x.mid = a.mid) AS found FROM a`;
+
+/**
+ * Fast path: one NOTIFY for the candidate mailboxes that still have due messages after the
+ * batch's claims (or got messages due later: `sticky`).
+ */
+const FAST_NOTIFY_SQL = `SELECT pg_notify($1, json_build_object('s', $2::text, 'm', array_agg(c.mb))::text)
+  FROM unnest($3::text[], $4::boolean[]) AS c(mb, sticky)
+  WHERE c.sticky OR EXISTS (SELECT 1 FROM messages WHERE mailbox = c.mb AND state = 0 AND due <= $5::bigint)
+  HAVING count(*) > 0`;
+
+/** A value as an SQL literal (strings, finite numbers, booleans, null, and one-dimensional arrays of them). */
+function literal(v: unknown): string {
+  if (v === null || v === undefined) return 'NULL';
+  if (typeof v === 'number') {
+    if (!Number.isFinite(v)) throw new MailboxStoreError(`cannot inline the number ${v}`);
+    return String(v);
+  }
+  if (typeof v === 'boolean') return v ? 'true' : 'false';
+  if (typeof v === 'string') return `'${v.replaceAll("'", "''")}'`;
+  if (Array.isArray(v)) {
+    const items = v.map((x: unknown) =>
+      x === null || x === undefined
+        ? 'NULL'
+        : typeof x === 'string'
+          ? `"${x.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`
+          : typeof x === 'number' && Number.isFinite(x)
+            ? String(x)
+            : typeof x === 'boolean'
+              ? String(x)
+              : (() => {
+                  throw new MailboxStoreError('cannot inline an array element');
+                })(),
+    );
+    return literal(`{${items.join(',')}}`);
+  }
+  throw new MailboxStoreError(`cannot inline a ${typeof v}`);
+}
+
+/** `text` with every `$n` replaced by the literal of `values[n - 1]` (for the simple-query protocol). */
+function inline(text: string, values: readonly unknown[]): string {
+  return text.replace(/\$(\d+)/g, (_, n: string) => literal(values[Number(n) - 1]));
+}
 
 interface Row {
   seq: number;
@@ -439,6 +549,8 @@ export class PostgresStore implements MessageStore {
       for (let attempt = 0; ; attempt++) {
         const ctx: BatchCtx = { client, now: nowMs, wake: new Map() };
         try {
+          const fast = this.#fastText(ops, nowMs);
+          if (fast !== undefined) return await this.#fastApply(client, ops, nowMs, fast);
           await client.query('BEGIN');
           const results = await this.#applyAll(ctx, ops);
           await client.query(this.#commitText(ctx.wake));
@@ -456,6 +568,158 @@ export class PostgresStore implements MessageStore {
     } finally {
       client.release(broken);
     }
+  }
+
+  /**
+   * The common batch — only sends, confirms (of distinct mids) and claims — as one simple query:
+   * BEGIN; the sends; the confirms; the claims; the NOTIFY; COMMIT — one round trip, in the
+   * order the regrouped slow path uses. Values are inlined as literals (`inline`). Undefined
+   * when the batch has another shape.
+   */
+  #fastText(ops: readonly StoreOp[], now: number): FastPlan | undefined {
+    const sends: Extract<StoreOp, { kind: 'send' }>[] = [];
+    const confirms: Extract<StoreOp, { kind: 'ack' }>[] = [];
+    const claims: Extract<StoreOp, { kind: 'claim' }>[] = [];
+    const mids = new Set<string>();
+    for (const op of ops) {
+      if (op.kind === 'send') {
+        if (sends.length > 0 && !sameSettings(sends[0]!.defaults, op.defaults)) return undefined;
+        sends.push(op);
+      } else if (op.kind === 'ack' && op.status === 1 && !mids.has(op.mid)) {
+        mids.add(op.mid);
+        confirms.push(op);
+      } else if (op.kind === 'claim') claims.push(op);
+      else return undefined;
+    }
+    const parts = ['BEGIN'];
+    const plan: FastPlan = { sql: '', sends, confirms, claims, first: [] };
+    if (sends.length > 0) {
+      const first = new Map<string, NewMessage>();
+      for (const op of sends) if (!first.has(op.message.mid)) first.set(op.message.mid, op.message);
+      const ms = [...first.values()];
+      plan.first = ms;
+      const d = sends[0]!.defaults;
+      parts.push(
+        inline(FAST_SEND_SQL, [
+          ms.map((m) => m.mid),
+          ms.map((m) => m.sender),
+          ms.map((m) => m.receiver),
+          ms.map((m) => m.clientTimeMs),
+          ms.map((m) => m.delayMs),
+          ms.map((m) => m.blobKey),
+          ms.map((m) => m.bodyBytes),
+          ms.map((m) => m.body),
+          d.maxDeliveries,
+          d.retryDelayMs,
+          d.retentionMs,
+          now,
+        ]),
+      );
+    }
+    if (confirms.length > 0)
+      parts.push(inline(FAST_CONFIRM_SQL, [confirms.map((op) => op.mid), confirms.map((op) => op.lid), now]));
+    if (claims.length > 0)
+      parts.push(
+        inline(SY_CLAIMS_SQL, [
+          claims.map((op) => op.mailbox),
+          claims.map((op) => op.max),
+          claims.map((op) => op.leaseMs),
+          claims.map((op) => op.consumer),
+          claims.map((_, i) => i),
+          now,
+        ]),
+      );
+    if (sends.length > 0) {
+      const sticky = new Map<string, boolean>();
+      for (const op of sends)
+        sticky.set(op.message.receiver, (sticky.get(op.message.receiver) ?? false) || op.message.delayMs > 0);
+      let bytes = 0;
+      for (const m of sticky.keys()) bytes += m.length + 3;
+      if (bytes > NOTIFY_BYTES) return undefined;
+      parts.push(
+        inline(FAST_NOTIFY_SQL, [this.#channel, this.#id, [...sticky.keys()], [...sticky.values()], now]),
+      );
+    }
+    parts.push('COMMIT');
+    plan.sql = parts.join(';\n');
+    return plan;
+  }
+
+  async #fastApply(
+    client: PoolClient,
+    ops: readonly StoreOp[],
+    now: number,
+    plan: FastPlan,
+  ): Promise<StoreResult[]> {
+    const res = (await client.query(plan.sql)) as unknown as QueryResult[];
+    let k = 1; // results[0] is BEGIN
+    const out = new Map<StoreOp, StoreResult>();
+    if (plan.sends.length > 0) {
+      const rows = res[k++]!.rows as (Row & { created_mids: string[] | null })[];
+      const created = new Set(rows[0]?.created_mids ?? []);
+      const existing = new Map<string, Message>();
+      for (const row of rows) if (row.mid !== null) existing.set(row.mid, message(row));
+      const made = new Map<string, Message>();
+      const missing: string[] = [];
+      for (const op of plan.sends) {
+        const m = op.message;
+        if (created.has(m.mid) && !made.has(m.mid)) {
+          const msg = newMessage(m, now);
+          made.set(m.mid, msg);
+          out.set(op, { kind: 'send', created: true, message: msg });
+        } else {
+          const stored = made.get(m.mid) ?? existing.get(m.mid);
+          if (stored === undefined) missing.push(m.mid);
+          else out.set(op, { kind: 'send', created: false, message: stored });
+        }
+      }
+      if (missing.length > 0) {
+        // Created by another broker's transaction that committed while ours waited on it.
+        const r = await client.query<Row>(
+          `SELECT ${COLS}, b.data FROM messages m LEFT JOIN blobs b ON b.key = m.blob WHERE m.mid = ANY($1::text[])`,
+          [missing],
+        );
+        for (const row of r.rows) existing.set(row.mid, message(row));
+        for (const op of plan.sends) {
+          if (out.has(op)) continue;
+          const stored = existing.get(op.message.mid);
+          if (stored === undefined)
+            throw new MailboxStoreError(`message ${op.message.mid} vanished during its send`);
+          out.set(op, { kind: 'send', created: false, message: stored });
+        }
+      }
+    }
+    if (plan.confirms.length > 0) {
+      const rows = res[k++]!.rows as { mid: string; ok: boolean; found: boolean }[];
+      const byMid = new Map(rows.map((r) => [r.mid, r]));
+      for (const op of plan.confirms) {
+        const r = byMid.get(op.mid);
+        out.set(op, {
+          kind: 'ack',
+          outcome: r?.ok === true ? 'ok' : r?.found === true ? 'lease-invalid' : 'not-found',
+          wake: null,
+        });
+      }
+    }
+    if (plan.claims.length > 0) {
+      const rs = claimResults(
+        plan.claims,
+        res[k]!.rows as (Row & {
+          idx: number;
+          rn: number;
+          nd_mailbox: string | null;
+          next_due: number | null;
+        })[],
+      );
+      plan.claims.forEach((op, i) => out.set(op, rs[i]!));
+    }
+    return ops.map((op) => {
+      const r = out.get(op);
+      if (r !== undefined) return r;
+      // A confirm of a mid already confirmed earlier in the batch: the lease is gone.
+      const stale: StoreResult = { kind: 'ack', outcome: 'lease-invalid', wake: null };
+      return stale;
+    });
   }
 
   /**
@@ -534,23 +798,7 @@ export class PostgresStore implements MessageStore {
     const r = await client.query<{ mid: string }>(
       {
         name: 'sy_send',
-        text: `WITH input AS (
-         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::integer[], $8::text[])
-           AS t(mid, sender, receiver, client_time, delay_ms, blob, body_bytes, body)),
-       mb AS (
-         INSERT INTO mailboxes (name, max_deliveries, retry_delay_ms, retention_ms, created_at)
-         SELECT DISTINCT receiver, $9::integer, $10::bigint, $11::bigint, $12::bigint FROM input ORDER BY receiver
-         ON CONFLICT (name) DO NOTHING),
-       ins AS (
-         INSERT INTO messages (mid, mailbox, sender, receiver, client_time, received_at, delay_ms, state, status, due, blob, body_bytes)
-         SELECT mid, receiver, sender, receiver, client_time, $12::bigint, delay_ms, 0, 8, $12::bigint + delay_ms, blob, body_bytes
-         FROM input ON CONFLICT (mid) DO NOTHING RETURNING mid, blob),
-       bl AS (
-         INSERT INTO blobs (key, refs, data)
-         SELECT i.blob, count(*), convert_to(min(t.body), 'UTF8') FROM ins i JOIN input t ON t.mid = i.mid
-         GROUP BY i.blob ORDER BY i.blob
-         ON CONFLICT (key) DO UPDATE SET refs = blobs.refs + excluded.refs)
-       SELECT mid FROM ins`,
+        text: SY_SEND_SQL,
       },
       [
         ms.map((m) => m.mid),
@@ -636,34 +884,7 @@ export class PostgresStore implements MessageStore {
       Row & { idx: number; rn: number; nd_mailbox: string | null; next_due: number | null }
     >({
       name: 'sy_claims',
-      text: `WITH req AS MATERIALIZED (
-         SELECT r.*, sum(r.max) OVER (PARTITION BY r.mailbox ORDER BY r.idx) - r.max AS lo,
-           sum(r.max) OVER (PARTITION BY r.mailbox ORDER BY r.idx) AS hi
-         FROM unnest($1::text[], $2::integer[], $3::bigint[], $4::text[], $5::integer[])
-           AS r(mailbox, max, lease_ms, consumer, idx)),
-       mb AS MATERIALIZED (SELECT mailbox, max(hi) AS total FROM req GROUP BY mailbox ORDER BY mailbox),
-       c AS MATERIALIZED (
-         SELECT l.seq, l.due, mb.mailbox FROM mb CROSS JOIN LATERAL (
-           SELECT seq, due FROM messages WHERE mailbox = mb.mailbox AND state = 0 AND due <= $6::bigint
-           ORDER BY due, seq LIMIT mb.total FOR UPDATE SKIP LOCKED) l),
-       n AS MATERIALIZED (SELECT seq, mailbox, row_number() OVER (PARTITION BY mailbox ORDER BY due, seq) AS rn FROM c),
-       a AS MATERIALIZED (
-         SELECT n.seq, n.rn, req.idx, req.lease_ms, req.consumer FROM n
-         JOIN req ON req.mailbox = n.mailbox AND n.rn > req.lo AND n.rn <= req.hi),
-       f AS MATERIALIZED (SELECT s.*, nextval('fence_seq') AS fence FROM (SELECT * FROM a ORDER BY idx, rn) s),
-       u AS (
-         UPDATE messages m SET state = 1, due = NULL, delivery_count = m.delivery_count + 1,
-           lid = replace(gen_random_uuid()::text, '-', ''), fence = f.fence, leased_until = $6::bigint + f.lease_ms,
-           fetch_time = $6::bigint, consumer = f.consumer
-         FROM f WHERE m.seq = f.seq
-         RETURNING f.idx, f.rn, ${COLS}, (SELECT b.data FROM blobs b WHERE b.key = m.blob) AS data)
-       SELECT u.*, NULL::text AS nd_mailbox, NULL::bigint AS next_due FROM u
-       UNION ALL
-       -- When the next message of each mailbox comes due, for its claims that got nothing (rows
-       -- due now that this statement did not take are another transaction's, being claimed).
-       SELECT u.*, mb.mailbox, (SELECT due FROM messages WHERE mailbox = mb.mailbox AND state = 0 AND due > $6::bigint
-         ORDER BY due, seq LIMIT 1)
-       FROM mb LEFT JOIN u ON false`,
+      text: SY_CLAIMS_SQL,
       values: [
         ops.map((op) => op.mailbox),
         ops.map((op) => op.max),
@@ -1024,5 +1245,69 @@ async function ensureMailboxes(
       settings.map((s) => s.retentionMs),
       now,
     ],
+  );
+}
+
+interface FastPlan {
+  sql: string;
+  readonly sends: Extract<StoreOp, { kind: 'send' }>[];
+  readonly confirms: Extract<StoreOp, { kind: 'ack' }>[];
+  readonly claims: Extract<StoreOp, { kind: 'claim' }>[];
+  first: NewMessage[];
+}
+
+function sameSettings(a: MailboxSettings, b: MailboxSettings): boolean {
+  return (
+    a === b ||
+    (a.maxDeliveries === b.maxDeliveries &&
+      a.retryDelayMs === b.retryDelayMs &&
+      a.retentionMs === b.retentionMs)
+  );
+}
+
+/** The message a send created, built from what the broker sent (no read back). */
+function newMessage(m: NewMessage, now: number): Message {
+  const due = now + m.delayMs;
+  return {
+    mid: m.mid,
+    sender: m.sender,
+    receiver: m.receiver,
+    mailbox: m.receiver,
+    clientTime: new Date(m.clientTimeMs),
+    receivedAt: new Date(now),
+    sendWhen: new Date(due),
+    delayMs: m.delayMs,
+    state: 'queued',
+    status: MessageStatus.NotDelivered,
+    deliveryCount: 0,
+    lid: null,
+    fence: null,
+    leasedUntil: null,
+    fetchTime: null,
+    dueAt: new Date(due),
+    blobKey: m.blobKey,
+    bodyBytes: m.bodyBytes,
+    body: m.decoded,
+  };
+}
+
+/** Deals the rows of a merged claim statement out to its claims, in order. */
+function claimResults(
+  ops: readonly Extract<StoreOp, { kind: 'claim' }>[],
+  all: readonly (Row & { idx: number; rn: number; nd_mailbox: string | null; next_due: number | null })[],
+): StoreResult[] {
+  const got: Row[][] = ops.map(() => []);
+  const next = new Map<string, number>();
+  const rows: (Row & { idx: number; rn: number })[] = [];
+  for (const row of all) {
+    if (row.nd_mailbox !== null) {
+      if (row.next_due !== null) next.set(row.nd_mailbox, row.next_due);
+    } else rows.push(row);
+  }
+  for (const row of rows.sort((a, b) => a.idx - b.idx || a.rn - b.rn)) got[row.idx]!.push(row);
+  return ops.map((op, i) =>
+    got[i]!.length > 0
+      ? { kind: 'claim', messages: got[i]!.map(message), nextDueMs: null }
+      : { kind: 'claim', messages: [], nextDueMs: next.get(op.mailbox) ?? null },
   );
 }

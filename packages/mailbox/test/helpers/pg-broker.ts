@@ -1,6 +1,6 @@
 /**
  * A broker process on a PostgreSQL store, for the multi-process tests. argv[2] is a JSON config:
- *   { url, send, consumers, leaseMs, mailbox, sweepIntervalMs, delayMs? }
+ *   { url, send, consumers, leaseMs, mailbox, sweepIntervalMs, delayMs?, tag?, holdMs? }
  * It prints one line per event, flushed before the next step:
  *   ready · S <mid> (send resolved) · D <mid> <fence> <fetchMs> <leasedUntilMs> (leased to us) ·
  *   A <mid> <fence> (confirm resolved) · X <mid> <code> (confirm refused) · done (sending finished)
@@ -17,6 +17,8 @@ interface Config {
   readonly sweepIntervalMs: number;
   readonly delayMs?: number;
   readonly tag?: string;
+  /** How long a consumer works on a batch before acking it (default 0). */
+  readonly holdMs?: number;
 }
 
 const config = JSON.parse(process.argv[2] ?? '{}') as Config;
@@ -54,6 +56,8 @@ async function consume(): Promise<void> {
       throw error;
     }
     for (const m of got) emit(`D ${m.mid} ${m.fence} ${m.fetchTime!.getTime()} ${m.leasedUntil!.getTime()}`);
+    if (config.holdMs !== undefined && got.length > 0)
+      await new Promise((resolve) => setTimeout(resolve, config.holdMs));
     await Promise.all(
       got.map(async (m) => {
         try {
