@@ -256,15 +256,17 @@ describe('push subscriptions', () => {
     );
     const seen = new Set<string>();
     let maxHeld = 0;
+    const acks: Promise<void>[] = [];
     for await (const m of consumer.subscribe('push', { prefetch, leaseMs: 30_000 })) {
       assert.ok(sent.has(m.mid));
       assert.ok(!seen.has(m.mid), `${m.mid} delivered twice`);
       seen.add(m.mid);
       maxHeld = Math.max(maxHeld, env.server.subscriptions.held);
-      void consumer.ack(m.mid, m.lid!, 1);
+      acks.push(consumer.ack(m.mid, m.lid!, 1));
       if (seen.size === N) break;
     }
     assert.equal(seen.size, N);
+    await Promise.all(acks);
     assert.ok(maxHeld <= prefetch, `server held ${maxHeld} > prefetch ${prefetch}`);
     await until(async () => (await env.broker.stats()).confirmed === N, 'every ack');
     await until(() => env.server.subscriptions.count === 0, 'break to end the subscription');
@@ -295,7 +297,7 @@ describe('push subscriptions', () => {
     const prefetch = 20;
     const it = c.subscribe('stall', { prefetch, leaseMs: 60_000 });
     const taken: Message[] = [];
-    for (let i = 0; i < 3; i++) {
+    for (let i = 0; i < 5; i++) {
       const r = await it.next();
       assert.ok(r.done !== true);
       taken.push(r.value);
@@ -307,11 +309,16 @@ describe('push subscriptions', () => {
     assert.equal(env.server.subscriptions.pushed, prefetch, 'pushed exactly prefetch, then stopped');
     assert.equal(await leased(), prefetch);
     assert.equal((await env.broker.headers('stall', { limit: 1000 })).length, 200);
-    // Credit comes back with acks: three acks, three more pushed, still prefetch held.
-    for (const m of taken) await c.ack(m.mid, m.lid!, 1);
-    await until(() => env.server.subscriptions.pushed === prefetch + 3, 'three more pushes');
+    // Credit comes back with acks, a quarter of it at a time: three acks push nothing yet...
+    for (const m of taken.slice(0, 3)) await c.ack(m.mid, m.lid!, 1);
+    await sleep(150);
+    assert.equal(env.server.subscriptions.pushed, prefetch);
+    assert.equal(await leased(), prefetch - 3);
+    // ...two more make five (prefetch / 4): five more pushed, prefetch held again.
+    for (const m of taken.slice(3)) await c.ack(m.mid, m.lid!, 1);
+    await until(() => env.server.subscriptions.pushed === prefetch + 5, 'five more pushes');
     await sleep(100);
-    assert.equal(env.server.subscriptions.pushed, prefetch + 3);
+    assert.equal(env.server.subscriptions.pushed, prefetch + 5);
     assert.equal(await leased(), prefetch);
     await it.return();
   });
