@@ -5,6 +5,7 @@
 // dropped afterwards.
 //
 //   npm run bench -- mailbox-pg [phaseMs=2000]
+//   (env: MAILBOX_PG_CONSUMERS, default 16; MAILBOX_PG_CONCURRENT_BATCHES, the store's default 2)
 import { randomBytes } from 'node:crypto';
 import { Broker } from '@switchyard/mailbox';
 import pg from 'pg';
@@ -73,6 +74,8 @@ interface Queue {
 async function switchyardQueue(schema: string, mailbox: () => string): Promise<Queue> {
   const u = new URL(PG_URL);
   u.searchParams.set('schema', schema);
+  const batches = process.env['MAILBOX_PG_CONCURRENT_BATCHES'];
+  if (batches !== undefined) u.searchParams.set('concurrentBatches', batches);
   const broker = await Broker.open({ store: u.toString() });
   return {
     consumers: CONSUMERS,

@@ -142,7 +142,7 @@ const FAST_CONFIRM_SQL = `WITH a AS (SELECT * FROM unnest($1::text[], $2::text[]
     EXISTS (SELECT 1 FROM messages x WHERE x.mid = a.mid) AS found FROM a`;
 
 /**
- * Fast path: one NOTIFY for the candidate mailboxes that still have due messages after the
+ * One NOTIFY for the candidate mailboxes that still have due messages after the
  * batch's claims (or got messages due later: `sticky`).
  */
 const FAST_NOTIFY_SQL = `SELECT pg_notify($1, json_build_object('s', $2::text, 'm', array_agg(c.mb))::text)
@@ -381,6 +381,10 @@ export class PostgresStore implements MessageStore {
   #listener: pg.Client | undefined;
   readonly #config: ClientConfig;
   #closed = false;
+  readonly #notifyPending = new Map<string, boolean>();
+  #notifyNow = 0;
+  #notifying: Promise<void> | undefined;
+  #closing: Promise<void> | undefined;
   #reconnectTimer: NodeJS.Timeout | undefined;
 
   private constructor(
@@ -513,25 +517,50 @@ export class PostgresStore implements MessageStore {
     return () => this.#listeners.delete(listener);
   }
 
-  /** `SELECT pg_notify(…); COMMIT` for the mailboxes of a batch, in chunks below the payload limit. */
-  #commitText(wake: ReadonlyMap<string, boolean>): string {
-    if (wake.size === 0) return 'COMMIT';
-    const chunks: string[][] = [[]];
-    let bytes = 0;
-    for (const m of wake.keys()) {
-      if (bytes + m.length + 3 > NOTIFY_BYTES && chunks[chunks.length - 1]!.length > 0) {
-        chunks.push([]);
-        bytes = 0;
+  /**
+   * After a commit: tells the other stores on the database which mailboxes may have due
+   * messages. NOTIFYs are sent after the commit, on their own, at most one in flight; what
+   * commits meanwhile is merged into the next, so a busy broker sends one per commit or fewer
+   * and its commits never wait on PostgreSQL's NOTIFY lock. A mailbox is named only if it still
+   * has due messages when the NOTIFY runs (a claim in the batch may have taken them all), or if
+   * it got messages due later (`sticky`: delays, retries). A crash between a commit and its
+   * NOTIFY loses that wake-up; the other brokers' long polls still end at their deadlines.
+   */
+  #queueNotify(wake: ReadonlyMap<string, boolean>, nowMs: number): void {
+    if (wake.size === 0 || this.#closed) return;
+    for (const [m, sticky] of wake)
+      this.#notifyPending.set(m, (this.#notifyPending.get(m) ?? false) || sticky);
+    if (nowMs > this.#notifyNow) this.#notifyNow = nowMs;
+    this.#notifying ??= this.#runNotifier().finally(() => {
+      this.#notifying = undefined;
+    });
+  }
+
+  async #runNotifier(): Promise<void> {
+    while (this.#notifyPending.size > 0 && !this.#closed) {
+      const batch: [string, boolean][] = [];
+      let bytes = 0;
+      for (const entry of this.#notifyPending) {
+        if (bytes + entry[0].length + 3 > NOTIFY_BYTES && batch.length > 0) break;
+        batch.push(entry);
+        bytes += entry[0].length + 3;
       }
-      chunks[chunks.length - 1]!.push(m);
-      bytes += m.length + 3;
+      for (const [m] of batch) this.#notifyPending.delete(m);
+      try {
+        await this.#pool.query(
+          inline(FAST_NOTIFY_SQL, [
+            this.#channel,
+            this.#id,
+            batch.map(([m]) => m),
+            batch.map(([, sticky]) => sticky),
+            this.#notifyNow,
+          ]),
+        );
+        if (notifyChannel.hasSubscribers) notifyChannel.publish({ sent: batch.map(([m]) => m) });
+      } catch (error) {
+        if (errorChannel.hasSubscribers) errorChannel.publish({ error });
+      }
     }
-    // Mailbox names are [A-Za-z0-9@._\-:/] and the id is hex, so the literal needs no escaping.
-    const calls = chunks.map(
-      (c) =>
-        `pg_notify('${this.#channel}', '${JSON.stringify({ s: this.#id, m: c }).replaceAll("'", "''")}')`,
-    );
-    return `SELECT ${calls.join(', ')}; COMMIT`;
   }
 
   // ---- the batch ----------------------------------------------------------------------
@@ -550,10 +579,15 @@ export class PostgresStore implements MessageStore {
         const ctx: BatchCtx = { client, now: nowMs, wake: new Map() };
         try {
           const fast = this.#fastText(ops, nowMs);
-          if (fast !== undefined) return await this.#fastApply(client, ops, nowMs, fast);
+          if (fast !== undefined) {
+            const results = await this.#fastApply(client, ops, nowMs, fast);
+            this.#queueNotify(fast.wake, nowMs);
+            return results;
+          }
           await client.query('BEGIN');
           const results = await this.#applyAll(ctx, ops);
-          await client.query(this.#commitText(ctx.wake));
+          await client.query('COMMIT');
+          this.#queueNotify(ctx.wake, nowMs);
           return results;
         } catch (error) {
           await client.query('ROLLBACK').catch(() => {
@@ -592,7 +626,7 @@ export class PostgresStore implements MessageStore {
       else return undefined;
     }
     const parts = ['BEGIN'];
-    const plan: FastPlan = { sql: '', sends, confirms, claims, first: [] };
+    const plan: FastPlan = { sql: '', sends, confirms, claims, first: [], wake: new Map() };
     if (sends.length > 0) {
       const first = new Map<string, NewMessage>();
       for (const op of sends) if (!first.has(op.message.mid)) first.set(op.message.mid, op.message);
@@ -629,17 +663,11 @@ export class PostgresStore implements MessageStore {
           now,
         ]),
       );
-    if (sends.length > 0) {
-      const sticky = new Map<string, boolean>();
-      for (const op of sends)
-        sticky.set(op.message.receiver, (sticky.get(op.message.receiver) ?? false) || op.message.delayMs > 0);
-      let bytes = 0;
-      for (const m of sticky.keys()) bytes += m.length + 3;
-      if (bytes > NOTIFY_BYTES) return undefined;
-      parts.push(
-        inline(FAST_NOTIFY_SQL, [this.#channel, this.#id, [...sticky.keys()], [...sticky.values()], now]),
+    for (const op of sends)
+      plan.wake.set(
+        op.message.receiver,
+        (plan.wake.get(op.message.receiver) ?? false) || op.message.delayMs > 0,
       );
-    }
     parts.push('COMMIT');
     plan.sql = parts.join(';\n');
     return plan;
@@ -1197,8 +1225,14 @@ export class PostgresStore implements MessageStore {
   }
 
   /** Ends the pool and the LISTEN connection. */
-  async close(): Promise<void> {
-    if (this.#closed) return;
+  close(): Promise<void> {
+    this.#closing ??= this.#close();
+    return this.#closing;
+  }
+
+  async #close(): Promise<void> {
+    // NOTIFYs for what already committed still go out.
+    await this.#notifying;
     this.#closed = true;
     this.clock.stop();
     if (this.#reconnectTimer !== undefined) clearTimeout(this.#reconnectTimer);
@@ -1254,6 +1288,7 @@ interface FastPlan {
   readonly confirms: Extract<StoreOp, { kind: 'ack' }>[];
   readonly claims: Extract<StoreOp, { kind: 'claim' }>[];
   first: NewMessage[];
+  readonly wake: Map<string, boolean>;
 }
 
 function sameSettings(a: MailboxSettings, b: MailboxSettings): boolean {
