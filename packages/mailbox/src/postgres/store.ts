@@ -178,6 +178,22 @@ function literal(v: unknown): string {
   throw new MailboxStoreError(`cannot inline a ${typeof v}`);
 }
 
+/**
+ * The fast path's statements, prepared once per connection (SQL PREPARE, so the one simple
+ * query of a batch can EXECUTE them and still use cached plans). Parameter types come from
+ * the casts in the statements.
+ */
+const PREPARE_FAST = [
+  `PREPARE syf_send AS ${FAST_SEND_SQL}`,
+  `PREPARE syf_confirm AS ${FAST_CONFIRM_SQL}`,
+  `PREPARE syf_claims AS ${SY_CLAIMS_SQL}`,
+].join(';\n');
+
+/** `EXECUTE name(literal, …)`. */
+function execute(name: string, values: readonly unknown[]): string {
+  return `EXECUTE ${name}(${values.map(literal).join(', ')})`;
+}
+
 /** `text` with every `$n` replaced by the literal of `values[n - 1]` (for the simple-query protocol). */
 function inline(text: string, values: readonly unknown[]): string {
   return text.replace(/\$(\d+)/g, (_, n: string) => literal(values[Number(n) - 1]));
@@ -385,6 +401,8 @@ export class PostgresStore implements MessageStore {
   #notifyNow = 0;
   #notifying: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
+  /** Connections that have the fast path's statements prepared. */
+  readonly #prepared = new WeakSet<PoolClient>();
   #reconnectTimer: NodeJS.Timeout | undefined;
 
   private constructor(
@@ -634,7 +652,7 @@ export class PostgresStore implements MessageStore {
       plan.first = ms;
       const d = sends[0]!.defaults;
       parts.push(
-        inline(FAST_SEND_SQL, [
+        execute('syf_send', [
           ms.map((m) => m.mid),
           ms.map((m) => m.sender),
           ms.map((m) => m.receiver),
@@ -651,10 +669,10 @@ export class PostgresStore implements MessageStore {
       );
     }
     if (confirms.length > 0)
-      parts.push(inline(FAST_CONFIRM_SQL, [confirms.map((op) => op.mid), confirms.map((op) => op.lid), now]));
+      parts.push(execute('syf_confirm', [confirms.map((op) => op.mid), confirms.map((op) => op.lid), now]));
     if (claims.length > 0)
       parts.push(
-        inline(SY_CLAIMS_SQL, [
+        execute('syf_claims', [
           claims.map((op) => op.mailbox),
           claims.map((op) => op.max),
           claims.map((op) => op.leaseMs),
@@ -679,6 +697,10 @@ export class PostgresStore implements MessageStore {
     now: number,
     plan: FastPlan,
   ): Promise<StoreResult[]> {
+    if (!this.#prepared.has(client)) {
+      await client.query(PREPARE_FAST);
+      this.#prepared.add(client);
+    }
     const res = (await client.query(plan.sql)) as unknown as QueryResult[];
     let k = 1; // results[0] is BEGIN
     const out = new Map<StoreOp, StoreResult>();
