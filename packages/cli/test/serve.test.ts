@@ -80,7 +80,27 @@ test('npm start on a fresh data folder serves on loopback, prints its URL, and s
     process.kill(-s.child.pid!, 'SIGTERM'); // npm and its child: the process group we started
   }
   await s.exited;
+  // npm may exit before its child finished closing: wait for the child's last line.
+  for (let i = 0; i < 200 && !/closed/.test(s.output()); i++) await new Promise((r) => setTimeout(r, 50));
+  assert.match(s.output(), /SIGTERM, closing/);
   assert.match(s.output(), /closed/);
+});
+
+test('without options it keeps SQLite under ./data of the working directory, on 127.0.0.1', async () => {
+  using dir = makeTempDir();
+  const s = await spawnServe(
+    process.execPath,
+    [bin, 'serve', '--port', '0', '--binary-port', '0'],
+    {},
+    dir.path,
+  );
+  try {
+    assert.match(s.url, /^http:\/\/127\.0\.0\.1:/);
+    assert.ok(existsSync(join(dir.path, 'data', 'mailbox.db')));
+  } finally {
+    s.child.kill('SIGTERM');
+    assert.equal(await s.exited, 0);
+  }
 });
 
 test('SIGINT while a long poll waits: it answers, the store closes, the next process finds every message', async () => {

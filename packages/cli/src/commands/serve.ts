@@ -175,6 +175,18 @@ export function registerServeCommand(program: Command, io: CliIo, setExitCode: (
     .option('--sync <mode>', 'SQLite durability: full (fsync per commit, default) or normal')
     .option('--log', 'log every request as JSON lines (pino) on stdout (env SWITCHYARD_LOG)')
     .action(async (flags: ServeFlags) => {
+      // Signal handlers first: a signal that arrives while starting (or just after the URL is
+      // printed) must close gracefully, never kill the process with the default action.
+      let pending: string | undefined;
+      let stop: ((signal: string) => void) | undefined;
+      const onSignal = (signal: string): void => {
+        if (stop === undefined) pending ??= signal;
+        else stop(signal);
+      };
+      const onInt = (): void => onSignal('SIGINT');
+      const onTerm = (): void => onSignal('SIGTERM');
+      process.once('SIGINT', onInt);
+      process.once('SIGTERM', onTerm);
       let server: MailboxServer;
       let binary: MailboxBinaryServer;
       try {
@@ -208,10 +220,12 @@ export function registerServeCommand(program: Command, io: CliIo, setExitCode: (
         const code = error instanceof MailboxError ? `${error.code}: ` : '';
         io.stderr(`switchyard serve: ${code}${error instanceof Error ? error.message : String(error)}\n`);
         setExitCode(1);
+        process.off('SIGINT', onInt);
+        process.off('SIGTERM', onTerm);
         return;
       }
       await new Promise<void>((done) => {
-        const stop = (signal: string): void => {
+        stop = (signal: string): void => {
           process.off('SIGINT', onInt);
           process.off('SIGTERM', onTerm);
           io.stdout(`switchyard serve: ${signal}, closing\n`);
@@ -230,10 +244,7 @@ export function registerServeCommand(program: Command, io: CliIo, setExitCode: (
               },
             );
         };
-        const onInt = (): void => stop('SIGINT');
-        const onTerm = (): void => stop('SIGTERM');
-        process.once('SIGINT', onInt);
-        process.once('SIGTERM', onTerm);
+        if (pending !== undefined) stop(pending);
       });
     });
 }
