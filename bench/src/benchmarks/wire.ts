@@ -22,6 +22,7 @@ interface Flow {
   frames: number;
   bytes: number;
   seconds: number;
+  cpuSeconds: number;
 }
 interface Latency {
   n: number;
@@ -147,16 +148,21 @@ export default async function wire(args: string[]): Promise<void> {
       // Runs interleave the kinds, so a burst of load from elsewhere on the machine hits the
       // engine and its peers alike; each figure is the median of its runs.
       const values = new Map<string, number[]>(floods.map((k) => [k, []]));
+      const cpu = new Map<string, number[]>(floods.map((k) => [k, []]));
       for (let i = 0; i < runs; i++) {
         for (const kind of floods) {
           const f = await flow(kind, t.at(), ms);
+          cpu.get(kind)?.push((f.cpuSeconds * 1e9) / f.frames);
           values
             .get(kind)
             ?.push(kind.endsWith('64k') ? f.bytes / f.seconds / 1e9 : f.frames / f.seconds / 1e6);
           bar.tick();
         }
       }
-      for (const kind of floods) r.set(kind, median(values.get(kind) ?? []));
+      for (const kind of floods) {
+        r.set(kind, median(values.get(kind) ?? []));
+        r.set(`${kind}:cpu`, median(cpu.get(kind) ?? []));
+      }
       if (only !== undefined) {
         for (const kind of floods) console.log(`${t.name} ${kind}: ${round(r.get(kind) as number)}`);
         continue;
@@ -189,6 +195,9 @@ export default async function wire(args: string[]): Promise<void> {
       row('64 B flood → onFrame, wire engine, frames: window (M frames/s)', (t) => get(t, 'engine-window')),
       row('64 B flood, hand-written coalesced reader/writer (M frames/s)', (t) => get(t, 'coalesced')),
       row('64 B flood, naive write() per header and payload (M frames/s)', (t) => get(t, 'naive')),
+      row('receiver CPU per 64 B frame: engine views · window · hand-written (ns)', (t) =>
+        ['engine', 'engine-window', 'coalesced'].map((k) => Math.round(get(t, `${k}:cpu`))).join(' · '),
+      ),
       row('wire engine / hand-written coalesced (views · window)', (t) => {
         const pct = (k: string): number => Math.round((100 * get(t, k)) / get(t, 'coalesced'));
         return `${pct('engine')} % · ${pct('engine-window')} %`;
