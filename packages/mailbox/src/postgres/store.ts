@@ -431,7 +431,8 @@ export class PostgresStore implements MessageStore {
     const config: ClientConfig = {
       connectionString: parsed.connectionString,
       connectionTimeoutMillis: o.connectTimeoutMs,
-      options: `-c search_path=${o.schema}`,
+      // Literals of the fast path assume standard strings (backslashes are not escapes).
+      options: `-c search_path=${o.schema} -c standard_conforming_strings=on`,
       types,
     };
     const pool = new pg.Pool({ ...config, max: o.poolSize });
