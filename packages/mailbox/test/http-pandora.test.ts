@@ -102,6 +102,25 @@ describe('the pandora reference client (Go Mailbox) works unchanged', () => {
     }
   });
 
+  test('equal bodies sent in one millisecond stay two messages (clientTime nanoseconds count)', async () => {
+    const values = (ns: string) => ({
+      sender: 's',
+      receiver: 'ns',
+      clientTime: `2026-01-02T03:04:05.123${ns}Z`,
+      k: 'v',
+    });
+    const a = goParse((await form('/api/send', values('456789'))).text).get('mid')?.[0];
+    const b = goParse((await form('/api/send', values('456790'))).text).get('mid')?.[0];
+    assert.notEqual(a, b);
+    assert.equal((await server.broker.headers('ns')).length, 2);
+    const f = goParse((await form('/api/fetch', { receiver: 'ns' })).text);
+    assert.equal(
+      f.get('clientTime')?.[0],
+      '2026-01-02T03:04:05.123456789Z',
+      'the client’s own clientTime text',
+    );
+  });
+
   test('the same clientTime and body is one message (idempotent send)', async () => {
     const values = {
       sender: 's',

@@ -73,5 +73,8 @@ export function messageValues(m: Message): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = Object.create(null) as Record<string, string | string[]>;
   const body: Body = m.body;
   for (const key of Object.keys(body)) out[key] = body[key]!;
-  return Object.assign(out, headerValues(m));
+  const raw = body.clientTime; // the client's own RFC 3339 text (nanoseconds kept), if it sent one
+  Object.assign(out, headerValues(m));
+  if (typeof raw === 'string') out.clientTime = raw;
+  return out;
 }

@@ -426,7 +426,9 @@ export class MailboxServer {
         requireMailbox(req.principal, validateMailboxName(receiver, 'receiver'));
         const body: Body = Object.create(null) as Body;
         for (const key of Object.keys(f))
-          if (key !== 'sender' && key !== 'receiver' && key !== 'delay' && key !== 'clientTime') {
+          // clientTime stays in the body, as in pandora: Go sends it with nanoseconds, and two
+          // equal bodies sent in one millisecond must stay two messages (the mid hashes the body).
+          if (key !== 'sender' && key !== 'receiver' && key !== 'delay') {
             const v = f[key]!;
             Object.defineProperty(body, key, {
               value: v,
