@@ -187,16 +187,12 @@ const PREPARE_FAST = [
   `PREPARE syf_send AS ${FAST_SEND_SQL}`,
   `PREPARE syf_confirm AS ${FAST_CONFIRM_SQL}`,
   `PREPARE syf_claims AS ${SY_CLAIMS_SQL}`,
+  `PREPARE syf_notify AS ${FAST_NOTIFY_SQL}`,
 ].join(';\n');
 
 /** `EXECUTE name(literal, …)`. */
 function execute(name: string, values: readonly unknown[]): string {
   return `EXECUTE ${name}(${values.map(literal).join(', ')})`;
-}
-
-/** `text` with every `$n` replaced by the literal of `values[n - 1]` (for the simple-query protocol). */
-function inline(text: string, values: readonly unknown[]): string {
-  return text.replace(/\$(\d+)/g, (_, n: string) => literal(values[Number(n) - 1]));
 }
 
 interface Row {
@@ -397,9 +393,6 @@ export class PostgresStore implements MessageStore {
   #listener: pg.Client | undefined;
   readonly #config: ClientConfig;
   #closed = false;
-  readonly #notifyPending = new Map<string, boolean>();
-  #notifyNow = 0;
-  #notifying: Promise<void> | undefined;
   #closing: Promise<void> | undefined;
   /** Connections that have the fast path's statements prepared. */
   readonly #prepared = new WeakSet<PoolClient>();
@@ -537,49 +530,30 @@ export class PostgresStore implements MessageStore {
   }
 
   /**
-   * After a commit: tells the other stores on the database which mailboxes may have due
-   * messages. NOTIFYs are sent after the commit, on their own, at most one in flight; what
-   * commits meanwhile is merged into the next, so a busy broker sends one per commit or fewer
-   * and its commits never wait on PostgreSQL's NOTIFY lock. A mailbox is named only if it still
-   * has due messages when the NOTIFY runs (a claim in the batch may have taken them all), or if
-   * it got messages due later (`sticky`: delays, retries). A crash between a commit and its
-   * NOTIFY loses that wake-up; the other brokers' long polls still end at their deadlines.
+   * The NOTIFY of a batch, run just before its COMMIT (so it costs no commit of its own, and
+   * is delivered only if the batch commits): one per commit, naming the mailboxes that still
+   * have due messages once the batch's claims ran (a claim may have taken them all), or that
+   * got messages due later (`sticky`: delays, retries). Undefined when there is nothing to say.
    */
-  #queueNotify(wake: ReadonlyMap<string, boolean>, nowMs: number): void {
-    if (wake.size === 0 || this.#closed) return;
-    for (const [m, sticky] of wake)
-      this.#notifyPending.set(m, (this.#notifyPending.get(m) ?? false) || sticky);
-    if (nowMs > this.#notifyNow) this.#notifyNow = nowMs;
-    this.#notifying ??= this.#runNotifier().finally(() => {
-      this.#notifying = undefined;
-    });
+  #notifySql(wake: ReadonlyMap<string, boolean>, now: number): string | undefined {
+    if (wake.size === 0) return undefined;
+    const names: string[] = [];
+    const sticky: boolean[] = [];
+    let bytes = 0;
+    for (const [m, s] of wake) {
+      // NOTIFY payloads are limited (8000 bytes): past that, the rest waits for the polls' deadlines.
+      if (bytes + m.length + 3 > NOTIFY_BYTES) break;
+      names.push(m);
+      sticky.push(s);
+      bytes += m.length + 3;
+    }
+    return execute('syf_notify', [this.#channel, this.#id, names, sticky, now]);
   }
 
-  async #runNotifier(): Promise<void> {
-    while (this.#notifyPending.size > 0 && !this.#closed) {
-      const batch: [string, boolean][] = [];
-      let bytes = 0;
-      for (const entry of this.#notifyPending) {
-        if (bytes + entry[0].length + 3 > NOTIFY_BYTES && batch.length > 0) break;
-        batch.push(entry);
-        bytes += entry[0].length + 3;
-      }
-      for (const [m] of batch) this.#notifyPending.delete(m);
-      try {
-        await this.#pool.query(
-          inline(FAST_NOTIFY_SQL, [
-            this.#channel,
-            this.#id,
-            batch.map(([m]) => m),
-            batch.map(([, sticky]) => sticky),
-            this.#notifyNow,
-          ]),
-        );
-        if (notifyChannel.hasSubscribers) notifyChannel.publish({ sent: batch.map(([m]) => m) });
-      } catch (error) {
-        if (errorChannel.hasSubscribers) errorChannel.publish({ error });
-      }
-    }
+  async #prepare(client: PoolClient): Promise<void> {
+    if (this.#prepared.has(client)) return;
+    await client.query(PREPARE_FAST);
+    this.#prepared.add(client);
   }
 
   // ---- the batch ----------------------------------------------------------------------
@@ -598,15 +572,12 @@ export class PostgresStore implements MessageStore {
         const ctx: BatchCtx = { client, now: nowMs, wake: new Map() };
         try {
           const fast = this.#fastText(ops, nowMs);
-          if (fast !== undefined) {
-            const results = await this.#fastApply(client, ops, nowMs, fast);
-            this.#queueNotify(fast.wake, nowMs);
-            return results;
-          }
+          if (fast !== undefined) return await this.#fastApply(client, ops, nowMs, fast);
           await client.query('BEGIN');
           const results = await this.#applyAll(ctx, ops);
-          await client.query('COMMIT');
-          this.#queueNotify(ctx.wake, nowMs);
+          const notify = this.#notifySql(ctx.wake, nowMs);
+          if (notify !== undefined) await this.#prepare(client);
+          await client.query(notify === undefined ? 'COMMIT' : `${notify};\nCOMMIT`);
           return results;
         } catch (error) {
           await client.query('ROLLBACK').catch(() => {
@@ -625,9 +596,9 @@ export class PostgresStore implements MessageStore {
 
   /**
    * The common batch — only sends, confirms (of distinct mids) and claims — as one simple query:
-   * BEGIN; the sends; the confirms; the claims; the NOTIFY; COMMIT — one round trip, in the
-   * order the regrouped slow path uses. Values are inlined as literals (`inline`). Undefined
-   * when the batch has another shape.
+   * BEGIN; EXECUTE the sends; the confirms; the claims; the NOTIFY; COMMIT — one round trip, in
+   * the order the regrouped slow path uses, on statements prepared once per connection (values
+   * as literals: `execute`). Undefined when the batch has another shape.
    */
   #fastText(ops: readonly StoreOp[], now: number): FastPlan | undefined {
     const sends: Extract<StoreOp, { kind: 'send' }>[] = [];
@@ -687,6 +658,8 @@ export class PostgresStore implements MessageStore {
         op.message.receiver,
         (plan.wake.get(op.message.receiver) ?? false) || op.message.delayMs > 0,
       );
+    const notify = this.#notifySql(plan.wake, now);
+    if (notify !== undefined) parts.push(notify);
     parts.push('COMMIT');
     plan.sql = parts.join(';\n');
     return plan;
@@ -698,10 +671,7 @@ export class PostgresStore implements MessageStore {
     now: number,
     plan: FastPlan,
   ): Promise<StoreResult[]> {
-    if (!this.#prepared.has(client)) {
-      await client.query(PREPARE_FAST);
-      this.#prepared.add(client);
-    }
+    await this.#prepare(client);
     const res = (await client.query(plan.sql)) as unknown as QueryResult[];
     let k = 1; // results[0] is BEGIN
     const out = new Map<StoreOp, StoreResult>();
@@ -1254,8 +1224,6 @@ export class PostgresStore implements MessageStore {
   }
 
   async #close(): Promise<void> {
-    // NOTIFYs for what already committed still go out.
-    await this.#notifying;
     this.#closed = true;
     this.clock.stop();
     if (this.#reconnectTimer !== undefined) clearTimeout(this.#reconnectTimer);
