@@ -268,7 +268,7 @@ export default async function mailboxPg(args: string[]): Promise<void> {
     [
       `End to end: Switchyard ${(ours / peer).toFixed(1)}× pg-boss (target ≥ 10×).`,
       `Each phase runs ${phaseMs} ms (the backlog drain stops when the backlog is empty). Sends: 1 or 100`,
-      'concurrent send() loops. Receiving: 4 consumers that take up to 64 messages per fetch and ack (complete) each',
+      `concurrent send() loops. Receiving: ${CONSUMERS} consumers that take up to 64 messages per fetch and ack (complete) each`,
       'one individually; pg-boss polls every 5 ms when empty, Switchyard long-polls. End to end: 100 send loops and',
       'the consumers at once. Latency (measured first, after 3 000 warm-up sends): send() call to receipt at a',
       'steady 1 000 msg/s. PostgreSQL 15 on this machine, synchronous_commit on (every commit is flushed);',
