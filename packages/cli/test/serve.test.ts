@@ -190,3 +190,64 @@ test('beyond loopback without tokens it refuses to start; bad options name thems
   assert.equal(badConfig.code, 1);
   assert.match(badConfig.out, /cannot read the config file/);
 });
+
+test('SIGKILL mid-traffic: every send answered 200 and every ack answered 204 survive the restart', async () => {
+  using dir = makeTempDir();
+  for (let round = 0; round < 3; round++) {
+    const s = await spawnServe(process.execPath, [bin, 'serve', '--data', dir.path, '--port', '0']);
+    const client = new MailboxClient(s.url, { timeoutMs: 5000 });
+    const sent: string[] = [];
+    const confirmed: string[] = [];
+    let stop = false;
+    const senders = Array.from({ length: 8 }, async (_, w) => {
+      for (let i = 0; !stop; i++) {
+        try {
+          sent.push(
+            (
+              await client.send({
+                sender: 's',
+                receiver: 'kill',
+                body: { w: String(w), i: String(i), round: String(round) },
+              })
+            ).mid,
+          );
+        } catch {
+          return; // the server died
+        }
+      }
+    });
+    const consumer = (async () => {
+      while (!stop) {
+        try {
+          const m = await client.fetch('kill', { leaseMs: 60_000 });
+          if (m === null) continue;
+          await client.ack(m.mid, m.lid!, 1);
+          confirmed.push(m.mid);
+        } catch {
+          return;
+        }
+      }
+    })();
+    await new Promise((r) => setTimeout(r, 300 + Math.floor(Math.random() * 400)));
+    s.child.kill('SIGKILL');
+    await s.exited;
+    stop = true;
+    await Promise.all([...senders, consumer]);
+    await client.close();
+    assert.ok(sent.length > 0, 'some sends were answered before the kill');
+    const again = await spawnServe(process.execPath, [bin, 'serve', '--data', dir.path, '--port', '0']);
+    try {
+      const c2 = new MailboxClient(again.url);
+      for (const mid of sent) assert.ok((await c2.get(mid)) !== null, `acknowledged send ${mid} survived`);
+      for (const mid of confirmed)
+        assert.equal((await c2.get(mid))?.status, 1, `confirmed ${mid} stays confirmed`);
+      const done = new Set(confirmed);
+      for (const m of await c2.fetchMany('kill', { max: 1000, leaseMs: 1 }))
+        assert.ok(!done.has(m.mid), `confirmed ${m.mid} delivered again`);
+      await c2.close();
+    } finally {
+      again.child.kill('SIGTERM');
+      assert.equal(await again.exited, 0);
+    }
+  }
+});
