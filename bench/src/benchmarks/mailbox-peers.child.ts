@@ -316,6 +316,7 @@ async function runProducer(args: string[]): Promise<void> {
   const maxCount = Number(maxCountS);
   const rate = Number(rateS);
   let sent = 0;
+  let errors = 0;
   let started = 0;
   const t0 = now();
   const progressTimer = setInterval(() => out(`C ${sent}`), 200);
@@ -326,10 +327,16 @@ async function runProducer(args: string[]): Promise<void> {
       const due = t0 + (started * 1000) / rate;
       const wait = due - now();
       if (wait > 0) await sleep(wait);
-      const s = p.send(stamp()).then(() => {
-        sent++;
-        pending.delete(s);
-      });
+      const s = p.send(stamp()).then(
+        () => {
+          sent++;
+          pending.delete(s);
+        },
+        () => {
+          errors++;
+          pending.delete(s);
+        },
+      );
       pending.add(s);
       started++;
     }
@@ -339,15 +346,22 @@ async function runProducer(args: string[]): Promise<void> {
       Array.from({ length: inFlight }, async () => {
         while (started < maxCount && now() - t0 < maxMs) {
           started++;
-          await p.send(stamp());
-          sent++;
+          try {
+            await p.send(stamp());
+            sent++;
+          } catch {
+            // Counted and reported: a send that failed was not confirmed.
+            errors++;
+          }
         }
       }),
     );
   }
   const t1 = now();
   clearInterval(progressTimer);
-  out(`RESULT ${JSON.stringify({ sent, startedAt: t0, endedAt: t1, rate: (sent * 1000) / (t1 - t0) })}`);
+  out(
+    `RESULT ${JSON.stringify({ sent, errors, startedAt: t0, endedAt: t1, rate: (sent * 1000) / (t1 - t0) })}`,
+  );
   await p.close();
   process.exit(0);
 }

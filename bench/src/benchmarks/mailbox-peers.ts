@@ -215,6 +215,8 @@ class Admin {
 }
 
 interface Measured {
+  /** Sends that failed (not confirmed): not counted in the rates. */
+  errors: number;
   send1: number;
   send100: number;
   recv: number;
@@ -285,7 +287,9 @@ async function measure(
   await admin.remove(system, q, server);
   tick();
 
+  const errors = [send1, send100, e2eP, latP].reduce((n, r) => n + (r.errors ?? 0), 0);
   return {
+    errors,
     send1: send1.rate!,
     send100: send100.rate!,
     recv: (recvR.count! * 1000) / Math.max(1, recvR.lastAt! - recvR.firstAt!),
@@ -412,6 +416,10 @@ export default async function main(args: string[]): Promise<void> {
     `Load average (1 min) on this shared 2-core machine: ${loadBefore.toFixed(2)} before, ${loadAfter.toFixed(2)} after; a one-row SQLite commit with fsync (synchronous=FULL) took ${fsyncBefore.toFixed(2)} ms before and ${fsyncAfter?.toFixed(2) ?? '—'} ms after (median of 50; shared/BENCHMARKS.md assumes about 0.3 ms).`,
     "Peer acks are the clients' own (RabbitMQ basic.ack, JetStream ack, BullMQ job completion, pg-boss complete); Switchyard acks are committed by the broker (binary: acks of one turn share a request).",
   ];
+  for (const s of systems) {
+    const e = results.get(s.key)?.errors ?? 0;
+    if (e > 0) notes.push(`${s.label}: ${e} sends failed (not confirmed; not counted).`);
+  }
   report('mailbox-peers', title, rows, notes);
   const docs = fileURLToPath(new URL('../../../docs/benchmarks/', import.meta.url));
   mkdirSync(docs, { recursive: true });
