@@ -145,6 +145,46 @@ if (unavailable !== undefined) {
       }
     });
 
+    test('a lone store sends no NOTIFY; it does again once another store announces itself', async () => {
+      const schema = fresh();
+      const store = await openPostgresStore(pgUrl(schema), { presenceMs: 50 });
+      const broker = await Broker.open({ store, sweepIntervalMs: 0 });
+      const listener = new pg.Client({ connectionString: PG_URL });
+      await listener.connect();
+      const payloads: { s: string; m?: string[] }[] = [];
+      listener.on('notification', (n) =>
+        payloads.push(JSON.parse(n.payload ?? '{}') as { s: string; m?: string[] }),
+      );
+      await listener.query(`LISTEN "switchyard_mailbox_${schema}"`);
+      try {
+        await new Promise((resolve) => setTimeout(resolve, 200));
+        await broker.send({ sender: 's', receiver: 'alone', body: {} });
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        assert.deepEqual(
+          payloads.filter((p) => p.m !== undefined),
+          [],
+          'nobody else listens: no wake-up NOTIFY',
+        );
+        assert.ok(
+          payloads.some((p) => p.m === undefined),
+          'but the store announces itself',
+        );
+        // Another store says hello (and is answered); wake-ups go out again.
+        await listener.query(`SELECT pg_notify($1, '{"s":"peer","p":1}')`, [`switchyard_mailbox_${schema}`]);
+        await new Promise((resolve) => setTimeout(resolve, 50));
+        await broker.send({ sender: 's', receiver: 'alone', body: {} });
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        assert.deepEqual(
+          payloads.filter((p) => p.m !== undefined).map((p) => p.m),
+          [['alone']],
+        );
+      } finally {
+        await listener.end();
+        await broker.close();
+        await store.close();
+      }
+    });
+
     test('two stores on one schema: fencing tokens grow across brokers; leases agree', async () => {
       const url = pgUrl(fresh());
       const a = await Broker.open({ store: url, sweepIntervalMs: 0 });

@@ -54,6 +54,12 @@ export interface PostgresStoreOptions {
   /** Milliseconds to wait for a connection (default 5000). */
   readonly connectTimeoutMs?: number;
   /**
+   * How often a store announces itself to the other stores of the schema (default 5000 ms).
+   * A store NOTIFYs only while it knows of another (heard within 3 periods, or for 2 periods
+   * after it opened), so a lone broker pays nothing for wake-ups.
+   */
+  readonly presenceMs?: number;
+  /**
    * Batches a broker may apply at once, each a transaction on its own connection (default 2, at
    * most `poolSize`). URL: `?concurrentBatches=`.
    */
@@ -310,6 +316,7 @@ function checkOptions(o: PostgresStoreOptions): Required<PostgresStoreOptions> {
     clockResyncMs: int('clockResyncMs', o.clockResyncMs, 10_000, 0, 3_600_000),
     maxRetries: int('maxRetries', o.maxRetries, 5, 0, 100),
     connectTimeoutMs: int('connectTimeoutMs', o.connectTimeoutMs, 5000, 1, 600_000),
+    presenceMs: int('presenceMs', o.presenceMs, 5000, 10, 600_000),
   };
 }
 
@@ -394,6 +401,10 @@ export class PostgresStore implements MessageStore {
   readonly #config: ClientConfig;
   #closed = false;
   #closing: Promise<void> | undefined;
+  /** Other stores heard on the channel: id → until when they count as present. */
+  readonly #peers = new Map<string, number>();
+  #openedAt = 0;
+  #presenceTimer: NodeJS.Timeout | undefined;
   /** Connections that have the fast path's statements prepared. */
   readonly #prepared = new WeakSet<PoolClient>();
   #reconnectTimer: NodeJS.Timeout | undefined;
@@ -454,6 +465,7 @@ export class PostgresStore implements MessageStore {
       );
       store = new PostgresStore(pool, config, o, clock);
       await store.#listen();
+      store.#startPresence();
       return store;
     } catch (error) {
       if (store !== undefined) await store.close();
@@ -510,15 +522,48 @@ export class PostgresStore implements MessageStore {
     this.#reconnectTimer.unref();
   }
 
+  // ---- presence: who else listens --------------------------------------------------------
+
+  /** Announces this store (asking the others to answer), then again every `presenceMs`. */
+  #startPresence(): void {
+    this.#openedAt = Date.now();
+    this.#announce(true);
+    this.#presenceTimer = setInterval(() => this.#announce(false), this.#o.presenceMs);
+    this.#presenceTimer.unref();
+  }
+
+  #announce(hello: boolean): void {
+    if (this.#closed) return;
+    this.#pool
+      .query('SELECT pg_notify($1, $2)', [this.#channel, JSON.stringify({ s: this.#id, p: hello ? 1 : 0 })])
+      .catch((error: unknown) => {
+        if (errorChannel.hasSubscribers) errorChannel.publish({ error });
+      });
+  }
+
+  /** Whether another store may be listening: one was heard lately, or this one opened lately. */
+  #hasPeers(): boolean {
+    const now = Date.now();
+    if (now - this.#openedAt < 2 * this.#o.presenceMs) return true;
+    for (const [id, until] of this.#peers) {
+      if (until > now) return true;
+      this.#peers.delete(id);
+    }
+    return false;
+  }
+
   #onNotification(n: Notification): void {
     if (n.payload === undefined) return;
-    let parsed: { s?: unknown; m?: unknown };
+    let parsed: { s?: unknown; m?: unknown; p?: unknown };
     try {
-      parsed = JSON.parse(n.payload) as { s?: unknown; m?: unknown };
+      parsed = JSON.parse(n.payload) as { s?: unknown; m?: unknown; p?: unknown };
     } catch {
       return;
     }
-    if (parsed.s === this.#id || !Array.isArray(parsed.m)) return;
+    if (typeof parsed.s !== 'string' || parsed.s === this.#id) return;
+    this.#peers.set(parsed.s, Date.now() + 3 * this.#o.presenceMs);
+    if (parsed.p === 1) this.#announce(false);
+    if (!Array.isArray(parsed.m)) return;
     const mailboxes = parsed.m.filter((m): m is string => typeof m === 'string');
     if (notifyChannel.hasSubscribers) notifyChannel.publish({ received: mailboxes });
     for (const l of this.#listeners) l(mailboxes);
@@ -536,7 +581,7 @@ export class PostgresStore implements MessageStore {
    * got messages due later (`sticky`: delays, retries). Undefined when there is nothing to say.
    */
   #notifySql(wake: ReadonlyMap<string, boolean>, now: number): string | undefined {
-    if (wake.size === 0) return undefined;
+    if (wake.size === 0 || !this.#hasPeers()) return undefined;
     const names: string[] = [];
     const sticky: boolean[] = [];
     let bytes = 0;
@@ -1226,6 +1271,7 @@ export class PostgresStore implements MessageStore {
   async #close(): Promise<void> {
     this.#closed = true;
     this.clock.stop();
+    if (this.#presenceTimer !== undefined) clearInterval(this.#presenceTimer);
     if (this.#reconnectTimer !== undefined) clearTimeout(this.#reconnectTimer);
     this.#listeners.clear();
     const listener = this.#listener;
