@@ -4,7 +4,8 @@
 // this run (the peers and the journal run from journal.child.js / journal-worker.child.js).
 // Messages/s count from the sender's first message to the reader's last (CLOCK_MONOTONIC,
 // the same clock in every process).
-// `npm run bench -- shm [scale]` (scale 1 = the default counts).
+// `npm run bench -- shm [scale] [phase,phase…]` (scale 1 = the default counts; phases by the
+// names below, e.g. `send 64 spin,batched 64`: only those run).
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -81,8 +82,9 @@ async function pubSubRun(
   count: number,
   how: 'send' | 'loan',
   wait: string,
+  inlineMaxBytes = 0,
 ): Promise<Result> {
-  const name = `b-${size}-${how}-${wait}`;
+  const name = `b-${size}-${how}-${wait}-${inlineMaxBytes}`;
   const g = geometry(size);
   const pub = new Proc(SHM_CHILD, [
     'pub',
@@ -94,6 +96,7 @@ async function pubSubRun(
     String(g.blockSize),
     String(g.blockCount),
     String(g.ringDepth),
+    String(inlineMaxBytes),
   ]);
   await pub.message('created');
   const sub = new Proc(SHM_CHILD, ['sub', name, dir, String(count), wait]);
@@ -207,8 +210,10 @@ async function postMessageRun(size: number, count: number): Promise<Result> {
   return endToEnd(result, start);
 }
 
-const SEND_SPIN = 'shm pub/sub send(), subscriber spinning (read in place)';
-const SEND_ADAPTIVE = 'shm pub/sub send(), subscriber adaptive (parks on the doorbell)';
+const INLINE_SPIN = 'shm pub/sub send() inline (inlineMaxBytes 64), subscriber spinning';
+const INLINE_ADAPTIVE = 'shm pub/sub send() inline (inlineMaxBytes 64), subscriber adaptive';
+const SEND_SPIN = 'shm pub/sub send() via blocks, subscriber spinning (read in place)';
+const SEND_ADAPTIVE = 'shm pub/sub send() via blocks, subscriber adaptive (parks on the doorbell)';
 const LOAN_SPIN = 'shm pub/sub loan() (written in place), subscriber spinning';
 const LOAN_ADAPTIVE = 'shm pub/sub loan() (written in place), subscriber adaptive';
 const CHANNEL = 'shm ShmChannel ping-pong';
@@ -243,6 +248,8 @@ export default async function shm(args: string[]): Promise<void> {
     return r;
   };
   for (const name of [
+    INLINE_SPIN,
+    INLINE_ADAPTIVE,
     SEND_SPIN,
     SEND_ADAPTIVE,
     LOAN_SPIN,
@@ -272,6 +279,14 @@ export default async function shm(args: string[]): Promise<void> {
   };
   const MiB = 1 << 20;
   const phases: [string, () => Promise<void>][] = [
+    [
+      'inline 64 spin',
+      async () => put(INLINE_SPIN, 64, await pubSubRun(dir, 64, n(2_000_000), 'send', 'spin', 64)),
+    ],
+    [
+      'inline 64 adaptive',
+      async () => put(INLINE_ADAPTIVE, 64, await pubSubRun(dir, 64, n(2_000_000), 'send', 'adaptive', 64)),
+    ],
     ['send 64 spin', async () => put(SEND_SPIN, 64, await pubSubRun(dir, 64, n(2_000_000), 'send', 'spin'))],
     [
       'send 1K spin',
@@ -317,9 +332,11 @@ export default async function shm(args: string[]): Promise<void> {
     ['batched 64', async () => put(BATCHED, 64, await socketRun(sockDir, 64, n(2_000_000), true))],
     ['batched 1K', async () => put(BATCHED, 1024, await socketRun(sockDir, 1024, n(500_000), true))],
   ];
-  const bar = progress('shm', phases.length);
+  const only = args[1]?.split(',').map((p) => p.trim());
+  const chosen = only === undefined ? phases : phases.filter(([name]) => only.includes(name));
+  const bar = progress('shm', chosen.length);
   try {
-    for (const [, phase] of phases) {
+    for (const [, phase] of chosen) {
       await phase();
       bar.tick();
     }

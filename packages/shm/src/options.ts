@@ -12,6 +12,7 @@ import {
 import { MAX_MAPPING_BYTES } from './native.js';
 import {
   MAX_BLOCK_COUNT,
+  MAX_INLINE_BYTES,
   MAX_SUBSCRIBER_SLOTS,
   MIN_BLOCK_SIZE,
   SLOW_POLICIES,
@@ -211,6 +212,13 @@ export interface PubSubConfig {
   dir?: string;
   /** Prefault every page at create (MAP_POPULATE). Default true. */
   prefault?: boolean;
+  /**
+   * `send` carries messages of at most this many bytes inline, in the ring entry: no block,
+   * no reference count (a subscriber gets a private copy). 0 (default): every message takes
+   * a block. At most `blockSize` and 4080; needs `ringDepth` ≥ 2. Each ring entry then takes
+   * `align64(16 + inlineMaxBytes)` bytes.
+   */
+  inlineMaxBytes?: number;
 }
 
 export interface ResolvedPubSubConfig {
@@ -223,6 +231,7 @@ export interface ResolvedPubSubConfig {
   readonly subscriberSlots: number;
   readonly dir: string;
   readonly prefault: boolean;
+  readonly inlineMaxBytes: number;
 }
 
 export const PUBSUB_DEFAULTS: ResolvedPubSubConfig = Object.freeze({
@@ -235,6 +244,7 @@ export const PUBSUB_DEFAULTS: ResolvedPubSubConfig = Object.freeze({
   subscriberSlots: 8,
   dir: '/dev/shm',
   prefault: true,
+  inlineMaxBytes: 0,
 });
 
 /** Validates a `PubSubConfig`; every message names the option. */
@@ -285,7 +295,19 @@ export function resolvePubSubConfig(config: PubSubConfig = {}): ResolvedPubSubCo
   }
   const prefault = config.prefault ?? d.prefault;
   if (typeof prefault !== 'boolean') throw new ShmInvalidArgumentError('option "prefault" must be a boolean');
-  if (regionLayout(blockCount, blockSize, ringDepth, subscriberSlots).totalBytes > MAX_MAPPING_BYTES) {
+  const inlineMaxBytes = integer(
+    'inlineMaxBytes',
+    config.inlineMaxBytes ?? d.inlineMaxBytes,
+    0,
+    Math.min(MAX_INLINE_BYTES, blockSize),
+  );
+  if (inlineMaxBytes > 0 && ringDepth < 2) {
+    throw new ShmInvalidArgumentError('option "inlineMaxBytes" needs "ringDepth" of at least 2');
+  }
+  if (
+    regionLayout(blockCount, blockSize, ringDepth, subscriberSlots, inlineMaxBytes).totalBytes >
+    MAX_MAPPING_BYTES
+  ) {
     throw new ShmInvalidArgumentError(
       `options "blockCount" × "blockSize" (${blockCount} × ${blockSize}) exceed the ${MAX_MAPPING_BYTES}-byte mapping limit`,
     );
@@ -300,6 +322,7 @@ export function resolvePubSubConfig(config: PubSubConfig = {}): ResolvedPubSubCo
     subscriberSlots,
     dir,
     prefault,
+    inlineMaxBytes,
   });
 }
 

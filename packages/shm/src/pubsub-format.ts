@@ -4,7 +4,7 @@
  * slots with the journal's (same offsets), so both use one slot and doorbell protocol.
  *
  *   0   u8[8]  signature "SWYDPUBS"
- *   8   u32    format version (1)
+ *   8   u32    format version (2)
  *   12  u32    header bytes (fixed part + slots + positions, 64-aligned)
  *   16  u32    block count
  *   20  u32    block size (a multiple of 64)
@@ -17,7 +17,7 @@
  *   48  u32    block table offset
  *   52  u32    blocks offset
  *   56  u64    creation time, ms since the Unix epoch
- *   64  u32    reserved (0)
+ *   64  u32    inline max bytes (0: every message in a block)
  *   68  u32    FNV-1a 32 checksum of bytes 0..67
  *   --- mutable words (read with Atomics) ---
  *   72  i32    state (0 initializing, 1 open, 2 closed)
@@ -25,16 +25,19 @@
  *   80  i32    futex sequence
  *   84  i32    futex waiters
  *   88  i64    publisher heartbeat, ms since the Unix epoch
- *   96  i32    head, low word (the sequence the next message gets)
- *   100 i32    head, high word
+ *   96  i32    reserved (0; head in version 1)
+ *   100 i32    reserved (0)
  *   104 i32    publisher pid
- *   108 i32    tail, low word (the oldest sequence the ring may still hold)
- *   112 i32    tail, high word
+ *   108 i32    reserved (0; tail in version 1)
+ *   112 i32    reserved (0)
  *   116 i32    flags (bit 0: a subscriber has attached)
  *   120..127   reserved
  *   128 slots      16 bytes each: i32 state, i32 parked, i32 pid, i32 generation
  *   ... positions  8 bytes per slot: i32 next sequence (low word), i32 reserved
- *   ring           64 bytes per entry: i32 seq low, i32 seq high, i32 block, 52 bytes reserved
+ *   ... cursors    64 bytes, 64-aligned: i32 head low, i32 head high (the sequence the next
+ *                  message gets), i32 tail low, i32 tail high (the oldest the ring may hold)
+ *   ring           ring entry bytes per entry (64, or align64(16 + inline max)): i32 seq low,
+ *                  i32 seq high, i32 block (-1: inline), i32 length (inline), inline payload
  *   block table    64 bytes per block: i32 state, i32 seq low, i32 seq high, i32 length, 48 reserved
  *   held counts    slots × block count i32: guards each subscriber slot holds on each block
  *   blocks         block count × block size
@@ -44,6 +47,12 @@
  * live sample guard. Readers take a reference only from a published block (count > 0, no
  * LOAN_BIT) and then check that the block still holds the sequence they wanted: a block
  * freed and reused in between fails that check and is released again unread.
+ *
+ * Inline messages (at most `inline max bytes`, format version 2) live in the ring entry
+ * itself: no block, no reference count. The entry's low sequence word is a seqlock: the
+ * publisher first moves it back to seq − 1 (older than the message it will hold, newer than
+ * the one it held), writes the payload, then stores the new sequence; a reader copies the
+ * payload out and keeps the copy only if the word is unchanged after the copy.
  */
 import { resolve, sep } from 'node:path';
 import {
@@ -57,7 +66,7 @@ import { FIXED_HEADER_BYTES, SLOT_BYTES, fnv1a } from './journal-format.js';
 
 export const PS_SIGNATURE_LO = 0x44595753; // "SWYD"
 export const PS_SIGNATURE_HI = 0x53425550; // "PUBS"
-export const PS_FORMAT_VERSION = 1;
+export const PS_FORMAT_VERSION = 2;
 
 export const PS_OFF_VERSION = 8;
 export const PS_OFF_HEADER_BYTES = 12;
@@ -72,15 +81,21 @@ export const PS_OFF_RING = 44;
 export const PS_OFF_TABLE = 48;
 export const PS_OFF_BLOCKS = 52;
 export const PS_OFF_CREATED = 56;
+export const PS_OFF_INLINE_MAX = 64;
 export const PS_OFF_CHECKSUM = 68;
 export const PS_CHECKSUMMED_BYTES = 68;
 
 // Int32 indexes of the mutable words (state, parked, futex words, heartbeat and pid sit
 // where the journal keeps them).
-export const I_HEAD_LO = 96 >> 2;
-export const I_HEAD_HI = 100 >> 2;
-export const I_TAIL_LO = 108 >> 2;
-export const I_TAIL_HI = 112 >> 2;
+// Head and tail live on a cache line of their own (the cursors line, after the positions):
+// the publisher writes them with every message, and spinning subscribers read the state
+// word on every empty poll. On one line, every message would bounce it between the cores.
+/** Int32 offsets within the cursors line. */
+export const CURSOR_HEAD_LO = 0;
+export const CURSOR_HEAD_HI = 1;
+export const CURSOR_TAIL_LO = 2;
+export const CURSOR_TAIL_HI = 3;
+export const CURSORS_BYTES = 64;
 export const I_FLAGS = 116 >> 2;
 export const FLAG_ATTACHED = 1;
 
@@ -90,6 +105,12 @@ export const FLAG_ATTACHED = 1;
 export const RING_ENTRY_BYTES = 64;
 export const BLOCK_ENTRY_BYTES = 64;
 export const RING_WORDS = RING_ENTRY_BYTES >> 2;
+/** Ring entry words before an inline payload: seq low, seq high, block (-1), length. */
+export const INLINE_HEADER_BYTES = 16;
+/** The largest `inlineMaxBytes`: a ring entry of at most 4 KiB. */
+export const MAX_INLINE_BYTES = 4096 - INLINE_HEADER_BYTES;
+/** The block word of a ring entry whose message is inline. */
+export const INLINE_BLOCK = -1;
 export const TABLE_WORDS = BLOCK_ENTRY_BYTES >> 2;
 export const POSITION_BYTES = 8;
 export const LOAN_BIT = 0x40000000;
@@ -107,8 +128,14 @@ export interface RegionLayout {
   readonly blockSize: number;
   readonly ringDepth: number;
   readonly subscriberSlots: number;
+  /** Messages up to this many bytes travel inline in the ring entry (0: none). */
+  readonly inlineMaxBytes: number;
+  /** Bytes per ring entry: 64, or `align64(16 + inlineMaxBytes)`. */
+  readonly ringEntryBytes: number;
   readonly headerBytes: number;
   readonly positionsOffset: number;
+  /** The publisher's cursors (head, tail): one cache line, written by the publisher only. */
+  readonly cursorsOffset: number;
   readonly ringOffset: number;
   readonly tableOffset: number;
   /** Guards held, per subscriber slot and block (i32 each): released for a dead subscriber. */
@@ -124,11 +151,14 @@ export function regionLayout(
   blockSize: number,
   ringDepth: number,
   subscriberSlots: number,
+  inlineMaxBytes = 0,
 ): RegionLayout {
+  const ringEntryBytes = ringEntryBytesFor(inlineMaxBytes);
   const positionsOffset = FIXED_HEADER_BYTES + subscriberSlots * SLOT_BYTES;
-  const headerBytes = align(positionsOffset + subscriberSlots * POSITION_BYTES, 64);
+  const cursorsOffset = align(positionsOffset + subscriberSlots * POSITION_BYTES, 64);
+  const headerBytes = cursorsOffset + CURSORS_BYTES;
   const ringOffset = headerBytes;
-  const tableOffset = align(ringOffset + ringDepth * RING_ENTRY_BYTES, 64);
+  const tableOffset = align(ringOffset + ringDepth * ringEntryBytes, 64);
   // Page-aligned blocks: a 4 KiB-multiple block never straddles more pages than it must.
   const heldOffset = align(tableOffset + blockCount * BLOCK_ENTRY_BYTES, 64);
   const blocksOffset = align(heldOffset + subscriberSlots * blockCount * 4, 4096);
@@ -137,14 +167,22 @@ export function regionLayout(
     blockSize,
     ringDepth,
     subscriberSlots,
+    inlineMaxBytes,
+    ringEntryBytes,
     headerBytes,
     positionsOffset,
+    cursorsOffset,
     ringOffset,
     tableOffset,
     heldOffset,
     blocksOffset,
     totalBytes: blocksOffset + blockCount * blockSize,
   };
+}
+
+/** Bytes per ring entry for an inline limit: one cache line without inline messages. */
+export function ringEntryBytesFor(inlineMaxBytes: number): number {
+  return inlineMaxBytes === 0 ? RING_ENTRY_BYTES : align(INLINE_HEADER_BYTES + inlineMaxBytes, 64);
 }
 
 /** The header as a subscriber (or `switchyard shm ls`) sees it. */
@@ -181,6 +219,7 @@ export function writeRegionHeader(bytes: Uint8Array, fields: RegionFields): void
   view.setUint32(PS_OFF_TABLE, l.tableOffset, true);
   view.setUint32(PS_OFF_BLOCKS, l.blocksOffset, true);
   view.setBigUint64(PS_OFF_CREATED, BigInt(fields.createdAtMs), true);
+  view.setUint32(PS_OFF_INLINE_MAX, l.inlineMaxBytes, true);
   view.setUint32(0, PS_SIGNATURE_LO, true);
   view.setUint32(4, PS_SIGNATURE_HI, true);
   view.setUint32(PS_OFF_CHECKSUM, fnv1a(bytes, 0, PS_CHECKSUMMED_BYTES), true);
@@ -234,7 +273,11 @@ export function readRegionHeader(bytes: Uint8Array, path: string): RegionHeader 
     throw new ShmCorruptError(`${path}: bad ring depth ${ringDepth}`);
   if (slots < 1 || slots > MAX_SUBSCRIBER_SLOTS)
     throw new ShmCorruptError(`${path}: bad subscriber slots ${slots}`);
-  const layout = regionLayout(blockCount, blockSize, ringDepth, slots);
+  const inlineMaxBytes = view.getUint32(PS_OFF_INLINE_MAX, true);
+  if (inlineMaxBytes > Math.min(MAX_INLINE_BYTES, blockSize) || (inlineMaxBytes > 0 && ringDepth < 2)) {
+    throw new ShmCorruptError(`${path}: bad inline max bytes ${inlineMaxBytes}`);
+  }
+  const layout = regionLayout(blockCount, blockSize, ringDepth, slots, inlineMaxBytes);
   if (
     view.getUint32(PS_OFF_HEADER_BYTES, true) !== layout.headerBytes ||
     view.getUint32(PS_OFF_RING, true) !== layout.ringOffset ||

@@ -15,10 +15,10 @@ import {
 } from './journal-format.js';
 import { openMapping, unmapFile } from './native.js';
 import {
-  I_HEAD_HI,
-  I_HEAD_LO,
-  I_TAIL_HI,
-  I_TAIL_LO,
+  CURSOR_HEAD_HI,
+  CURSOR_HEAD_LO,
+  CURSOR_TAIL_HI,
+  CURSOR_TAIL_LO,
   LOAN_BIT,
   POSITION_BYTES,
   REGION_PREFIX,
@@ -101,6 +101,7 @@ export function inspectRegionFile(path: string): RegionInspection {
       else if ((st & LOAN_BIT) !== 0) loaned++;
     }
     const base = path.slice(path.lastIndexOf('/') + 1);
+    const c = header.cursorsOffset >> 2;
     return Object.freeze({
       name: base.startsWith(REGION_PREFIX) ? base.slice(REGION_PREFIX.length) : base,
       path,
@@ -111,8 +112,12 @@ export function inspectRegionFile(path: string): RegionInspection {
       publisherAlive: alive,
       heartbeatAgeMs,
       dead: !alive || state === 'closed' || heartbeatAgeMs > header.staleTimeoutMs,
-      head: (Atomics.load(i32, I_HEAD_HI) >>> 0) * 2 ** 32 + (Atomics.load(i32, I_HEAD_LO) >>> 0),
-      tail: (Atomics.load(i32, I_TAIL_HI) >>> 0) * 2 ** 32 + (Atomics.load(i32, I_TAIL_LO) >>> 0),
+      head:
+        (Atomics.load(i32, c + CURSOR_HEAD_HI) >>> 0) * 2 ** 32 +
+        (Atomics.load(i32, c + CURSOR_HEAD_LO) >>> 0),
+      tail:
+        (Atomics.load(i32, c + CURSOR_TAIL_HI) >>> 0) * 2 ** 32 +
+        (Atomics.load(i32, c + CURSOR_TAIL_LO) >>> 0),
       parked: Atomics.load(i32, I_PARKED),
       subscribers,
       blocks: { free, loaned, referenced: header.blockCount - free - loaned },

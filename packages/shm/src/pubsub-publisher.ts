@@ -39,17 +39,18 @@ import { resolvePubSubConfig, type PubSubConfig, type ResolvedPubSubConfig } fro
 import {
   FLAG_ATTACHED,
   I_FLAGS,
-  I_HEAD_HI,
-  I_HEAD_LO,
-  I_TAIL_HI,
-  I_TAIL_LO,
+  CURSOR_HEAD_HI,
+  CURSOR_HEAD_LO,
+  CURSOR_TAIL_HI,
+  CURSOR_TAIL_LO,
+  INLINE_BLOCK,
+  INLINE_HEADER_BYTES,
   LOAN_BIT,
   POSITION_BYTES,
   regionLayout,
   regionPath,
   writeRegionHeader,
   type RegionLayout,
-  RING_WORDS,
   TABLE_WORDS,
 } from './pubsub-format.js';
 import { inspectRegionFile, processAlive } from './pubsub-inspect.js';
@@ -135,8 +136,14 @@ export class Publisher {
   readonly #layout: RegionLayout;
   readonly #mask: number;
   readonly #ringIndex: number;
+  /** Int32 words per ring entry. */
+  readonly #ringWords: number;
+  /** Largest message `send` carries inline, or -1 (none). */
+  readonly #inlineMax: number;
   readonly #tableIndex: number;
   readonly #posIndex: number;
+  /** Int32 index of the cursors line (head, tail). */
+  readonly #cursors: number;
   readonly #overwrite: boolean;
   readonly #realPath: string;
   readonly #ino: number;
@@ -170,6 +177,7 @@ export class Publisher {
       config.blockSize,
       config.ringDepth,
       config.subscriberSlots,
+      config.inlineMaxBytes,
     );
     this.#layout = layout;
     this.#mapping = createMappingTakingOver(path, layout.totalBytes, config.prefault);
@@ -178,8 +186,11 @@ export class Publisher {
     this.#i64 = new BigInt64Array(this.#mapping.buffer, 0, FIXED_HEADER_BYTES >> 3);
     this.#mask = layout.ringDepth - 1;
     this.#ringIndex = layout.ringOffset >> 2;
+    this.#ringWords = layout.ringEntryBytes >> 2;
+    this.#inlineMax = layout.inlineMaxBytes > 0 ? layout.inlineMaxBytes : -1;
     this.#tableIndex = layout.tableOffset >> 2;
     this.#posIndex = layout.positionsOffset >> 2;
+    this.#cursors = layout.cursorsOffset >> 2;
     this.#overwrite = config.slowSubscriber === 'overwrite';
     this.#realPath = realpathSync(path);
     this.#ino = statSync(path).ino;
@@ -191,8 +202,8 @@ export class Publisher {
     const i32 = this.#i32;
     // No ring entry and no block holds a sequence yet: -1 in both words is none.
     for (let e = 0; e < layout.ringDepth; e++) {
-      i32[this.#ringIndex + e * RING_WORDS] = -1;
-      i32[this.#ringIndex + e * RING_WORDS + 1] = -1;
+      i32[this.#ringIndex + e * this.#ringWords] = -1;
+      i32[this.#ringIndex + e * this.#ringWords + 1] = -1;
     }
     for (let b = 0; b < layout.blockCount; b++) {
       i32[this.#tableIndex + b * TABLE_WORDS + 1] = -1;
@@ -253,10 +264,17 @@ export class Publisher {
     return n;
   }
 
-  /** Copies `data` into a block and publishes it. Throws `SHM_ERR_DATA_TOO_LARGE`, `SHM_ERR_POOL_EXHAUSTED`, `SHM_ERR_WOULD_BLOCK`. */
+  /**
+   * Copies `data` into the ring entry (at most `inlineMaxBytes`) or a block, and publishes
+   * it. Throws `SHM_ERR_DATA_TOO_LARGE`, `SHM_ERR_POOL_EXHAUSTED`, `SHM_ERR_WOULD_BLOCK`.
+   */
   send(data: Uint8Array): void {
     if (!(data instanceof Uint8Array))
       throw new ShmInvalidArgumentError('send(data): data must be a Uint8Array');
+    if (data.length <= this.#inlineMax) {
+      this.#sendInline(data);
+      return;
+    }
     if (data.length > this.#layout.blockSize) {
       throw new ShmDataTooLargeError(
         `a ${data.length}-byte message exceeds blockSize ${this.#layout.blockSize}`,
@@ -292,8 +310,8 @@ export class Publisher {
     // No free block: one would come free only by releasing a ring entry no guard shares.
     const limit = this.#evictLimit(true);
     for (let seq = this.#tail; seq < limit; seq++) {
-      const block = Atomics.load(i32, this.#ringIndex + (seq & this.#mask) * RING_WORDS + 2);
-      if (Atomics.load(i32, this.#tableIndex + block * TABLE_WORDS) === 1) return true;
+      const block = Atomics.load(i32, this.#ringIndex + (seq & this.#mask) * this.#ringWords + 2);
+      if (block >= 0 && Atomics.load(i32, this.#tableIndex + block * TABLE_WORDS) === 1) return true;
     }
     return false;
   }
@@ -425,15 +443,16 @@ export class Publisher {
     if (!this.#canEvict()) return false;
     const i32 = this.#i32;
     const tail = this.#tail;
-    const e = this.#ringIndex + (tail & this.#mask) * RING_WORDS;
+    const e = this.#ringIndex + (tail & this.#mask) * this.#ringWords;
     const block = i32[e + 2] as number;
     // Advance the tail before dropping the reference: a reader that then fails to take
     // the block reads the tail and knows how many it missed.
     this.#tail = tail + 1;
     // Plain stores: the atomic subtraction below publishes them to whoever sees its result.
-    i32[I_TAIL_HI] = Math.floor(this.#tail / HI);
-    i32[I_TAIL_LO] = this.#tail | 0;
-    Atomics.sub(i32, this.#tableIndex + block * TABLE_WORDS, 1);
+    i32[this.#cursors + CURSOR_TAIL_HI] = Math.floor(this.#tail / HI);
+    i32[this.#cursors + CURSOR_TAIL_LO] = this.#tail | 0;
+    // An inline message holds no block: its entry is simply overwritten next.
+    if (block !== INLINE_BLOCK) Atomics.sub(i32, this.#tableIndex + block * TABLE_WORDS, 1);
     this.#evicted++;
     return true;
   }
@@ -458,19 +477,53 @@ export class Publisher {
     i32[t + 1] = lo;
     // From loaned to published, held by the ring entry: one reference.
     Atomics.store(i32, t, 1);
-    const e = this.#ringIndex + (seq & this.#mask) * RING_WORDS;
+    const e = this.#ringIndex + (seq & this.#mask) * this.#ringWords;
     i32[e + 2] = block;
     i32[e + 1] = hi;
     // The entry's low sequence word last: a reader that sees it sees the rest. Being a
     // full fence, it also orders the parked-count load below after the entry (a subscriber
     // that parks sets the count, then looks at the entry).
     Atomics.store(i32, e, lo);
+    this.#loaned--;
+    this.#afterPublish(seq);
+  }
+
+  /**
+   * Publishes `data` inline in its ring entry: no block, no reference count. The entry's
+   * low sequence word is a seqlock (see pubsub-format.ts): moved back to seq − 1 before the
+   * payload is written, to seq after, so a reader that copied the old payload while it was
+   * overwritten sees the word change and drops the copy.
+   */
+  #sendInline(data: Uint8Array): void {
+    if (this.#closed) throw new ShmClosedError('the publisher is closed');
+    const seq = this.#head;
+    if (seq - this.#tail >= this.#layout.ringDepth && !this.#evict()) {
+      throw new ShmWouldBlockError(
+        `a subscriber has not read message ${this.#tail} yet, and the ring holds ${this.#layout.ringDepth}`,
+      );
+    }
+    const i32 = this.#i32;
+    const lo = seq | 0;
+    const e = this.#ringIndex + (seq & this.#mask) * this.#ringWords;
+    // seq − 1 is older than this message (a reader of it waits) and newer than the one the
+    // entry held (ringDepth ≥ 2: a reader of that one sees it lapped).
+    Atomics.store(i32, e, (lo - 1) | 0);
+    i32[e + 1] = Math.floor(seq / HI);
+    i32[e + 2] = INLINE_BLOCK;
+    i32[e + 3] = data.length;
+    this.#bytes.set(data, (e << 2) + INLINE_HEADER_BYTES);
+    Atomics.store(i32, e, lo);
+    this.#afterPublish(seq);
+  }
+
+  /** After message `seq` is in the ring: the head hint, counters, wake-ups, heartbeat. */
+  #afterPublish(seq: number): void {
+    const i32 = this.#i32;
     this.#head = seq + 1;
     // The head is a hint for subscribers that attach (they read it with a retry loop);
     // readers tell "not yet" from "lapped" by the entry's sequence alone.
-    i32[I_HEAD_HI] = Math.floor(this.#head / HI);
-    i32[I_HEAD_LO] = this.#head | 0;
-    this.#loaned--;
+    i32[this.#cursors + CURSOR_HEAD_HI] = Math.floor(this.#head / HI);
+    i32[this.#cursors + CURSOR_HEAD_LO] = this.#head | 0;
     this.#published++;
     if (Atomics.load(i32, I_PARKED) !== 0) this.#wake();
     // A publisher whose event loop is busy (a synchronous send loop) cannot run its

@@ -34,16 +34,17 @@ import {
 import {
   FLAG_ATTACHED,
   I_FLAGS,
-  I_HEAD_HI,
-  I_HEAD_LO,
-  I_TAIL_HI,
-  I_TAIL_LO,
+  CURSOR_HEAD_HI,
+  CURSOR_HEAD_LO,
+  CURSOR_TAIL_HI,
+  CURSOR_TAIL_LO,
+  INLINE_BLOCK,
+  INLINE_HEADER_BYTES,
   LOAN_BIT,
   POSITION_BYTES,
   readRegionHeader,
   regionPath,
   type RegionHeader,
-  RING_WORDS,
   TABLE_WORDS,
 } from './pubsub-format.js';
 
@@ -101,11 +102,14 @@ export class Sample {
     return this.#released;
   }
 
-  /** Gives the block back (when no other guard holds it, it returns to the pool). Idempotent. */
+  /**
+   * Gives the block back (when no other guard holds it, it returns to the pool). Idempotent.
+   * An inline message holds no block: its bytes are the subscriber's own copy.
+   */
   release(): void {
     if (this.#released) return;
     this.#released = true;
-    this.#subscriber.releaseBlock(this.#block);
+    if (this.#block !== INLINE_BLOCK) this.#subscriber.releaseBlock(this.#block);
   }
 
   [Symbol.dispose](): void {
@@ -124,14 +128,19 @@ export class Subscriber {
   readonly #options: ResolvedSubscriberOptions;
   readonly #mapping: Mapping;
   readonly #buffer: ArrayBufferLike;
+  readonly #u8: Uint8Array;
   readonly #i32: Int32Array;
   readonly #i64: BigInt64Array;
   readonly #mask: number;
   readonly #ringIndex: number;
+  readonly #ringWords: number;
+  /** The region's inline limit, or -1 (no inline messages). */
+  readonly #inlineMax: number;
   readonly #tableIndex: number;
   readonly #blocksOffset: number;
   readonly #blockSize: number;
   readonly #posIndex: number;
+  readonly #cursors: number;
   readonly #positionIndex: number;
   readonly #slot: number;
   /** Guards this subscriber holds, per block: released for it on close. */
@@ -162,10 +171,13 @@ export class Subscriber {
     this.#options = options;
     this.#mapping = mapping;
     this.#buffer = mapping.buffer;
+    this.#u8 = mapping.bytes;
     this.#i32 = new Int32Array(mapping.buffer);
     this.#i64 = new BigInt64Array(mapping.buffer, 0, FIXED_HEADER_BYTES >> 3);
     this.#mask = header.ringDepth - 1;
     this.#ringIndex = header.ringOffset >> 2;
+    this.#ringWords = header.ringEntryBytes >> 2;
+    this.#inlineMax = header.inlineMaxBytes > 0 ? header.inlineMaxBytes : -1;
     this.#tableIndex = header.tableOffset >> 2;
     this.#blocksOffset = header.blocksOffset;
     this.#blockSize = header.blockSize;
@@ -186,8 +198,9 @@ export class Subscriber {
     );
     releaseHeld(this.#i32, this.#held, this.#tableIndex);
     this.#positionIndex = this.#posIndex + slot * (POSITION_BYTES >> 2);
-    const head = this.#readPair(I_HEAD_HI, I_HEAD_LO);
-    const tail = this.#readPair(I_TAIL_HI, I_TAIL_LO);
+    this.#cursors = header.cursorsOffset >> 2;
+    const head = this.#readPair(this.#cursors + CURSOR_HEAD_HI, this.#cursors + CURSOR_HEAD_LO);
+    const tail = this.#readPair(this.#cursors + CURSOR_TAIL_HI, this.#cursors + CURSOR_TAIL_LO);
     this.#next = options.from === 'oldest' ? Math.max(tail, head - header.ringDepth) : head;
     this.#storePosition();
     Atomics.or(this.#i32, I_FLAGS, FLAG_ATTACHED);
@@ -307,7 +320,7 @@ export class Subscriber {
       const next = this.#next;
       const lo = next | 0;
       const hi = Math.floor(next / HI);
-      const e = this.#ringIndex + (next & this.#mask) * RING_WORDS;
+      const e = this.#ringIndex + (next & this.#mask) * this.#ringWords;
       // One atomic load (the acquire); the words it publishes are read plainly after it.
       // Atomics calls are not inlined on Node 20 (15-30 ns each): the hot path has three
       // (this load, the CAS that takes the block, the release's subtraction).
@@ -315,7 +328,24 @@ export class Subscriber {
       const entryHi = i32[e + 1] as number;
       if (entryLo === lo && entryHi === hi) {
         const block = i32[e + 2] as number;
-        if (block >= 0 && block < this.#held.length) {
+        if (block === INLINE_BLOCK && this.#inlineMax > 0) {
+          // Inline: copy it out, then keep the copy only if the seqlock word did not move
+          // (the publisher moves it before overwriting the payload). Two atomic loads, no
+          // reference count, no shared line written.
+          const length = i32[e + 3] as number;
+          if (length >= 0 && length <= this.#inlineMax) {
+            const start = (e << 2) + INLINE_HEADER_BYTES;
+            const copy = this.#u8.slice(start, start + length);
+            if (Atomics.load(i32, e) === lo) {
+              this.#next = next + 1;
+              i32[this.#positionIndex] = (next + 1) | 0;
+              if (missed > 0) this.#lagged(missed);
+              const gap = missed + this.#pendingMissed;
+              this.#pendingMissed = 0;
+              return new Sample(this, INLINE_BLOCK, copy, next, gap);
+            }
+          }
+        } else if (block >= 0 && block < this.#held.length) {
           const t = this.#tableIndex + block * TABLE_WORDS;
           if (this.#acquire(t)) {
             if (i32[t + 1] === lo && i32[t + 2] === hi) {
@@ -349,7 +379,10 @@ export class Subscriber {
       }
       // Lapped: the entry holds a later message, or its block was taken back. The tail
       // says where the oldest message still held is.
-      const resume = Math.max(next + 1, this.#readPair(I_TAIL_HI, I_TAIL_LO));
+      const resume = Math.max(
+        next + 1,
+        this.#readPair(this.#cursors + CURSOR_TAIL_HI, this.#cursors + CURSOR_TAIL_LO),
+      );
       missed += resume - next;
       this.#next = resume;
       this.#storePosition();

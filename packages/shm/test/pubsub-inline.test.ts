@@ -1,0 +1,305 @@
+import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
+import { test } from 'node:test';
+import fc from 'fast-check';
+import { Publisher, Subscriber, inspectRegionFile, regionPath, type Sample } from '@switchyard/shm';
+import { PubSubChild, shmDir } from './pubsub-helpers.js';
+
+const dir = shmDir();
+test.after(() => dir[Symbol.dispose]());
+
+/** Message `seq`: length `length`, first four bytes the sequence, the rest derived from it. */
+function pattern(seq: number, length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  if (length >= 4) new DataView(out.buffer).setUint32(0, seq, true);
+  for (let i = Math.min(4, length); i < length; i++) out[i] = (seq * 7 + i) & 0xff;
+  return out;
+}
+
+function intact(sample: Sample, length: number): boolean {
+  const want = pattern(Number(sample.sequence), length);
+  return sample.bytes.length === length && sample.bytes.every((b, i) => b === want[i]);
+}
+
+interface SubSummary {
+  received: number;
+  missed: number;
+  bad: number;
+  firstError: string;
+  lastSeq: number;
+}
+
+test('inlineMaxBytes: validated, 0 by default, recorded in the header (format version 2)', () => {
+  const bad = [
+    { inlineMaxBytes: -1 },
+    { inlineMaxBytes: 1.5 },
+    { inlineMaxBytes: 65, blockSize: 64 },
+    { inlineMaxBytes: 4081, blockSize: 8192 },
+    { inlineMaxBytes: 32, blockCount: 1, ringDepth: 1, blockSize: 64 },
+  ];
+  for (const config of bad) {
+    assert.throws(() => Publisher.create('inline-bad', { dir: dir.path, ...config }), {
+      code: 'SHM_ERR_INVALID_ARGUMENT',
+      message: /inlineMaxBytes/,
+    });
+  }
+  const plain = Publisher.create('inline-off', { dir: dir.path, blockCount: 4, ringDepth: 4, blockSize: 64 });
+  assert.equal(plain.config.inlineMaxBytes, 0);
+  const off = Subscriber.open('inline-off', { dir: dir.path });
+  assert.equal(off.header.inlineMaxBytes, 0);
+  assert.equal(off.header.ringEntryBytes, 64);
+  assert.equal(off.header.version, 2);
+  off.close();
+  plain.close();
+  const publisher = Publisher.create('inline-on', {
+    dir: dir.path,
+    blockCount: 4,
+    ringDepth: 4,
+    blockSize: 256,
+    inlineMaxBytes: 100,
+  });
+  const subscriber = Subscriber.open('inline-on', { dir: dir.path });
+  assert.equal(subscriber.header.inlineMaxBytes, 100);
+  assert.equal(subscriber.header.ringEntryBytes, 128, 'align64(16 + 100)');
+  const file = readFileSync(regionPath(dir.path, 'inline-on'));
+  assert.equal(file.readUInt32LE(8), 2, 'format version');
+  assert.equal(file.readUInt32LE(64), 100, 'inline max bytes at offset 64');
+  subscriber.close();
+  publisher.close();
+});
+
+test('inline messages: no block taken, whole and private to the sample; larger ones still use blocks', () => {
+  const name = 'inline-basic';
+  const publisher = Publisher.create(name, {
+    dir: dir.path,
+    blockCount: 2,
+    ringDepth: 2,
+    blockSize: 128,
+    inlineMaxBytes: 64,
+  });
+  const subscriber = Subscriber.open(name, { dir: dir.path });
+  try {
+    const held: Sample[] = [];
+    // Far more held samples than blocks: inline messages take none.
+    for (let seq = 0; seq < 10; seq++) {
+      publisher.send(pattern(seq, seq * 7));
+      const sample = subscriber.tryRecv()!;
+      assert.equal(sample.sequence, BigInt(seq));
+      assert.ok(intact(sample, seq * 7));
+      held.push(sample);
+    }
+    assert.equal(inspectRegionFile(regionPath(dir.path, name)).blocks.free, 2, 'no block taken');
+    publisher.send(new Uint8Array(0));
+    const empty = subscriber.tryRecv()!;
+    assert.equal(empty.bytes.length, 0);
+    empty.release();
+    // The ring (depth 2) has been overwritten many times: the held copies are untouched.
+    for (let seq = 11; seq < 200; seq++) publisher.send(pattern(seq, 64));
+    held.forEach((sample, seq) => assert.ok(intact(sample, seq * 7), `held inline message ${seq} intact`));
+    for (const sample of held) {
+      sample.release();
+      sample.release();
+    }
+    assert.equal(subscriber.missed, 0);
+    assert.equal(subscriber.tryRecv()!.missed, 187, 'lapped: told how many it missed');
+    // Above the inline limit: a block, with the guard rules (PoolExhausted once both are held).
+    while (subscriber.tryRecv() !== null);
+    publisher.send(pattern(200, 65));
+    publisher.send(pattern(201, 128));
+    const a = subscriber.tryRecv()!;
+    const b = subscriber.tryRecv()!;
+    assert.ok(intact(a, 65) && intact(b, 128));
+    assert.equal(inspectRegionFile(regionPath(dir.path, name)).blocks.free, 0);
+    assert.throws(() => publisher.send(pattern(202, 100)), { code: 'SHM_ERR_POOL_EXHAUSTED' });
+    publisher.send(pattern(202, 64)); // inline: no block needed
+    assert.throws(() => publisher.send(new Uint8Array(129)), { code: 'SHM_ERR_DATA_TOO_LARGE' });
+    a.release();
+    b.release();
+    assert.ok(intact(subscriber.tryRecv()!, 64));
+  } finally {
+    subscriber.close();
+    publisher.close();
+  }
+});
+
+test("inline messages with slowSubscriber 'block': never overwritten unread", () => {
+  const name = 'inline-block';
+  const publisher = Publisher.create(name, {
+    dir: dir.path,
+    blockCount: 4,
+    ringDepth: 4,
+    blockSize: 64,
+    inlineMaxBytes: 64,
+    slowSubscriber: 'block',
+  });
+  const subscriber = Subscriber.open(name, { dir: dir.path });
+  try {
+    for (let seq = 0; seq < 4; seq++) publisher.send(pattern(seq, 8));
+    assert.throws(() => publisher.send(pattern(4, 8)), { code: 'SHM_ERR_WOULD_BLOCK' });
+    assert.equal(publisher.isWritable, false);
+    const first = subscriber.tryRecv()!;
+    assert.ok(intact(first, 8));
+    assert.equal(publisher.isWritable, true);
+    publisher.send(pattern(4, 8));
+    for (let seq = 1; seq <= 4; seq++) {
+      const sample = subscriber.tryRecv()!;
+      assert.equal(sample.sequence, BigInt(seq));
+      assert.ok(intact(sample, 8));
+    }
+    assert.equal(subscriber.missed, 0);
+  } finally {
+    subscriber.close();
+    publisher.close();
+  }
+});
+
+test('inline and block messages mixed, against a model: every message whole, gaps counted', () => {
+  let run = 0;
+  fc.assert(
+    fc.property(
+      fc.constantFrom(2, 4, 8),
+      fc.constantFrom(16, 48, 64),
+      fc.constantFrom('overwrite' as const, 'block' as const),
+      fc.array(
+        fc.oneof(
+          fc.nat(128).map((length) => ({ kind: 'send' as const, length })),
+          fc.boolean().map((hold) => ({ kind: 'recv' as const, hold })),
+          fc.nat(8).map((index) => ({ kind: 'release' as const, index })),
+        ),
+        { minLength: 1, maxLength: 200 },
+      ),
+      (ringDepth, inlineMaxBytes, slowSubscriber, ops) => {
+        const name = `inline-model-${run++}`;
+        const publisher = Publisher.create(name, {
+          dir: dir.path,
+          blockCount: ringDepth * 2,
+          ringDepth,
+          blockSize: 128,
+          inlineMaxBytes,
+          slowSubscriber,
+          prefault: false,
+        });
+        const subscriber = Subscriber.open(name, { dir: dir.path });
+        const lengths: number[] = [];
+        const held: Sample[] = [];
+        let received = 0;
+        let last = -1;
+        try {
+          for (const o of ops) {
+            if (o.kind === 'send') {
+              try {
+                publisher.send(pattern(lengths.length, o.length));
+                lengths.push(o.length);
+              } catch (error) {
+                const code = (error as { code?: string }).code;
+                assert.ok(code === 'SHM_ERR_POOL_EXHAUSTED' || code === 'SHM_ERR_WOULD_BLOCK', code);
+                if (code === 'SHM_ERR_POOL_EXHAUSTED')
+                  assert.ok(o.length > inlineMaxBytes, 'inline needs no block');
+              }
+            } else if (o.kind === 'recv') {
+              const sample = subscriber.tryRecv();
+              if (sample === null) continue;
+              const seq = Number(sample.sequence);
+              assert.ok(seq > last);
+              assert.equal(sample.missed, seq - last - 1);
+              assert.ok(intact(sample, lengths[seq]!), `message ${seq} whole`);
+              last = seq;
+              received++;
+              if (o.hold) held.push(sample);
+              else sample.release();
+            } else if (held.length > 0) {
+              const [sample] = held.splice(o.index % held.length, 1);
+              assert.ok(intact(sample!, lengths[Number(sample!.sequence)]!), 'held message intact');
+              sample!.release();
+            }
+          }
+          for (const sample of held.splice(0)) {
+            assert.ok(intact(sample, lengths[Number(sample.sequence)]!));
+            sample.release();
+          }
+          for (let s = subscriber.tryRecv(); s !== null; s = subscriber.tryRecv()) {
+            assert.ok(intact(s, lengths[Number(s.sequence)]!));
+            received++;
+            s.release();
+          }
+          assert.equal(received + subscriber.missed, lengths.length, 'every message read or counted missed');
+          if (slowSubscriber === 'block') assert.equal(subscriber.missed, 0);
+        } finally {
+          subscriber.close();
+          publisher.close();
+        }
+      },
+    ),
+    { numRuns: 200 },
+  );
+});
+
+test('inline, two processes, overwrite: a lapped subscriber never sees a torn message and counts what it missed', async () => {
+  // Messages up to 128 bytes inline (most of them), longer ones in blocks; a tiny ring so
+  // the publisher overwrites entries while the other process copies them.
+  const config = { dir: dir.path, blockCount: 4, ringDepth: 2, blockSize: 256, inlineMaxBytes: 240 };
+  const count = 200_000;
+  const pub = new PubSubChild(['pubsend', 'inline-lag', JSON.stringify(config), String(count), 'close', '1']);
+  try {
+    await pub.message('created');
+    const sub = new PubSubChild([
+      'sub',
+      'inline-lag',
+      JSON.stringify({ dir: dir.path, timeoutMs: 5000 }),
+      String(count),
+      'spin',
+      '0',
+    ]);
+    const summary = await sub.message<SubSummary>('received', 60_000);
+    const published = await pub.message<{ stats: { published: number } }>('published');
+    pub.send('close');
+    assert.equal(summary.bad, 0, summary.firstError);
+    assert.equal(published.stats.published, count);
+    assert.ok(summary.missed > 0, 'the subscriber fell behind and was told so');
+    assert.equal(summary.received + summary.missed, count);
+    assert.equal(summary.lastSeq, count - 1);
+    assert.equal(await sub.exit(), 0);
+  } finally {
+    pub.kill();
+  }
+});
+
+test("inline, two processes, 'block': nothing lost, content intact", async () => {
+  const config = {
+    dir: dir.path,
+    blockCount: 16,
+    ringDepth: 8,
+    blockSize: 256,
+    inlineMaxBytes: 192,
+    slowSubscriber: 'block' as const,
+  };
+  const count = 50_000;
+  const pub = new PubSubChild([
+    'pubsend',
+    'inline-lossless',
+    JSON.stringify(config),
+    String(count),
+    'close',
+    '0',
+  ]);
+  try {
+    await pub.message('created');
+    const sub = new PubSubChild([
+      'sub',
+      'inline-lossless',
+      JSON.stringify({ dir: dir.path, from: 'oldest' }),
+      String(count),
+      'adaptive',
+      '0',
+    ]);
+    const summary = await sub.message<SubSummary>('received', 60_000);
+    await pub.message('published');
+    pub.send('close');
+    assert.equal(summary.bad, 0, summary.firstError);
+    assert.equal(summary.missed, 0);
+    assert.equal(summary.received, count);
+    assert.equal(await sub.exit(), 0);
+  } finally {
+    pub.kill();
+  }
+});
