@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { after, describe, test } from 'node:test';
-import { Broker, MailboxError, openPostgresStore } from '@switchyard/mailbox';
+import { Broker, MailboxError, MemoryStore, openPostgresStore, type MessageStore } from '@switchyard/mailbox';
 import pg from 'pg';
 import { PG_URL, dropSchema, freshSchema, pgExec, pgUnavailable, pgUrl } from './helpers/pg-env.js';
 
@@ -34,6 +34,61 @@ test('memory and SQLite users never load the pg driver', () => {
   });
   assert.equal(r.stdout.trim(), 'ok', r.stderr);
   assert.doesNotMatch(r.stderr, /LOADED-PG/);
+});
+
+test("a broker keeps up to a store's concurrentBatches transactions in flight and splits a big backlog", async () => {
+  // A memory store that takes 20 ms per batch and says it can run two at once.
+  const inner = new MemoryStore();
+  let inFlight = 0;
+  let most = 0;
+  const sizes: number[] = [];
+  const store: MessageStore = {
+    blobs: inner.blobs,
+    concurrentBatches: 2,
+    async apply(ops, nowMs) {
+      inFlight++;
+      most = Math.max(most, inFlight);
+      sizes.push(ops.length);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      try {
+        return await inner.apply(ops, nowMs);
+      } finally {
+        inFlight--;
+      }
+    },
+    get: (mid) => inner.get(mid),
+    headers: (m, a, l) => inner.headers(m, a, l),
+    mailboxes: (n) => inner.mailboxes(n),
+    stats: () => inner.stats(),
+    close: () => inner.close(),
+  };
+  const broker = await Broker.open({ store, sweepIntervalMs: 0 });
+  try {
+    // 50 sends arriving together stay one batch (below 2 × 64: no split).
+    await Promise.all(
+      Array.from({ length: 50 }, (_, i) => broker.send({ sender: 's', receiver: 'c', body: { i: `${i}` } })),
+    );
+    assert.deepEqual(sizes, [50]);
+    // 300 are split between the two slots, which run at once.
+    await Promise.all(
+      Array.from({ length: 300 }, (_, i) => broker.send({ sender: 's', receiver: 'c', body: { j: `${i}` } })),
+    );
+    assert.deepEqual(sizes.slice(1), [150, 150]);
+    assert.equal(most, 2);
+    // While both slots are busy, new operations wait for one (never a third transaction).
+    const a = Promise.all(
+      Array.from({ length: 200 }, (_, i) => broker.send({ sender: 's', receiver: 'c', body: { k: `${i}` } })),
+    );
+    await new Promise((resolve) => setImmediate(resolve));
+    const b = Promise.all(
+      Array.from({ length: 10 }, (_, i) => broker.send({ sender: 's', receiver: 'c', body: { l: `${i}` } })),
+    );
+    await Promise.all([a, b]);
+    assert.equal(most, 2);
+    assert.equal((await broker.stats()).store.messages, 560);
+  } finally {
+    await broker.close();
+  }
 });
 
 if (unavailable !== undefined) {
