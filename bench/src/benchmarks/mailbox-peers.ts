@@ -303,8 +303,8 @@ async function measure(
 function chart(rows: readonly { label: string; e2e: number; send100: number }[], title: string): string {
   const barH = 12;
   const groupH = 2 * barH + 14;
-  const left = 360;
-  const width = 900;
+  const left = 420;
+  const width = 960;
   const top = 50;
   const max = Math.max(...rows.map((r) => Math.max(r.e2e, r.send100)), 1);
   const scale = (v: number): number => ((width - left - 90) * v) / max;
