@@ -70,10 +70,15 @@ function endToEnd(result: Result, startNs: bigint): Result {
 const rate = (r: Result): number => (r.read * 1e9) / r.elapsedNs;
 const mbps = (r: Result): number => (r.bytes * 1e9) / r.elapsedNs / 1e6;
 
-/** Region geometry per message size: blocks as big as the message, a deep ring. */
+/**
+ * Region geometry per message size: blocks as big as the message, a deep ring (8 MiB of
+ * 64 B messages, 8 MiB of 1 KiB ones; the journal runs get room for the whole run, the
+ * socket the kernel's buffers), twice as many blocks as ring entries.
+ */
 function geometry(size: number): { blockSize: number; blockCount: number; ringDepth: number } {
   if (size >= 1 << 20) return { blockSize: size, blockCount: 8, ringDepth: 4 };
-  return { blockSize: Math.max(64, size), blockCount: 1024, ringDepth: 512 };
+  const ringDepth = size <= 64 ? 65536 : 8192;
+  return { blockSize: Math.max(64, size), blockCount: ringDepth * 2, ringDepth };
 }
 
 async function pubSubRun(
@@ -357,15 +362,19 @@ export default async function shm(args: string[]): Promise<void> {
     'shm pub/sub and ShmChannel vs the journal and Node same-host transports (two processes; postMessage: two threads)',
     rows,
     [
-      `64 B: pub/sub send/postMessage(Buffer) = ${ratio(SEND_SPIN, POST, 64)}x spinning, ${ratio(SEND_ADAPTIVE, POST, 64)}x adaptive (target >= 10x); ` +
-        `pub/sub send/batched Unix socket = ${ratio(SEND_SPIN, BATCHED, 64)}x spinning, ${ratio(SEND_ADAPTIVE, BATCHED, 64)}x adaptive (target >= 1x); ` +
+      `64 B: pub/sub send/postMessage(Buffer) = inline ${ratio(INLINE_SPIN, POST, 64)}x spinning, ${ratio(INLINE_ADAPTIVE, POST, 64)}x adaptive; ` +
+        `via blocks ${ratio(SEND_SPIN, POST, 64)}x spinning, ${ratio(SEND_ADAPTIVE, POST, 64)}x adaptive (target >= 10x); ` +
+        `pub/sub send/batched Unix socket = inline ${ratio(INLINE_SPIN, BATCHED, 64)}x spinning, ${ratio(INLINE_ADAPTIVE, BATCHED, 64)}x adaptive; ` +
+        `via blocks ${ratio(SEND_SPIN, BATCHED, 64)}x spinning, ${ratio(SEND_ADAPTIVE, BATCHED, 64)}x adaptive (target >= 1x); ` +
         `journal/batched = ${ratio(JOURNAL, BATCHED, 64)}x`,
       `1 KiB read in place, bytes/s over the batched Unix socket's: loan ${ratio(LOAN_SPIN, BATCHED, 1024)}x spinning, ` +
         `${ratio(LOAN_ADAPTIVE, BATCHED, 1024)}x adaptive; send ${ratio(SEND_SPIN, BATCHED, 1024)}x spinning, ` +
         `${ratio(SEND_ADAPTIVE, BATCHED, 1024)}x adaptive (target >= 3x)`,
       `RTT p50: spinning ${String(spinP50)} µs (target < 1 µs); parked ${String(parkedP50)} µs vs Unix socket ${String(sockP50)} µs (target: below the socket)`,
       'Pub/sub runs use the lossless policy (slowSubscriber "block"; the publisher retries when the ring is full), blocks sized ' +
-        'to the message (64 B or 1 KiB blocks, 1024 of them, ring 512; 1 MiB: 8 blocks, ring 4). The subscriber reads in place ' +
+        'to the message (64 B: ring 65536, 131072 blocks; 1 KiB: ring 8192, 16384 blocks; 1 MiB: 8 blocks, ring 4). ' +
+        'Inline rows: inlineMaxBytes 64, the 64 B message travels in its ring entry (no block, no reference count; ' +
+        'the subscriber gets a private copy). Via blocks: inlineMaxBytes 0 (the default). The subscriber reads in place ' +
         'and touches the first and last byte of each message. loan(): the publisher writes in place (stamps two bytes), no copy. ' +
         'RTT: ping-pong of one 64 B message through an ShmChannel (two regions; parked: spinMicros 0, so every message wakes a ' +
         'parked reader through its doorbell FIFO). "—": not measured.',
