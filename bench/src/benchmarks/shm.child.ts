@@ -18,10 +18,13 @@ async function waitForGo(): Promise<void> {
 }
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
-/** Ring full: spin a little, then sleep 20 µs (a futex wait) so a subscriber sharing the
- * core (2 cores, other load) gets to run instead of a publisher polling. */
-function backOff(n: number): void {
-  if ((n & 15) === 0) Atomics.wait(sleeper, 0, 0, 0.02);
+/** Ring full: sleep 20 µs (a futex wait) so a subscriber sharing the core (2 cores, other
+ * load) gets to run instead of a publisher polling. Every poll of `isWritable` while the
+ * ring is full reads the subscriber's position, so polling in a tight loop would also pull
+ * that cache line away from the subscriber, which writes it with every message. With a deep
+ * ring the subscriber has thousands of messages to read meanwhile. */
+function backOff(): void {
+  Atomics.wait(sleeper, 0, 0, 0.02);
 }
 
 function isFull(error: unknown): boolean {
@@ -53,7 +56,7 @@ async function publish(): Promise<void> {
       // Ring full: the subscriber is behind. Poll the cheap hint rather than throw and catch.
       if (!publisher.isWritable) {
         full++;
-        backOff(full);
+        backOff();
         continue;
       }
       try {
@@ -70,7 +73,7 @@ async function publish(): Promise<void> {
     for (let i = 0; i < n;) {
       if (!publisher.isWritable) {
         full++;
-        backOff(full);
+        backOff();
         continue;
       }
       let loan;
