@@ -240,6 +240,27 @@ if (unavailable !== undefined) {
       }
     });
 
+    test('a NUL in a consumer name does not fail the batch it rides in', async () => {
+      const broker = await Broker.open({ store: pgUrl(fresh()), sweepIntervalMs: 0 });
+      try {
+        await broker.sendMany([
+          { sender: 's', receiver: 'nul', body: { i: '1' } },
+          { sender: 's', receiver: 'nul', body: { i: '2' } },
+        ]);
+        const [a, b] = await Promise.all([
+          broker.fetch('nul', { consumer: 'bad\u0000name' }),
+          broker.fetch('nul', { consumer: 'good' }),
+          broker.send({ sender: 's', receiver: 'other', body: {} }),
+        ]);
+        assert.ok(a && b);
+        await broker.ack(a.mid, a.lid!, 1);
+        const attempts = (await broker.get(a.mid))?.attempts;
+        assert.equal(attempts?.[0]?.consumer, 'bad\uFFFDname');
+      } finally {
+        await broker.close();
+      }
+    });
+
     test('two stores on one schema: fencing tokens grow across brokers; leases agree', async () => {
       const url = pgUrl(fresh());
       const a = await Broker.open({ store: url, sweepIntervalMs: 0 });

@@ -693,7 +693,7 @@ export class PostgresStore implements MessageStore {
           claims.map((op) => op.mailbox),
           claims.map((op) => op.max),
           claims.map((op) => op.leaseMs),
-          claims.map((op) => op.consumer),
+          claims.map((op) => pgText(op.consumer)),
           claims.map((_, i) => i),
           now,
         ]),
@@ -955,7 +955,7 @@ export class PostgresStore implements MessageStore {
         ops.map((op) => op.mailbox),
         ops.map((op) => op.max),
         ops.map((op) => op.leaseMs),
-        ops.map((op) => op.consumer),
+        ops.map((op) => pgText(op.consumer)),
         ops.map((_, i) => i),
         now,
       ],
@@ -1034,7 +1034,7 @@ export class PostgresStore implements MessageStore {
            UNION ALL
            SELECT u.*, (SELECT due FROM messages WHERE mailbox = $1 AND state = 0 ORDER BY due, seq LIMIT 1)
            FROM (SELECT 1) one LEFT JOIN u ON false WHERE NOT EXISTS (SELECT 1 FROM u)`,
-          values: [op.mailbox, now, op.max, op.leaseMs, op.consumer],
+          values: [op.mailbox, now, op.max, op.leaseMs, pgText(op.consumer)],
         });
         // Fewer than asked: nothing due is left, so the sends of this batch need wake no one.
         if (r.rows.length < op.max + (r.rows[0]?.rn === null ? 1 : 0) && ctx.wake.get(op.mailbox) === false)
@@ -1283,6 +1283,14 @@ export class PostgresStore implements MessageStore {
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/**
+ * A free-form string as PostgreSQL text, which cannot hold U+0000: NUL becomes U+FFFD (the
+ * consumer name is the one free-form string of an op; one NUL must not fail a whole batch).
+ */
+function pgText(v: string): string {
+  return v.includes('\0') ? v.replaceAll('\0', '\uFFFD') : v;
 }
 
 /** Ops that the batch never reorders others around. */
