@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
+import fc from 'fast-check';
 import { after, before, describe, test } from 'node:test';
 import {
   Broker,
@@ -173,6 +174,77 @@ describe('binary API calls', () => {
       (await env.broker.mailboxes()).some((m) => m.name === 'x'),
       false,
     );
+  });
+
+  test('fuzzed requests: every one is answered or refused with a mailbox code, and the server goes on', async () => {
+    await using raw = new StreamClient();
+    const endpoint = env.url.replace('switchyard://', 'tcp://');
+    const enc = (v: unknown): Uint8Array => new TextEncoder().encode(JSON.stringify(v));
+    const field = fc.oneof(
+      fc.string({ maxLength: 30 }),
+      fc.integer(),
+      fc.double(),
+      fc.boolean(),
+      fc.constant(null),
+      fc.array(fc.string({ maxLength: 5 }), { maxLength: 3 }),
+    );
+    const item = fc.dictionary(
+      fc.constantFrom(
+        'sender',
+        'receiver',
+        'body',
+        'delayMs',
+        'clientTime',
+        'mid',
+        'lid',
+        'status',
+        'leaseMs',
+      ),
+      field,
+    );
+    const request = fc.oneof(
+      fc.uint8Array({ maxLength: 64 }),
+      fc
+        .record(
+          {
+            op: fc.oneof(
+              fc.constantFrom('send', 'ack', 'extend', 'fetch', 'subscribe'),
+              fc.string({ maxLength: 8 }),
+            ),
+            messages: fc.oneof(fc.array(item, { maxLength: 4 }), field),
+            acks: fc.oneof(fc.array(item, { maxLength: 4 }), field),
+            items: fc.oneof(fc.array(item, { maxLength: 4 }), field),
+            receiver: field,
+            max: field,
+            prefetch: field,
+            leaseMs: field,
+            waitMs: fc.constantFrom(undefined, 0, -1, 'x'),
+          },
+          { requiredKeys: ['op'] },
+        )
+        .map(enc),
+    );
+    await fc.assert(
+      fc.asyncProperty(request, async (bytes) => {
+        const signal = AbortSignal.timeout(100);
+        try {
+          for await (const source of raw.post(endpoint, bytes, { signal }))
+            for await (const frame of source.frames) {
+              // A subscription streams: one frame is enough to show it was accepted.
+              assert.ok(frame.length > 0);
+              break;
+            }
+        } catch (error) {
+          if (signal.aborted) return; // a valid long poll or subscription that stayed quiet
+          assert.ok(error instanceof StreamRemoteError, String(error));
+          assert.match(error.remoteCode, /^MAILBOX_ERR_[A-Z_]+$/);
+        }
+      }),
+      { numRuns: 40 },
+    );
+    // Still serving.
+    const m = await client.send({ sender: 'a', receiver: 'after-fuzz', body: { ok: '1' } });
+    assert.match(m.mid, /^[0-9a-f]{40}$/);
   });
 
   test('bad client arguments are refused before anything is sent', () => {
