@@ -154,6 +154,8 @@ export class Publisher {
   readonly #livePid: Int32Array;
   readonly #liveAt: Float64Array;
   readonly #liveOk: Uint8Array;
+  /** The view of each block that loans hand out (regions of at most 65536 blocks). */
+  readonly #loanViews: (Uint8Array | undefined)[] | undefined;
   /** Blocks this publisher has loaned and not yet published or discarded. */
   #loaned = 0;
   #head = 0;
@@ -190,6 +192,10 @@ export class Publisher {
     this.#inlineMax = layout.inlineMaxBytes > 0 ? layout.inlineMaxBytes : -1;
     this.#tableIndex = layout.tableOffset >> 2;
     this.#posIndex = layout.positionsOffset >> 2;
+    this.#loanViews =
+      layout.blockCount <= 1 << 16
+        ? new Array<Uint8Array | undefined>(layout.blockCount).fill(undefined)
+        : undefined;
     this.#cursors = layout.cursorsOffset >> 2;
     this.#overwrite = config.slowSubscriber === 'overwrite';
     this.#realPath = realpathSync(path);
@@ -289,7 +295,14 @@ export class Publisher {
   loan(): Loan {
     const block = this.#take();
     const offset = this.#layout.blocksOffset + block * this.#layout.blockSize;
-    return new Loan(this, block, new Uint8Array(this.#mapping.buffer, offset, this.#layout.blockSize));
+    // One view per block, made on its first loan: a loan always spans the whole block, and a
+    // block is loaned to one Loan at a time.
+    let bytes = this.#loanViews?.[block];
+    if (bytes === undefined) {
+      bytes = new Uint8Array(this.#mapping.buffer, offset, this.#layout.blockSize);
+      if (this.#loanViews !== undefined) this.#loanViews[block] = bytes;
+    }
+    return new Loan(this, block, bytes);
   }
 
   /**

@@ -52,6 +52,8 @@ const onLag = channel('switchyard:shm:pubsub-lag');
 const onDead = channel('switchyard:shm:pubsub-publisher-dead');
 
 const HI = 2 ** 32;
+/** Regions with at most this many blocks keep one view per block (see Subscriber#view). */
+const VIEW_CACHE_BLOCKS = 1 << 16;
 // Longest single futex sleep of `block` and `recvSync`: bounds how late a stale heartbeat is noticed.
 const FUTEX_SLICE_MS = 50;
 
@@ -143,6 +145,8 @@ export class Subscriber {
   readonly #cursors: number;
   readonly #positionIndex: number;
   readonly #slot: number;
+  /** The last view made of each block (regions of at most VIEW_CACHE_BLOCKS blocks). */
+  readonly #views: (Uint8Array | undefined)[] | undefined;
   /** Guards this subscriber holds, per block: released for it on close. */
   readonly #held: Int32Array;
   #next: number;
@@ -182,6 +186,10 @@ export class Subscriber {
     this.#blocksOffset = header.blocksOffset;
     this.#blockSize = header.blockSize;
     this.#posIndex = header.positionsOffset >> 2;
+    this.#views =
+      header.blockCount <= VIEW_CACHE_BLOCKS
+        ? new Array<Uint8Array | undefined>(header.blockCount).fill(undefined)
+        : undefined;
     const slot = claimSlot(this.#i32, header.subscriberSlots);
     if (slot < 0) {
       throw new ShmInvalidArgumentError(
@@ -360,7 +368,7 @@ export class Subscriber {
                 const gap = missed + this.#pendingMissed;
                 this.#pendingMissed = 0;
                 const offset = this.#blocksOffset + block * this.#blockSize;
-                return new Sample(this, block, new Uint8Array(this.#buffer, offset, length), next, gap);
+                return new Sample(this, block, this.#view(block, offset, length), next, gap);
               }
             }
             // The block was freed and reused before we took it: give it back unread.
@@ -387,6 +395,23 @@ export class Subscriber {
       this.#next = resume;
       this.#storePosition();
     }
+  }
+
+  /**
+   * A view of `length` bytes of `block`, reused while messages in that block keep their
+   * length (making a view costs about as much as the rest of a receive). Sharing is safe:
+   * this subscriber holds at most one sample per block at a time (the block is not reused
+   * while it is held, and each message is read once).
+   */
+  #view(block: number, offset: number, length: number): Uint8Array {
+    const views = this.#views;
+    if (views === undefined) return new Uint8Array(this.#buffer, offset, length);
+    let view = views[block];
+    if (view === undefined || view.length !== length) {
+      view = new Uint8Array(this.#buffer, offset, length);
+      views[block] = view;
+    }
+    return view;
   }
 
   /** Takes a reference on a published block; false when it is free or loaned. */

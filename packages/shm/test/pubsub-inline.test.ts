@@ -303,3 +303,31 @@ test("inline, two processes, 'block': nothing lost, content intact", async () =>
     pub.kill();
   }
 });
+
+test('blocks reused with other lengths: every sample has its own length and bytes; loans span the block', () => {
+  const name = 'views';
+  const publisher = Publisher.create(name, { dir: dir.path, blockCount: 2, ringDepth: 1, blockSize: 128 });
+  const subscriber = Subscriber.open(name, { dir: dir.path });
+  try {
+    for (let seq = 0; seq < 50; seq++) {
+      const length = (seq * 13) % 129;
+      if (seq % 3 === 0) {
+        const loan = publisher.loan();
+        assert.equal(loan.bytes.length, 128);
+        loan.bytes.set(pattern(seq, length));
+        loan.publish(length);
+      } else publisher.send(pattern(seq, length));
+      const sample = subscriber.tryRecv()!;
+      assert.equal(sample.sequence, BigInt(seq));
+      assert.ok(intact(sample, length), `message ${seq} (${length} bytes)`);
+      sample.release();
+    }
+    publisher.send(pattern(50, 100));
+    const held = subscriber.tryRecv()!;
+    subscriber.close();
+    assert.equal(held.bytes.length, 0, 'unmapped with the subscriber');
+  } finally {
+    subscriber.close();
+    publisher.close();
+  }
+});
