@@ -71,7 +71,10 @@ class Subscription {
 
   readonly #step: number;
 
-  constructor(id: number, receiver: string, prefetch: number) {
+  readonly #onExpired: (mid: string) => void;
+
+  constructor(id: number, receiver: string, prefetch: number, onExpired: (mid: string) => void) {
+    this.#onExpired = onExpired;
     this.id = id;
     this.receiver = receiver;
     this.prefetch = prefetch;
@@ -94,8 +97,10 @@ class Subscription {
       const now = Date.now();
       let earliest = Infinity;
       for (const [mid, until] of this.held)
-        if (until <= now) this.held.delete(mid);
-        else if (until < earliest) earliest = until;
+        if (until <= now) {
+          this.held.delete(mid);
+          this.#onExpired(mid);
+        } else if (until < earliest) earliest = until;
       const room = this.prefetch - this.held.size;
       // Refill in steps of a quarter of the credit (at least one): under load one claim then
       // leases many messages instead of one per ack, and the consumer still holds at least
@@ -354,7 +359,10 @@ export class MailboxBinaryServer {
         'MAILBOX_ERR_OVERLOADED',
         `maxSubscriptions (${this.#maxSubscriptions}) are open`,
       );
-    const sub = new Subscription(this.#nextId++, receiver, prefetch);
+    // A lease that ran out is no longer this subscription's: forget who held it (bounded map).
+    const sub: Subscription = new Subscription(this.#nextId++, receiver, prefetch, (mid) => {
+      if (this.#holders.get(mid) === sub) this.#holders.delete(mid);
+    });
     // The stream calls `return()` on cancel while the generator may be parked in a long poll;
     // an async generator would queue that return behind the await, so `return()` aborts the
     // poll first.
