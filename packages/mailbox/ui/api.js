@@ -1,4 +1,3 @@
-/* global fetch, sessionStorage */
 // The /v1/ client of the page: JSON in and out, the bearer token from sessionStorage, and one
 // shared token prompt when the broker answers 401.
 

@@ -1,4 +1,3 @@
-/* global document, window, ResizeObserver, URLSearchParams, setTimeout, clearTimeout */
 // The mailbox broker's web UI: totals, a live throughput chart, the mailboxes with their
 // counts and actions, a paged message browser with the full record of a message, and a send
 // form. Everything comes from the /v1/ API; the chart's rates are the differences between

@@ -1,4 +1,3 @@
-/* global document */
 // DOM helpers. Every value reaches the page through text nodes and attribute setters, never
 // through HTML parsing, so a message body such as `<script>` is shown as text, not run.
 
