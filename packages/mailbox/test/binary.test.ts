@@ -334,6 +334,8 @@ describe('push subscriptions', () => {
       assert.ok(!seen.has(m.mid), `${m.mid} delivered twice`);
       seen.add(m.mid);
       maxHeld = Math.max(maxHeld, env.server.subscriptions.held);
+      // The subscription and its acks share the consumer's one connection (plus the producer's).
+      assert.equal(env.server.connections, 2);
       acks.push(consumer.ack(m.mid, m.lid!, 1));
       if (seen.size === N) break;
     }
@@ -529,13 +531,13 @@ describe('consume works on both APIs', () => {
                 throw new Error('first attempt fails');
               }
               // Longer than the lease: it must be extended meanwhile.
-              if (n === 5) await sleep(700);
+              if (n === 5) await sleep(1600);
               done.add(m.mid);
             } finally {
               running--;
             }
           },
-          { concurrency: 4, leaseMs: 300, signal: stop.signal, onError: () => {} },
+          { concurrency: 4, leaseMs: 1000, signal: stop.signal, onError: () => {} },
         );
         await until(() => done.size === N, `${N} handled`, 15_000);
         stop.abort();

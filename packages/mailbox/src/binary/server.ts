@@ -185,6 +185,11 @@ export class MailboxBinaryServer {
     return this.#address;
   }
 
+  /** Open client connections. */
+  get connections(): number {
+    return this.#stream.connections;
+  }
+
   /** Open subscriptions and the messages they hold leased. */
   get subscriptions(): { count: number; held: number; pushed: number } {
     let held = 0;
