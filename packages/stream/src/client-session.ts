@@ -74,6 +74,29 @@ function remoteError(code: string, message: string): StreamError {
   }
 }
 
+/**
+ * The records of a DATA payload (validated by the decoder) as views into ONE copy of it: the
+ * read buffer is reused after onFrame, and the application owns what it is given. Each a
+ * `Buffer` made with `Buffer.from(arrayBuffer, offset, length)`: about half the cost of
+ * `Buffer.subarray` per record, and the same kind of object.
+ */
+function splitRecords(payload: Uint8Array, count: number): Uint8Array[] {
+  const copy = Buffer.allocUnsafe(payload.length);
+  copy.set(payload);
+  const ab = copy.buffer;
+  const base = copy.byteOffset;
+  const records: Uint8Array[] = new Array<Uint8Array>(count);
+  let p = 0;
+  for (let i = 0; i < count; i++) {
+    const h = ((copy[p]! << 24) | (copy[p + 1]! << 16) | (copy[p + 2]! << 8) | copy[p + 3]!) >>> 0;
+    const n = h & RECORD_LENGTH_MASK;
+    const view = Buffer.from(ab, base + p + 4, n);
+    records[i] = (h & RECORD_LZ4) !== 0 ? decompressRecord(view) : view;
+    p += 4 + n;
+  }
+  return records;
+}
+
 interface Chunk {
   readonly records: Uint8Array[];
   pos: number;
@@ -611,19 +634,7 @@ export class ClientSession {
             throw new StreamProtocolError('DATA on a stream never opened');
           return;
         }
-        // One copy per DATA frame (the read buffer is reused after onFrame); records are views.
-        const copy = Buffer.allocUnsafe(payload.length);
-        copy.set(payload);
-        const records: Uint8Array[] = new Array<Uint8Array>(frame.count);
-        let p = 0;
-        for (let i = 0; i < frame.count; i++) {
-          const h = copy.readUInt32BE(p);
-          const n = h & RECORD_LENGTH_MASK;
-          const view = copy.subarray(p + 4, p + 4 + n);
-          records[i] = (h & RECORD_LZ4) !== 0 ? decompressRecord(view) : view;
-          p += 4 + n;
-        }
-        source.push(records, stored);
+        source.push(splitRecords(payload, frame.count), stored);
         return;
       }
       case FrameType.END: {
