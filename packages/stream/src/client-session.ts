@@ -3,6 +3,7 @@
  * their records, returns credit as the application consumes, cancels on break, abort and
  * timeouts. Plain TypeScript over a `FrameLink`; sockets live elsewhere.
  */
+import { Buffer } from 'node:buffer';
 import { decompressRecord } from './compression.js';
 import {
   StreamCancelledError,
