@@ -747,8 +747,11 @@ export class ServerSession {
             finished = true;
             break outer;
           }
-          // Yield the turn so the engine writes what this turn queued and other sources run.
-          if (this.#flush(source)) await new Promise<void>((resolve) => setImmediate(resolve));
+          // Yield the turn so the engine writes what this turn queued and other sources run;
+          // out of credit, the wait for it yields anyway (one event-loop turn less per window).
+          if (this.#flush(source) && this.#hasCredit(source)) {
+            await new Promise<void>((resolve) => setImmediate(resolve));
+          }
         }
       } else {
         throw new StreamInvalidArgumentError('frames must be an Iterable or AsyncIterable of Uint8Array');
