@@ -1,7 +1,7 @@
 // The server side of `npm run bench -- stream`, in its own process: a StreamServer, a
 // @grpc/grpc-js server-streaming service with raw Buffer serializers, and a @switchyard/wire
 // flood server, each on TCP and on a Unix socket. Prints their addresses as one JSON line.
-import { once } from 'node:events';
+import { once, setMaxListeners } from 'node:events';
 import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -57,6 +57,8 @@ async function main(): Promise<void> {
       return;
     }
     const frame = payload(job.size);
+    // Every parked source listens to the request's signal: 10 000 listeners on purpose.
+    if (job.park === true) setMaxListeners((job.sources ?? 1) + 10, request.signal);
     for (let s = 0; s < (job.sources ?? 1); s++) {
       if (job.park === true) {
         const signal = request.signal;
