@@ -352,3 +352,91 @@ test('maxConcurrentRequests: a request over the limit is refused, typed; the oth
   for (const r of await Promise.all(first))
     assert.deepEqual((await collect(r.value as Source)).map(str), ['ok']);
 });
+
+/** Records per DATA frame in a server→client byte stream. */
+function dataFrameSizes(bytes: Buffer): number[] {
+  const sizes: number[] = [];
+  let p = PREFACE_SIZE;
+  while (p + HEADER_SIZE <= bytes.length) {
+    const length = bytes.readUInt32BE(p);
+    if (bytes[p + 4] === FrameType.DATA) {
+      let q = p + HEADER_SIZE;
+      let n = 0;
+      while (q < p + HEADER_SIZE + length) {
+        q += 4 + (bytes.readUInt32BE(q) & 0x7fffffff);
+        n++;
+      }
+      sizes.push(n);
+    }
+    p += HEADER_SIZE + length;
+  }
+  return sizes;
+}
+
+test('a sync source sends its window as DATA frames of at most half of it, every frame in order', async () => {
+  const server = new StreamServer();
+  const count = 3000;
+  const fn: SourceFunc = async function* () {
+    yield {
+      frames: (function* () {
+        for (let i = 0; i < count; i++) {
+          const f = Buffer.alloc(64);
+          f.writeUInt32BE(i, 0);
+          yield f;
+        }
+      })(),
+    };
+  };
+  const { client, received } = recordingClient(server, fn);
+  const got: number[] = [];
+  for await (const s of client.post('memory:x', text('x'))) {
+    for await (const batch of s.frames.batches()) {
+      for (const f of batch) got.push(Buffer.from(f.buffer, f.byteOffset, f.byteLength).readUInt32BE(0));
+    }
+  }
+  await client.close();
+  await server.close();
+  assert.deepEqual(
+    got,
+    Array.from({ length: count }, (_, i) => i),
+  );
+  const sizes = dataFrameSizes(Buffer.concat(received));
+  assert.equal(
+    sizes.reduce((a, b) => a + b, 0),
+    count,
+  );
+  // The default window is 1024 frames: no DATA frame carries more than 512.
+  assert.ok(
+    sizes.every((n) => n >= 1 && n <= 512),
+    `records per DATA frame: ${sizes.join(',')}`,
+  );
+});
+
+test('a sync frame iterator yielding a non-Uint8Array: the frames before it arrive, then a typed error, and its finally runs', async () => {
+  let finallyRan = false;
+  await using pair = await startPair('tcp', async function* () {
+    yield {
+      frames: (function* () {
+        try {
+          yield text('a');
+          yield text('b');
+          yield 'not bytes' as unknown as Uint8Array;
+          yield text('never');
+        } finally {
+          finallyRan = true;
+        }
+      })(),
+    };
+  });
+  const got: string[] = [];
+  for await (const s of pair.client.post(pair.address, text('x'))) {
+    await assert.rejects(
+      (async () => {
+        for await (const f of s.frames) got.push(str(f));
+      })(),
+      (e) => e instanceof StreamRemoteError && e.remoteCode === 'STREAM_ERR_INVALID_ARGUMENT',
+    );
+  }
+  assert.deepEqual(got, ['a', 'b']);
+  assert.equal(finallyRan, true);
+});
