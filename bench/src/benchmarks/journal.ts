@@ -3,65 +3,22 @@
 // every peer is measured again in this run. Messages/s count from the sender's first message
 // to the reader's last (CLOCK_MONOTONIC, the same clock in every process).
 // `npm run bench -- journal [scale]` (scale 1 = the default counts).
-import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
-import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import {
+  JOURNAL_CHILD,
+  Proc,
+  endToEnd,
+  ipcRun,
+  mbps,
+  postMessageRun,
+  rate,
+  socketPingPong,
+  type Result,
+} from '../lib/peers.js';
 import { progress, report, type Row } from '../lib/report.js';
-
-const CHILD = fileURLToPath(new URL('./journal.child.js', import.meta.url));
-const WORKER = new URL('./journal-worker.child.js', import.meta.url);
-
-interface Result {
-  read: number;
-  bytes: number;
-  /** From the writer's first write to the reader's last read (CLOCK_MONOTONIC in both). */
-  elapsedNs: number;
-  lastNs?: string;
-  p50?: number;
-  p99?: number;
-}
-
-class Proc {
-  readonly child: ChildProcess;
-  readonly #messages: Record<string, unknown>[] = [];
-  #wake: (() => void) | undefined;
-
-  constructor(args: string[]) {
-    this.child = spawn(process.execPath, [CHILD, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
-    createInterface({ input: this.child.stdout! }).on('line', (line) => {
-      if (!line.startsWith('{')) return;
-      this.#messages.push(JSON.parse(line) as Record<string, unknown>);
-      this.#wake?.();
-    });
-  }
-
-  async message<T>(key: string): Promise<T> {
-    for (;;) {
-      const found = this.#messages.find((m) => key in m);
-      if (found !== undefined) return found as T;
-      if (this.child.exitCode !== null) throw new Error(`benchmark child exited without "${key}"`);
-      await new Promise<void>((resolve) => {
-        this.#wake = resolve;
-        setTimeout(resolve, 100);
-      });
-    }
-  }
-}
-
-/** Measures from the sender's first message, so a reader catching up on a backlog cannot flatter. */
-function endToEnd(result: Result, startNs: bigint): Result {
-  return result.lastNs === undefined
-    ? result
-    : { ...result, elapsedNs: Number(BigInt(result.lastNs) - startNs) };
-}
-
-const rate = (r: Result): number => (r.read * 1e9) / r.elapsedNs;
-const mbps = (r: Result): number => (r.bytes * 1e9) / r.elapsedNs / 1e6;
 
 async function journalRun(
   dir: string,
@@ -72,11 +29,18 @@ async function journalRun(
 ): Promise<Result> {
   const path = join(dir, `j-${size}-${wait}-${gapUs}`);
   const capacity = Math.ceil((((size + 15) & ~7) * (count + 16)) / 8) * 8 + 64;
-  const writer = new Proc(['jw', path, String(size), String(count), String(gapUs), String(capacity)]);
+  const writer = new Proc(JOURNAL_CHILD, [
+    'jw',
+    path,
+    String(size),
+    String(count),
+    String(gapUs),
+    String(capacity),
+  ]);
   await writer.message('created');
-  const reader = new Proc(['jr', path, wait, gapUs > 0 ? '1' : '0']);
+  const reader = new Proc(JOURNAL_CHILD, ['jr', path, wait, gapUs > 0 ? '1' : '0']);
   await reader.message('ready');
-  writer.child.stdin!.write('go\n');
+  writer.send('go');
   const { startNs } = await writer.message<{ startNs: string }>('startNs');
   const result = endToEnd(await reader.message<Result>('read'), BigInt(startNs));
   await writer.message('written');
@@ -92,9 +56,16 @@ async function socketRun(
   gapUs: number,
 ): Promise<Result> {
   const path = join(dir, `s-${size}-${batched}-${gapUs}.sock`);
-  const reader = new Proc(['sr', path, String(count), gapUs > 0 ? '1' : '0']);
+  const reader = new Proc(JOURNAL_CHILD, ['sr', path, String(count), gapUs > 0 ? '1' : '0']);
   await reader.message('ready');
-  const writer = new Proc(['sw', path, String(size), String(count), batched ? '1' : '0', String(gapUs)]);
+  const writer = new Proc(JOURNAL_CHILD, [
+    'sw',
+    path,
+    String(size),
+    String(count),
+    batched ? '1' : '0',
+    String(gapUs),
+  ]);
   const { startNs } = await writer.message<{ startNs: string }>('startNs');
   const result = endToEnd(await reader.message<Result>('read'), BigInt(startNs));
   await once(writer.child, 'exit');
@@ -103,67 +74,12 @@ async function socketRun(
 
 async function pingPong(dir: string, wait: string, count: number): Promise<Result> {
   const sub = mkdtempSync(join(dir, 'pp-'));
-  const pong = new Proc(['jpong', sub, wait]);
-  const ping = new Proc(['jping', sub, wait, String(count)]);
+  const pong = new Proc(JOURNAL_CHILD, ['jpong', sub, wait]);
+  const ping = new Proc(JOURNAL_CHILD, ['jping', sub, wait, String(count)]);
   const result = await ping.message<Result>('read');
   await once(pong.child, 'exit');
   rmSync(sub, { recursive: true, force: true });
   return result;
-}
-
-async function socketPingPong(dir: string, count: number): Promise<Result> {
-  const path = join(dir, 'pp.sock');
-  const pong = new Proc(['spong', path]);
-  await pong.message('ready');
-  const ping = new Proc(['sping', path, String(count)]);
-  const result = await ping.message<Result>('read');
-  await once(pong.child, 'exit');
-  return result;
-}
-
-async function ipcRun(size: number, count: number): Promise<Result> {
-  const child = fork(CHILD, ['ipc', String(count)], {
-    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
-    serialization: 'json',
-  });
-  let result: Result | undefined;
-  createInterface({ input: child.stdout! }).on('line', (line) => {
-    result = JSON.parse(line) as Result;
-  });
-  let acked = 0;
-  child.on('message', (m: { ack?: number }) => {
-    if (m.ack !== undefined) acked = m.ack;
-  });
-  await once(child, 'message');
-  const payload = 'x'.repeat(size);
-  const start = process.hrtime.bigint();
-  // At most ~50 000 messages in flight: the channel has no flow control of its own.
-  for (let i = 0; i < count; i++) {
-    while (i - acked > 50_000) await new Promise((r) => setImmediate(r));
-    child.send(payload);
-  }
-  await once(child, 'exit');
-  if (result === undefined) throw new Error('no IPC result');
-  return endToEnd(result, start);
-}
-
-async function postMessageRun(size: number, count: number): Promise<Result> {
-  const worker = new Worker(WORKER, { workerData: { count } });
-  let acked = 0;
-  let result: Result | undefined;
-  worker.on('message', (m: { ack?: number } & Partial<Result>) => {
-    if (m.ack !== undefined) acked = m.ack;
-    else result = m as Result;
-  });
-  const payload = Buffer.alloc(size, 7);
-  const start = process.hrtime.bigint();
-  for (let i = 0; i < count; i++) {
-    while (i - acked > 50_000) await new Promise((r) => setImmediate(r));
-    worker.postMessage(payload);
-  }
-  await once(worker, 'exit');
-  if (result === undefined) throw new Error('no postMessage result');
-  return endToEnd(result, start);
 }
 
 export default async function journal(args: string[]): Promise<void> {

@@ -6,69 +6,25 @@
 // the same clock in every process).
 // `npm run bench -- shm [scale] [phase,phase…]` (scale 1 = the default counts; phases by the
 // names below, e.g. `send 64 spin,batched 64`: only those run).
-import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
-import { Worker } from 'node:worker_threads';
+import {
+  JOURNAL_CHILD,
+  Proc,
+  endToEnd,
+  ipcRun,
+  mbps,
+  postMessageRun,
+  rate,
+  socketPingPong,
+  type Result,
+} from '../lib/peers.js';
 import { progress, report, type Row } from '../lib/report.js';
 
 const SHM_CHILD = fileURLToPath(new URL('./shm.child.js', import.meta.url));
-const JOURNAL_CHILD = fileURLToPath(new URL('./journal.child.js', import.meta.url));
-const WORKER = new URL('./journal-worker.child.js', import.meta.url);
-
-interface Result {
-  read: number;
-  bytes: number;
-  elapsedNs: number;
-  lastNs?: string;
-  p50?: number;
-  p99?: number;
-}
-
-class Proc {
-  readonly child: ChildProcess;
-  readonly #messages: Record<string, unknown>[] = [];
-  #wake: (() => void) | undefined;
-
-  constructor(script: string, args: string[]) {
-    this.child = spawn(process.execPath, [script, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
-    createInterface({ input: this.child.stdout! }).on('line', (line) => {
-      if (!line.startsWith('{')) return;
-      this.#messages.push(JSON.parse(line) as Record<string, unknown>);
-      this.#wake?.();
-    });
-  }
-
-  send(line: string): void {
-    this.child.stdin!.write(line + '\n');
-  }
-
-  async message<T>(key: string): Promise<T> {
-    for (;;) {
-      const found = this.#messages.find((m) => key in m);
-      if (found !== undefined) return found as T;
-      if (this.child.exitCode !== null) throw new Error(`benchmark child exited without "${key}"`);
-      await new Promise<void>((resolve) => {
-        this.#wake = resolve;
-        setTimeout(resolve, 100);
-      });
-    }
-  }
-}
-
-/** Measures from the sender's first message, so a reader catching up on a backlog cannot flatter. */
-function endToEnd(result: Result, startNs: bigint): Result {
-  return result.lastNs === undefined
-    ? result
-    : { ...result, elapsedNs: Number(BigInt(result.lastNs) - startNs) };
-}
-
-const rate = (r: Result): number => (r.read * 1e9) / r.elapsedNs;
-const mbps = (r: Result): number => (r.bytes * 1e9) / r.elapsedNs / 1e6;
 
 /**
  * Region geometry per message size: blocks as big as the message, a deep ring (8 MiB of
@@ -158,61 +114,6 @@ async function socketRun(dir: string, size: number, count: number, batched: bool
   const result = endToEnd(await reader.message<Result>('read'), BigInt(startNs));
   await once(writer.child, 'exit');
   return result;
-}
-
-async function socketPingPong(dir: string, count: number): Promise<Result> {
-  const path = join(dir, 'pp.sock');
-  const pong = new Proc(JOURNAL_CHILD, ['spong', path]);
-  await pong.message('ready');
-  const ping = new Proc(JOURNAL_CHILD, ['sping', path, String(count)]);
-  const result = await ping.message<Result>('read');
-  await once(pong.child, 'exit');
-  return result;
-}
-
-async function ipcRun(size: number, count: number): Promise<Result> {
-  const child = fork(JOURNAL_CHILD, ['ipc', String(count)], {
-    stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
-    serialization: 'json',
-  });
-  let result: Result | undefined;
-  createInterface({ input: child.stdout! }).on('line', (line) => {
-    result = JSON.parse(line) as Result;
-  });
-  let acked = 0;
-  child.on('message', (m: { ack?: number }) => {
-    if (m.ack !== undefined) acked = m.ack;
-  });
-  await once(child, 'message');
-  const payload = 'x'.repeat(size);
-  const start = process.hrtime.bigint();
-  // At most ~50 000 messages in flight: the channel has no flow control of its own.
-  for (let i = 0; i < count; i++) {
-    while (i - acked > 50_000) await new Promise((r) => setImmediate(r));
-    child.send(payload);
-  }
-  await once(child, 'exit');
-  if (result === undefined) throw new Error('no IPC result');
-  return endToEnd(result, start);
-}
-
-async function postMessageRun(size: number, count: number): Promise<Result> {
-  const worker = new Worker(WORKER, { workerData: { count } });
-  let acked = 0;
-  let result: Result | undefined;
-  worker.on('message', (m: { ack?: number } & Partial<Result>) => {
-    if (m.ack !== undefined) acked = m.ack;
-    else result = m as Result;
-  });
-  const payload = Buffer.alloc(size, 7);
-  const start = process.hrtime.bigint();
-  for (let i = 0; i < count; i++) {
-    while (i - acked > 50_000) await new Promise((r) => setImmediate(r));
-    worker.postMessage(payload);
-  }
-  await once(worker, 'exit');
-  if (result === undefined) throw new Error('no postMessage result');
-  return endToEnd(result, start);
 }
 
 const INLINE_SPIN = 'shm pub/sub send() inline (inlineMaxBytes 64), subscriber spinning';
