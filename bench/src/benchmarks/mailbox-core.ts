@@ -5,21 +5,13 @@
 //
 //   npm run bench -- mailbox-core [phaseMs=2000]
 import { execFileSync } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { Broker, type SqliteStoreOptions } from '@switchyard/mailbox';
+import { latencyCell, runPhases, sleep, type Phase, type Queue } from '../lib/mailbox-load.js';
 import { progress, report, type Row } from '../lib/report.js';
-
-const BODY_CHARS = 250; // + "d=" and the field separator: a 256-byte encoded body
-
-function makeBodies(n: number): string[] {
-  return Array.from({ length: n }, () => randomBytes(BODY_CHARS / 2).toString('hex'));
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /**
  * Flushes the OS's dirty pages and pauses, so a phase does not pay for the writeback of the
@@ -28,44 +20,6 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 async function settle(): Promise<void> {
   execFileSync('sync');
   await sleep(300);
-}
-
-/** Runs `worker` in `inFlight` concurrent loops for `ms`; returns completed operations per second. */
-async function concurrent(
-  inFlight: number,
-  ms: number,
-  op: (i: number) => Promise<unknown>,
-): Promise<{ rate: number; count: number }> {
-  let done = 0;
-  let stop = false;
-  const start = performance.now();
-  setTimeout(() => (stop = true), ms);
-  await Promise.all(
-    Array.from({ length: inFlight }, async () => {
-      while (!stop) {
-        await op(done);
-        done++;
-      }
-    }),
-  );
-  return { rate: (done * 1000) / (performance.now() - start), count: done };
-}
-
-function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!;
-}
-
-interface Queue {
-  /** How many consumers to run: a batching consumer needs few, a one-at-a-time one many. */
-  readonly consumers: number;
-  send(body: string, sentAt: number): Promise<void>;
-  /**
-   * One consumer: until `stop()` says so, receives messages (waiting or polling up to `waitMs`
-   * for each) and acks each one individually; reports each one's send-to-receive latency.
-   */
-  consume(stop: () => boolean, waitMs: number, onMessage: (latencyMs: number) => void): Promise<void>;
-  close(): Promise<void>;
 }
 
 /** The naive queue's calls are synchronous; each yields to the event loop after its operation, like I/O would. */
@@ -153,106 +107,25 @@ async function measure(
   tick: () => void,
 ): Promise<Row> {
   const dir = mkdtempSync(join(tmpdir(), 'switchyard-bench-'));
-  let current = 'send1';
+  let current: Phase = 'send1';
   const q = await open(join(dir, 'queue.db'), () => current);
-  const bodies = makeBodies(4096);
-  const body = (i: number): string => bodies[i & 4095]!;
   try {
-    // Warm-up: write enough that the WAL reached its checkpoint size once, as in a broker that
-    // has been running (while the WAL file still grows, every fsync also commits its new size).
-    current = 'warmup';
-    let warm = 0;
-    await Promise.all(
-      Array.from({ length: 100 }, async () => {
-        while (warm < 3000) await q.send(body(warm++), performance.now());
-      }),
-    );
-    await settle();
-    // Latency first, on a fresh database, at a steady 1 000 msg/s.
-    current = 'latency';
-    const latencies: number[] = [];
-    let done = false;
-    const consumersL = Array.from({ length: Math.min(q.consumers, 4) }, () =>
-      q.consume(
-        () => done,
-        100,
-        (l) => latencies.push(l),
-      ),
-    );
-    const rate = 1000;
-    const t0 = performance.now();
-    let sent = 0;
-    const sends: Promise<void>[] = [];
-    while (performance.now() - t0 < phaseMs) {
-      const due = Math.floor(((performance.now() - t0) * rate) / 1000);
-      for (; sent < due; sent++) sends.push(q.send(body(sent), performance.now()));
-      await sleep(1);
-    }
-    await Promise.all(sends);
-    await sleep(200);
-    done = true;
-    await Promise.all(consumersL);
-    latencies.sort((a, b) => a - b);
-    tick();
-
-    current = 'send1';
-    await settle();
-    const send1 = (await concurrent(1, phaseMs, (i) => q.send(body(i), performance.now()))).rate;
-    tick();
-    current = 'backlog';
-    await settle();
-    const backlog = await concurrent(100, phaseMs, (i) => q.send(body(i), performance.now()));
-    const send100 = backlog.rate;
-    tick();
-    await settle();
-    // Drain the backlog; the clock stops when it is empty (or the phase time is up).
-    let drained = 0;
-    let stopDrain = false;
-    const drainStart = performance.now();
-    const drainTimer = setTimeout(() => (stopDrain = true), phaseMs);
-    await Promise.all(
-      Array.from({ length: q.consumers }, () =>
-        q.consume(
-          () => stopDrain || drained >= backlog.count,
-          0,
-          () => drained++,
-        ),
-      ),
-    );
-    const drain = (drained * 1000) / (performance.now() - drainStart);
-    clearTimeout(drainTimer);
-    tick();
-
-    current = 'e2e';
-    await settle();
-    let received = 0;
-    let stop = false;
-    const start = performance.now();
-    setTimeout(() => (stop = true), phaseMs);
-    const producers = Array.from({ length: 100 }, async (_, p) => {
-      for (let i = p; !stop; i += 100) {
-        await q.send(body(i), performance.now());
-      }
+    const r = await runPhases(q, {
+      phaseMs,
+      setPhase: (phase) => (current = phase),
+      settle,
+      latencyConsumers: Math.min(q.consumers, 4),
+      latencyDrainMs: 200,
+      tick,
     });
-    const consumers = Array.from({ length: q.consumers }, () =>
-      q.consume(
-        () => stop,
-        50,
-        () => received++,
-      ),
-    );
-    await Promise.all([...producers, ...consumers]);
-    const e2e = (received * 1000) / (performance.now() - start);
-    tick();
-
     return {
       system: label,
       fsync: label.includes('NORMAL') ? 'no' : 'yes',
-      'send/s, 1 in flight': Math.round(send1),
-      'send/s, 100 in flight': Math.round(send100),
-      'fetch+ack/s from a backlog': Math.round(drain),
-      'end to end msgs/s': Math.round(e2e),
-      'p50 / p99 ms at 1 000 msg/s': `${percentile(latencies, 50).toFixed(2)} / ${percentile(latencies, 99).toFixed(2)}`,
+      'send/s, 1 in flight': Math.round(r.send1),
+      'send/s, 100 in flight': Math.round(r.send100),
+      'fetch+ack/s from a backlog': Math.round(r.drain),
+      'end to end msgs/s': Math.round(r.e2e),
+      'p50 / p99 ms at 1 000 msg/s': latencyCell(r.latencies),
     };
   } finally {
     await q.close();

@@ -6,22 +6,14 @@
 //
 //   npm run bench -- mailbox-pg [phaseMs=2000]
 //   (env: MAILBOX_PG_CONSUMERS, default 16; MAILBOX_PG_CONCURRENT_BATCHES, the store's default 2)
-import { randomBytes } from 'node:crypto';
 import { Broker } from '@switchyard/mailbox';
 import pg from 'pg';
 import PgBoss from 'pg-boss';
+import { PHASES, latencyCell, runPhases, sleep, type Phase, type Queue } from '../lib/mailbox-load.js';
 import { progress, report, type Row } from '../lib/report.js';
 
 const PG_URL = process.env['SWITCHYARD_PG_URL'] ?? 'postgres://postgres@127.0.0.1:5432/test';
 const CONSUMERS = Number(process.env['MAILBOX_PG_CONSUMERS'] ?? 16);
-const BODY_CHARS = 250; // + "d=" and the field separator: a 256-byte encoded body
-const PHASES = ['warmup', 'latency', 'send1', 'backlog', 'e2e'] as const;
-
-function makeBodies(n: number): string[] {
-  return Array.from({ length: n }, () => randomBytes(BODY_CHARS / 2).toString('hex'));
-}
-
-const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 async function pgExec(text: string): Promise<void> {
   const client = new pg.Client({ connectionString: PG_URL });
@@ -37,38 +29,6 @@ async function pgExec(text: string): Promise<void> {
 async function settle(): Promise<void> {
   await pgExec('CHECKPOINT');
   await sleep(300);
-}
-
-async function concurrent(
-  inFlight: number,
-  ms: number,
-  op: (i: number) => Promise<unknown>,
-): Promise<{ rate: number; count: number }> {
-  let done = 0;
-  let stop = false;
-  const start = performance.now();
-  setTimeout(() => (stop = true), ms);
-  await Promise.all(
-    Array.from({ length: inFlight }, async () => {
-      while (!stop) {
-        await op(done);
-        done++;
-      }
-    }),
-  );
-  return { rate: (done * 1000) / (performance.now() - start), count: done };
-}
-
-function percentile(sorted: readonly number[], p: number): number {
-  if (sorted.length === 0) return NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((sorted.length * p) / 100))]!;
-}
-
-interface Queue {
-  readonly consumers: number;
-  send(body: string, sentAt: number): Promise<void>;
-  consume(stop: () => boolean, waitMs: number, onMessage: (latencyMs: number) => void): Promise<void>;
-  close(): Promise<void>;
 }
 
 async function switchyardQueue(schema: string, mailbox: () => string): Promise<Queue> {
@@ -146,97 +106,24 @@ async function measure(
   phaseMs: number,
   tick: () => void,
 ): Promise<Row> {
-  let current: (typeof PHASES)[number] = 'warmup';
+  let current: Phase = 'warmup';
   const q = await open(schema, () => current);
-  const bodies = makeBodies(4096);
-  const body = (i: number): string => bodies[i & 4095]!;
   try {
-    let warm = 0;
-    await Promise.all(
-      Array.from({ length: 100 }, async () => {
-        while (warm < 3000) await q.send(body(warm++), performance.now());
-      }),
-    );
-    await settle();
-    current = 'latency';
-    const latencies: number[] = [];
-    let done = false;
-    const consumersL = Array.from({ length: q.consumers }, () =>
-      q.consume(
-        () => done,
-        100,
-        (l) => latencies.push(l),
-      ),
-    );
-    const rate = 1000;
-    const t0 = performance.now();
-    let sent = 0;
-    const sends: Promise<void>[] = [];
-    while (performance.now() - t0 < phaseMs) {
-      const due = Math.floor(((performance.now() - t0) * rate) / 1000);
-      for (; sent < due; sent++) sends.push(q.send(body(sent), performance.now()));
-      await sleep(1);
-    }
-    await Promise.all(sends);
-    await sleep(300);
-    done = true;
-    await Promise.all(consumersL);
-    latencies.sort((a, b) => a - b);
-    tick();
-
-    current = 'send1';
-    await settle();
-    const send1 = (await concurrent(1, phaseMs, (i) => q.send(body(i), performance.now()))).rate;
-    tick();
-    current = 'backlog';
-    await settle();
-    const backlog = await concurrent(100, phaseMs, (i) => q.send(body(i), performance.now()));
-    tick();
-    await settle();
-    let drained = 0;
-    let stopDrain = false;
-    const drainStart = performance.now();
-    const drainTimer = setTimeout(() => (stopDrain = true), phaseMs);
-    await Promise.all(
-      Array.from({ length: q.consumers }, () =>
-        q.consume(
-          () => stopDrain || drained >= backlog.count,
-          0,
-          () => drained++,
-        ),
-      ),
-    );
-    const drain = (drained * 1000) / (performance.now() - drainStart);
-    clearTimeout(drainTimer);
-    tick();
-
-    current = 'e2e';
-    await settle();
-    let received = 0;
-    let stop = false;
-    const start = performance.now();
-    setTimeout(() => (stop = true), phaseMs);
-    const producers = Array.from({ length: 100 }, async (_, p) => {
-      for (let i = p; !stop; i += 100) await q.send(body(i), performance.now());
+    const r = await runPhases(q, {
+      phaseMs,
+      setPhase: (phase) => (current = phase),
+      settle,
+      latencyConsumers: q.consumers,
+      latencyDrainMs: 300,
+      tick,
     });
-    const consumers = Array.from({ length: q.consumers }, () =>
-      q.consume(
-        () => stop,
-        50,
-        () => received++,
-      ),
-    );
-    await Promise.all([...producers, ...consumers]);
-    const e2e = (received * 1000) / (performance.now() - start);
-    tick();
-
     return {
       system: label,
-      'send/s, 1 in flight': Math.round(send1),
-      'send/s, 100 in flight': Math.round(backlog.rate),
-      'fetch+ack/s from a backlog': Math.round(drain),
-      'end to end msgs/s': Math.round(e2e),
-      'p50 / p99 ms at 1 000 msg/s': `${percentile(latencies, 50).toFixed(2)} / ${percentile(latencies, 99).toFixed(2)}`,
+      'send/s, 1 in flight': Math.round(r.send1),
+      'send/s, 100 in flight': Math.round(r.send100),
+      'fetch+ack/s from a backlog': Math.round(r.drain),
+      'end to end msgs/s': Math.round(r.e2e),
+      'p50 / p99 ms at 1 000 msg/s': latencyCell(r.latencies),
     };
   } finally {
     await q.close();
