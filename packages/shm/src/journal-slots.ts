@@ -5,14 +5,16 @@
  */
 import { lstatSync, unlinkSync } from 'node:fs';
 import { FIXED_HEADER_BYTES, I_PARKED, SLOT_BYTES } from './journal-format.js';
+import { closeRinger, openRinger, ring } from './native.js';
 
 /** The FIFO of reader slot `slot` of the journal at `realPath`. */
 export function bellPath(realPath: string, slot: number): string {
   return `${realPath}.r${slot}.bell`;
 }
 
-function alive(pid: number): boolean {
-  if (pid <= 0) return false;
+/** Whether process `pid` exists (EPERM: it exists, owned by someone else). */
+export function processAlive(pid: number): boolean {
+  if (!Number.isInteger(pid) || pid <= 0) return false;
   if (pid === process.pid) return true;
   try {
     process.kill(pid, 0);
@@ -37,7 +39,7 @@ export function claimSlot(i32: Int32Array, slots: number): number {
       const s = slotIndex(slot);
       if (pass === 0) {
         if (Atomics.compareExchange(i32, s, 0, 1) === 0) return own(i32, s, slot);
-      } else if (Atomics.load(i32, s) === 1 && !alive(Atomics.load(i32, s + 2))) {
+      } else if (Atomics.load(i32, s) === 1 && !processAlive(Atomics.load(i32, s + 2))) {
         // The owner died; take the slot over. A dead reader may have left it marked parked:
         // clear that, so the writer does not ring a FIFO nobody reads.
         const pid = Atomics.load(i32, s + 2);
@@ -71,5 +73,33 @@ function removeFifo(path: string): void {
     if (lstatSync(path).isFIFO()) unlinkSync(path);
   } catch {
     // Gone already, or not ours to remove.
+  }
+}
+
+/**
+ * Rings the doorbell of slot `slot` (whose FIFO generation is `generation`), keeping one
+ * write-only fd per slot in `ringers` and reopening it when the slot's owner made a new FIFO
+ * (`ringerGenerations` records which generation each fd belongs to). Shared by the journal
+ * writer and the pub/sub publisher, whose slots work alike.
+ */
+export function ringSlot(
+  ringers: Int32Array,
+  ringerGenerations: Int32Array,
+  realPath: string,
+  slot: number,
+  generation: number,
+): void {
+  let fd = ringers[slot] as number;
+  if (fd < 0 || ringerGenerations[slot] !== generation) {
+    if (fd >= 0) closeRinger(fd);
+    fd = openRinger(bellPath(realPath, slot));
+    ringers[slot] = fd;
+    ringerGenerations[slot] = generation;
+  }
+  if (fd < 0 || ring(fd) < 0) {
+    // Nobody holds the FIFO open (ENXIO/EPIPE/ENOENT): the reader died or left. A later
+    // reader reclaims the slot; forget the fd.
+    if (fd >= 0) closeRinger(fd);
+    ringers[slot] = -1;
   }
 }

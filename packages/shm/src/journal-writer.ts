@@ -26,17 +26,8 @@ import {
   headerBytes,
   writeHeader,
 } from './journal-format.js';
-import { bellPath } from './journal-slots.js';
-import {
-  closeRinger,
-  createMapping,
-  futexWake,
-  msync,
-  openRinger,
-  ring,
-  unmapFile,
-  type Mapping,
-} from './native.js';
+import { ringSlot } from './journal-slots.js';
+import { closeRinger, createMapping, futexWake, msync, unmapFile, type Mapping } from './native.js';
 import { resolveJournalOptions, type JournalOptions } from './options.js';
 
 const onCreate = channel('switchyard:shm:journal-create');
@@ -218,21 +209,7 @@ export class JournalWriter {
   }
 
   #ring(slot: number, s: number): void {
-    const i32 = this.#i32;
-    const generation = Atomics.load(i32, s + 3);
-    let fd = this.#ringers[slot] as number;
-    if (fd < 0 || this.#ringerGeneration[slot] !== generation) {
-      if (fd >= 0) closeRinger(fd);
-      fd = openRinger(bellPath(this.#realPath, slot));
-      this.#ringers[slot] = fd;
-      this.#ringerGeneration[slot] = generation;
-    }
-    if (fd < 0 || ring(fd) < 0) {
-      // Nobody holds the FIFO open (ENXIO/EPIPE/ENOENT): the reader died or left. A later
-      // reader reclaims the slot; forget the fd.
-      if (fd >= 0) closeRinger(fd);
-      this.#ringers[slot] = -1;
-    }
+    ringSlot(this.#ringers, this.#ringerGeneration, this.#realPath, slot, Atomics.load(this.#i32, s + 3));
   }
 }
 

@@ -13,6 +13,7 @@ import {
   I_WRITER_PID,
   SLOT_BYTES,
 } from './journal-format.js';
+import { processAlive } from './journal-slots.js';
 import { openMapping, unmapFile } from './native.js';
 import {
   CURSOR_HEAD_HI,
@@ -26,18 +27,6 @@ import {
   type RegionHeader,
   TABLE_WORDS,
 } from './pubsub-format.js';
-
-/** Whether process `pid` exists (EPERM: it exists, owned by someone else). */
-export function processAlive(pid: number): boolean {
-  if (!Number.isInteger(pid) || pid <= 0) return false;
-  if (pid === process.pid) return true;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
 
 /** A subscriber slot in use. */
 export interface RegionSubscriber {

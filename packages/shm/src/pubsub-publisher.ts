@@ -24,17 +24,9 @@ import {
   STATE_CLOSED,
   STATE_OPEN,
 } from './journal-format.js';
-import { bellPath, releaseSlot } from './journal-slots.js';
+import { bellPath, processAlive, releaseSlot, ringSlot } from './journal-slots.js';
 import { releaseHeld } from './pubsub-subscriber.js';
-import {
-  closeRinger,
-  createMapping,
-  futexWake,
-  openRinger,
-  ring,
-  unmapFile,
-  type Mapping,
-} from './native.js';
+import { closeRinger, createMapping, futexWake, unmapFile, type Mapping } from './native.js';
 import { resolvePubSubConfig, type PubSubConfig, type ResolvedPubSubConfig } from './options.js';
 import {
   FLAG_ATTACHED,
@@ -53,7 +45,7 @@ import {
   type RegionLayout,
   TABLE_WORDS,
 } from './pubsub-format.js';
-import { inspectRegionFile, processAlive } from './pubsub-inspect.js';
+import { inspectRegionFile } from './pubsub-inspect.js';
 
 const onCreate = channel('switchyard:shm:pubsub-create');
 const onClose = channel('switchyard:shm:pubsub-close');
@@ -617,18 +609,7 @@ export class Publisher {
   }
 
   #ring(slot: number, s: number): void {
-    const generation = Atomics.load(this.#i32, s + 3);
-    let fd = this.#ringers[slot] as number;
-    if (fd < 0 || this.#ringerGeneration[slot] !== generation) {
-      if (fd >= 0) closeRinger(fd);
-      fd = openRinger(bellPath(this.#realPath, slot));
-      this.#ringers[slot] = fd;
-      this.#ringerGeneration[slot] = generation;
-    }
-    if (fd < 0 || ring(fd) < 0) {
-      if (fd >= 0) closeRinger(fd);
-      this.#ringers[slot] = -1;
-    }
+    ringSlot(this.#ringers, this.#ringerGeneration, this.#realPath, slot, Atomics.load(this.#i32, s + 3));
   }
 
   /**

@@ -21,8 +21,7 @@ import {
   OFF_FUTEX_SEQ,
   STATE_OPEN,
 } from './journal-format.js';
-import { bellPath, claimSlot, releaseSlot, slotIndex } from './journal-slots.js';
-import { processAlive } from './pubsub-inspect.js';
+import { bellPath, claimSlot, processAlive, releaseSlot, slotIndex } from './journal-slots.js';
 import { Doorbell, futexWait, openMapping, unmapFile, type Mapping } from './native.js';
 import {
   checkWait,
