@@ -1,6 +1,7 @@
 import { channel } from 'node:diagnostics_channel';
 import { realpathSync, statSync } from 'node:fs';
-import { setImmediate as nextTurn, setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate as nextTurn } from 'node:timers/promises';
+import { abortableSleep } from './abortable-sleep.js';
 import {
   ShmClosedError,
   ShmCorruptError,
@@ -244,13 +245,7 @@ export class JournalReader {
     for (;;) {
       if (maxBackoffMs === 0) await nextTurn();
       else {
-        try {
-          await sleep(delay, undefined, signal === undefined ? {} : { signal });
-        } catch (error) {
-          // timers/promises rejects with its own AbortError: reject with the reason instead.
-          signal?.throwIfAborted();
-          throw error;
-        }
+        await abortableSleep(delay, signal);
         delay = delay === 0 ? 1 : Math.min(maxBackoffMs, delay * 2);
       }
       this.#afterWait(signal);

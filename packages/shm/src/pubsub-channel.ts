@@ -1,4 +1,4 @@
-import { setTimeout as sleep } from 'node:timers/promises';
+import { abortableSleep } from './abortable-sleep.js';
 import { ShmError, ShmInvalidArgumentError, ShmTimeoutError } from './errors.js';
 import { resolvePubSubConfig, type PubSubConfig, type ResolvedPubSubConfig } from './options.js';
 import { Loan, Publisher, type PublisherStats } from './pubsub-publisher.js';
@@ -185,12 +185,7 @@ async function openWhenLive(
         cause: last,
       });
     }
-    try {
-      await sleep(Math.min(delay, left), undefined, signal === undefined ? {} : { signal });
-    } catch (error) {
-      signal?.throwIfAborted();
-      throw error;
-    }
+    await abortableSleep(Math.min(delay, left), signal);
     delay = Math.min(20, delay * 2);
   }
 }

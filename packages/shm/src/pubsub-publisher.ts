@@ -1,7 +1,7 @@
 import { channel } from 'node:diagnostics_channel';
 import { lstatSync, realpathSync, statSync, unlinkSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
+import { abortableSleep } from './abortable-sleep.js';
 import {
   ShmClosedError,
   ShmDataTooLargeError,
@@ -333,12 +333,7 @@ export class Publisher {
       signal?.throwIfAborted();
       if (this.#closed) throw new ShmClosedError('the publisher is closed');
       if (this.isWritable) return;
-      try {
-        await sleep(delay, undefined, signal === undefined ? {} : { signal });
-      } catch (error) {
-        signal?.throwIfAborted();
-        throw error;
-      }
+      await abortableSleep(delay, signal);
       delay = delay === 0 ? 1 : Math.min(max, delay * 2);
     }
   }
