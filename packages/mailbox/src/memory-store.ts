@@ -5,7 +5,7 @@
  * deletion, so a claim costs O(log n).
  */
 import { MailboxClosedError } from './errors.js';
-import type { Attempt, Message, MessageHeader, MessageState, MessageStatusValue } from './message.js';
+import type { Attempt, Message, MessageHeader, MessageStatusValue } from './message.js';
 import {
   MAX_HISTORY_CHARS,
   MessageStatus,
@@ -25,11 +25,11 @@ import type {
   StoreStats,
 } from './store.js';
 import { afterAttempt } from './store.js';
+import { STATE_NAMES } from './message-row.js';
 
 const QUEUED = 0;
 const LEASED = 1;
 const CONFIRMED = 2;
-const STATE_NAMES: readonly MessageState[] = ['queued', 'leased', 'confirmed'];
 
 interface Rec {
   readonly seq: number;

@@ -18,7 +18,9 @@
 // client) never loads better-sqlite3.
 import type Database from 'better-sqlite3';
 import { MailboxClosedError, MailboxStoreError, MailboxStoreLockedError } from './errors.js';
-import type { Message, MessageHeader, MessageState, MessageStatusValue } from './message.js';
+import type { Message, MessageHeader } from './message.js';
+import type { MessageRow } from './message-row.js';
+import { headerOfRow } from './message-row.js';
 import {
   MAX_HISTORY_CHARS,
   MessageStatus,
@@ -71,60 +73,19 @@ const COLS = `m.seq, m.mid, m.mailbox, m.sender, m.receiver, m.client_time, m.re
   m.status, m.due, m.delivery_count, m.lid, m.fence, m.leased_until, m.fetch_time, m.consumer, m.blob,
   m.body_bytes, m.history`;
 
-interface Row {
-  seq: number;
-  mid: string;
-  mailbox: string;
-  sender: string;
-  receiver: string;
-  client_time: number;
-  received_at: number;
-  delay_ms: number;
-  state: 0 | 1 | 2;
-  status: MessageStatusValue;
-  due: number | null;
-  delivery_count: number;
-  lid: string | null;
-  fence: number | null;
-  leased_until: number | null;
-  fetch_time: number | null;
-  consumer: string | null;
-  blob: string;
-  body_bytes: number;
-  history: string;
+interface Row extends MessageRow {
   /** A body stored by a send is TEXT (its canonical encoding is ASCII); a raw BlobStore.put of bytes is a BLOB. */
   data?: string | Buffer | null;
 }
 
-const STATE_NAMES: readonly MessageState[] = ['queued', 'leased', 'confirmed'];
 const FENCE_SPAN = 2 ** 32;
-
-function header(r: Row): MessageHeader {
-  return {
-    mid: r.mid,
-    sender: r.sender,
-    receiver: r.receiver,
-    mailbox: r.mailbox,
-    clientTime: new Date(r.client_time),
-    receivedAt: new Date(r.received_at),
-    sendWhen: new Date(r.received_at + r.delay_ms),
-    delayMs: r.delay_ms,
-    state: STATE_NAMES[r.state]!,
-    status: r.status,
-    deliveryCount: r.delivery_count,
-    lid: r.lid,
-    fence: r.fence,
-    leasedUntil: r.leased_until === null ? null : new Date(r.leased_until),
-    fetchTime: r.fetch_time === null ? null : new Date(r.fetch_time),
-    dueAt: r.due === null ? null : new Date(r.due),
-    blobKey: r.blob,
-    bodyBytes: r.body_bytes,
-  };
-}
 
 function message(r: Row): Message {
   const data = r.data;
-  return { ...header(r), body: decodeBody(typeof data === 'string' ? data : (data?.toString('utf8') ?? '')) };
+  return {
+    ...headerOfRow(r),
+    body: decodeBody(typeof data === 'string' ? data : (data?.toString('utf8') ?? '')),
+  };
 }
 
 type Statement = Database.Statement<unknown[], unknown>;
@@ -548,7 +509,7 @@ export class SqliteStore implements MessageStore {
   }
 
   async headers(mailbox: string, afterMs: number, limit: number): Promise<MessageHeader[]> {
-    return this.#run((st) => (st.headers.all({ mailbox, after: afterMs, limit }) as Row[]).map(header));
+    return this.#run((st) => (st.headers.all({ mailbox, after: afterMs, limit }) as Row[]).map(headerOfRow));
   }
 
   async mailboxes(nowMs: number): Promise<MailboxInfo[]> {

@@ -25,8 +25,10 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { ClientConfig, Notification, PoolClient, QueryResult, QueryResultRow } from 'pg';
 import { MailboxClosedError, MailboxInvalidArgumentError, MailboxStoreError } from '../errors.js';
-import type { Message, MessageHeader, MessageState, MessageStatusValue } from '../message.js';
+import type { Message, MessageHeader } from '../message.js';
 import { MessageStatus, decodeBody, formatAttempt, parseAttempts } from '../message.js';
+import type { MessageRow } from '../message-row.js';
+import { headerOfRow } from '../message-row.js';
 import type {
   BlobStore,
   LeaseOutcome,
@@ -72,8 +74,6 @@ const notifyChannel = channel('switchyard:mailbox:notify');
 const SCHEMA_RE = /^[A-Za-z_][A-Za-z0-9_]{0,62}$/;
 const NOTIFY_BYTES = 7000;
 const RETRYABLE = new Set(['40P01', '40001']);
-
-const STATE_NAMES: readonly MessageState[] = ['queued', 'leased', 'confirmed'];
 
 const COLS = `m.seq, m.mid, m.mailbox, m.sender, m.receiver, m.client_time, m.received_at, m.delay_ms, m.state,
   m.status, m.due, m.delivery_count, m.lid, m.fence, m.leased_until, m.fetch_time, m.consumer, m.blob,
@@ -201,27 +201,7 @@ function execute(name: string, values: readonly unknown[]): string {
   return `EXECUTE ${name}(${values.map(literal).join(', ')})`;
 }
 
-interface Row {
-  seq: number;
-  mid: string;
-  mailbox: string;
-  sender: string;
-  receiver: string;
-  client_time: number;
-  received_at: number;
-  delay_ms: number;
-  state: 0 | 1 | 2;
-  status: MessageStatusValue;
-  due: number | null;
-  delivery_count: number;
-  lid: string | null;
-  fence: number | null;
-  leased_until: number | null;
-  fetch_time: number | null;
-  consumer: string | null;
-  blob: string;
-  body_bytes: number;
-  history: string;
+interface Row extends MessageRow {
   data?: Buffer | null;
 }
 
@@ -231,31 +211,8 @@ interface SettingsRow extends Row {
   retention_ms: number;
 }
 
-function header(r: Row): MessageHeader {
-  return {
-    mid: r.mid,
-    sender: r.sender,
-    receiver: r.receiver,
-    mailbox: r.mailbox,
-    clientTime: new Date(r.client_time),
-    receivedAt: new Date(r.received_at),
-    sendWhen: new Date(r.received_at + r.delay_ms),
-    delayMs: r.delay_ms,
-    state: STATE_NAMES[r.state]!,
-    status: r.status,
-    deliveryCount: r.delivery_count,
-    lid: r.lid,
-    fence: r.fence,
-    leasedUntil: r.leased_until === null ? null : new Date(r.leased_until),
-    fetchTime: r.fetch_time === null ? null : new Date(r.fetch_time),
-    dueAt: r.due === null ? null : new Date(r.due),
-    blobKey: r.blob,
-    bodyBytes: r.body_bytes,
-  };
-}
-
 function message(r: Row): Message {
-  return { ...header(r), body: decodeBody(r.data?.toString('utf8') ?? '') };
+  return { ...headerOfRow(r), body: decodeBody(r.data?.toString('utf8') ?? '') };
 }
 
 function settingsOf(r: SettingsRow): MailboxSettings {
@@ -1206,7 +1163,7 @@ export class PostgresStore implements MessageStore {
        ORDER BY received_at, seq LIMIT $3`,
       [mailbox, afterMs, limit],
     );
-    return rows.map(header);
+    return rows.map(headerOfRow);
   }
 
   async mailboxes(nowMs: number): Promise<MailboxInfo[]> {
