@@ -7,12 +7,12 @@
  * messages ahead and streams them; each ack or reject (or a lease running out) is credit for
  * one more. `consume` runs handlers on top of it as `MailboxClient.consume` does over HTTP.
  */
-import { channel } from 'node:diagnostics_channel';
 import { StreamClient, StreamError, StreamRemoteError } from '@switchyard/stream';
 import { MailboxError, MailboxHttpError, MailboxInvalidArgumentError } from '../errors.js';
 import type { Message } from '../message.js';
 import { decodeJson, encodeJson, mailboxErrorOf, reviveMessage } from './protocol.js';
 import type { WireItemResult } from './protocol.js';
+import { consumeSetup, runLeased } from '../client/consume.js';
 
 export interface MailboxBinaryClientOptions {
   /** Bearer token (the HTTP server's tokens). */
@@ -74,8 +74,6 @@ interface Queued<T> {
   readonly resolve: (value: T) => void;
   readonly reject: (error: unknown) => void;
 }
-
-const consumeChannel = channel('switchyard:mailbox:consume');
 
 /** Turns what a stream call threw into a MailboxError (the signal's reason passes through). */
 function toMailboxError(error: unknown, signal?: AbortSignal): unknown {
@@ -309,61 +307,11 @@ export class MailboxBinaryClient {
     handler: (message: Message, context: BinaryConsumeContext) => unknown,
     options: BinaryConsumeOptions = {},
   ): Promise<void> {
-    if (typeof handler !== 'function') throw new MailboxInvalidArgumentError('handler must be a function');
-    const concurrency = options.concurrency ?? 1;
-    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1000)
-      throw new MailboxInvalidArgumentError('concurrency must be an integer from 1 to 1000');
-    const leaseMs = options.leaseMs ?? 30_000;
-    if (!Number.isInteger(leaseMs) || leaseMs < 3)
-      throw new MailboxInvalidArgumentError('leaseMs must be an integer ≥ 3');
-    const retryDelayMs = options.retryDelayMs ?? 1000;
-    const stop = options.signal ?? new AbortController().signal;
-    const onError = options.onError ?? (() => {});
-    const report = (error: unknown, m?: Message): void => {
-      if (consumeChannel.hasSubscribers) consumeChannel.publish({ receiver, error, mid: m?.mid });
-      try {
-        onError(error, m);
-      } catch {
-        // a throwing onError must not stop consuming
-      }
-    };
+    const { concurrency, leaseMs, retryDelayMs, stop, report } = consumeSetup(receiver, handler, options);
     const running = new Set<Promise<void>>();
     let slotFreed: (() => void) | undefined;
 
-    const runOne = async (m: Message): Promise<void> => {
-      const lease = new AbortController();
-      const handlerSignal = AbortSignal.any([lease.signal, stop]);
-      let extending: Promise<void> = Promise.resolve();
-      const timer = setInterval(
-        () => {
-          extending = this.extend(m.mid, m.lid!, leaseMs).then(
-            () => {},
-            (error: unknown) => {
-              clearInterval(timer);
-              lease.abort(error);
-              report(error, m);
-            },
-          );
-        },
-        Math.max(1, Math.floor(leaseMs / 3)),
-      );
-      let ok: boolean;
-      try {
-        await handler(m, { signal: handlerSignal });
-        ok = true;
-      } catch (error) {
-        ok = false;
-        report(error, m);
-      } finally {
-        clearInterval(timer);
-      }
-      await extending;
-      try {
-        await this.ack(m.mid, m.lid!, ok ? 1 : 2);
-      } catch (error) {
-        report(error, m);
-      }
-    };
+    const runOne = (m: Message): Promise<void> => runLeased(this, m, handler, stop, leaseMs, report);
 
     while (!stop.aborted && !this.#closed) {
       try {

@@ -7,7 +7,6 @@
  * long-poll, extend each lease while its handler runs, confirm when the handler resolves and
  * reject when it throws, until the signal aborts (in-flight handlers finish first).
  */
-import { channel } from 'node:diagnostics_channel';
 import { Agent as HttpAgent, request as httpRequest } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import {
@@ -19,6 +18,7 @@ import {
 import type { MailboxErrorCode } from '../errors.js';
 import type { Attempt, Body, Message, MessageHeader } from '../message.js';
 import type { MailboxInfo, MailboxSettings } from '../store.js';
+import { consumeSetup, runLeased } from './consume.js';
 
 export interface MailboxClientOptions {
   /** Bearer token. */
@@ -85,8 +85,6 @@ function reviveHeader<T extends MessageHeader>(raw: Record<string, unknown>): T 
 function reviveMailbox(raw: Record<string, unknown>): MailboxInfo {
   return { ...(raw as unknown as MailboxInfo), createdAt: new Date(raw.createdAt as string) };
 }
-
-const consumeChannel = channel('switchyard:mailbox:consume');
 
 export class MailboxClient {
   readonly url: string;
@@ -409,60 +407,9 @@ export class MailboxClient {
     handler: (message: Message, context: ConsumeContext) => unknown,
     options: ConsumeOptions = {},
   ): Promise<void> {
-    if (typeof handler !== 'function') throw new MailboxInvalidArgumentError('handler must be a function');
-    const concurrency = options.concurrency ?? 1;
-    if (!Number.isInteger(concurrency) || concurrency < 1 || concurrency > 1000)
-      throw new MailboxInvalidArgumentError('concurrency must be an integer from 1 to 1000');
-    const leaseMs = options.leaseMs ?? 30_000;
-    if (!Number.isInteger(leaseMs) || leaseMs < 3)
-      throw new MailboxInvalidArgumentError('leaseMs must be an integer ≥ 3');
+    const { concurrency, leaseMs, retryDelayMs, stop, report } = consumeSetup(receiver, handler, options);
     const waitMs = options.waitMs ?? 20_000;
-    const retryDelayMs = options.retryDelayMs ?? 1000;
-    const stop = options.signal ?? new AbortController().signal;
-    const onError = options.onError ?? (() => {});
-    const report = (error: unknown, m?: Message): void => {
-      if (consumeChannel.hasSubscribers) consumeChannel.publish({ receiver, error, mid: m?.mid });
-      try {
-        onError(error, m);
-      } catch {
-        // a throwing onError must not stop the worker
-      }
-    };
-
-    const runOne = async (m: Message): Promise<void> => {
-      const lease = new AbortController();
-      const handlerSignal = AbortSignal.any([lease.signal, stop]);
-      let extending: Promise<void> = Promise.resolve();
-      const timer = setInterval(
-        () => {
-          extending = this.extend(m.mid, m.lid!, leaseMs).then(
-            () => {},
-            (error: unknown) => {
-              clearInterval(timer);
-              lease.abort(error);
-              report(error, m);
-            },
-          );
-        },
-        Math.max(1, Math.floor(leaseMs / 3)),
-      );
-      let ok: boolean;
-      try {
-        await handler(m, { signal: handlerSignal });
-        ok = true;
-      } catch (error) {
-        ok = false;
-        report(error, m);
-      } finally {
-        clearInterval(timer);
-      }
-      await extending;
-      try {
-        await this.ack(m.mid, m.lid!, ok ? 1 : 2);
-      } catch (error) {
-        report(error, m);
-      }
-    };
+    const runOne = (m: Message): Promise<void> => runLeased(this, m, handler, stop, leaseMs, report);
 
     const worker = async (): Promise<void> => {
       while (!stop.aborted) {
