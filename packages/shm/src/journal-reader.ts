@@ -27,6 +27,7 @@ import {
   type JournalHeader,
 } from './journal-format.js';
 import { bellPath, claimSlot, releaseSlot, slotIndex } from './journal-slots.js';
+import { DoorbellPark } from './doorbell-park.js';
 import { Doorbell, futexWait, openMapping, unmapFile, type Mapping } from './native.js';
 import {
   checkWait,
@@ -72,10 +73,8 @@ export class JournalReader {
   // Doorbell parking: a slot in the header and a FIFO, taken on the first park.
   #slot = -1;
   #bell: Doorbell | undefined;
-  #cancelWait: ((error: Error) => void) | undefined;
-  #timer: NodeJS.Timeout | undefined;
   #noBell = false;
-  #onTimer: (() => void) | undefined;
+  readonly #parker = new DoorbellPark();
 
   /** @internal Use `openJournal`. */
   constructor(path: string, mapping: Mapping, header: JournalHeader, options: ResolvedOpenJournalOptions) {
@@ -289,7 +288,15 @@ export class JournalReader {
       if (spun !== null || this.#ended) return spun;
       this.#checkTimeout();
       if (!this.#ensureBell()) return this.#readPolling(signal, this.#options.maxBackoffMs);
-      const record = await this.#park(signal);
+      const record = await this.#parker.park(
+        this.#i32,
+        this.#slot,
+        this.#bell as Doorbell,
+        () => this.#poll(),
+        () => this.#ended,
+        () => this.#timeoutLeftMs(),
+        signal,
+      );
       if (record !== null || this.#ended) return record;
       this.#afterWait(signal);
       const next = this.tryRead();
@@ -337,65 +344,6 @@ export class JournalReader {
   }
 
   /**
-   * Parks on the doorbell until the writer rings, the writer-timeout check is due, the
-   * signal aborts or the reader closes. Resolves to a record if one turned up on the last
-   * look before sleeping.
-   */
-  #park(signal: AbortSignal | undefined): Promise<Uint8Array | null> {
-    const i32 = this.#i32;
-    const s = slotIndex(this.#slot);
-    const bell = this.#bell as Doorbell;
-    // Count first, then flag, then look: see the writer's wake-up for the other half.
-    Atomics.add(i32, I_PARKED, 1);
-    Atomics.store(i32, s + 1, 1);
-    const unpark = (): void => {
-      if (Atomics.compareExchange(i32, s + 1, 1, 0) === 1) Atomics.sub(i32, I_PARKED, 1);
-    };
-    let record: Uint8Array | null;
-    try {
-      record = this.#poll();
-    } catch (error) {
-      unpark();
-      throw error;
-    }
-    if (record !== null || this.#ended) {
-      unpark();
-      return Promise.resolve(record);
-    }
-    return new Promise<Uint8Array | null>((resolve, reject) => {
-      const finish = (): void => {
-        this.#timer?.unref();
-        this.#onTimer = undefined;
-        signal?.removeEventListener('abort', onAbort);
-        bell.disarm();
-        this.#cancelWait = undefined;
-        unpark();
-      };
-      const onAbort = (): void => {
-        finish();
-        reject(signal?.reason as Error);
-      };
-      // One timer per reader, re-armed per park (no allocation): it wakes the wait when the
-      // writer-timeout check is due, in case the writer died without a word.
-      this.#onTimer = () => {
-        finish();
-        resolve(null);
-      };
-      if (this.#timer === undefined) this.#timer = setTimeout(() => this.#onTimer?.(), this.#timeoutLeftMs());
-      else this.#timer.refresh().ref();
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.#cancelWait = (error) => {
-        finish();
-        reject(error);
-      };
-      bell.arm(() => {
-        finish();
-        resolve(null);
-      });
-    });
-  }
-
-  /**
    * Moves to data position `position`, which must be a record boundary not past the last
    * committed record (0 replays everything). Validates every record on the way.
    */
@@ -432,8 +380,7 @@ export class JournalReader {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    this.#cancelWait?.(new ShmClosedError('the journal reader was closed while reading'));
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#parker.close(new ShmClosedError('the journal reader was closed while reading'));
     if (this.#bell !== undefined) {
       const path = this.#bell.path;
       this.#bell.close();

@@ -23,6 +23,7 @@ import {
   STATE_OPEN,
 } from './journal-format.js';
 import { bellPath, claimSlot, processAlive, releaseSlot, slotIndex } from './journal-slots.js';
+import { DoorbellPark } from './doorbell-park.js';
 import { Doorbell, futexWait, openMapping, unmapFile, type Mapping } from './native.js';
 import {
   checkWait,
@@ -156,9 +157,7 @@ export class Subscriber {
   #closed = false;
   #bell: Doorbell | undefined;
   #noBell = false;
-  #cancelWait: ((error: Error) => void) | undefined;
-  #timer: NodeJS.Timeout | undefined;
-  #onTimer: (() => void) | undefined;
+  readonly #parker = new DoorbellPark();
   #heartbeatSeenMs = 0;
   #emptyPolls = 0;
 
@@ -607,7 +606,15 @@ export class Subscriber {
       if (spun !== null) return spun;
       this.#checkAlive();
       if (!this.#ensureBell()) return this.#recvPolling(signal, this.#options.maxBackoffMs);
-      const sample = await this.#park(signal);
+      const sample = await this.#parker.park(
+        this.#i32,
+        this.#slot,
+        this.#bell as Doorbell,
+        () => this.#look(),
+        () => false,
+        () => this.#staleLeftMs(),
+        signal,
+      );
       if (sample !== null) return sample;
       this.#afterWait(signal);
     }
@@ -639,63 +646,6 @@ export class Subscriber {
     return true;
   }
 
-  /** Parks on the doorbell until the publisher rings, the stale check is due, an abort or close. */
-  #park(signal: AbortSignal | undefined): Promise<Sample | null> {
-    const i32 = this.#i32;
-    const s = slotIndex(this.#slot);
-    const bell = this.#bell as Doorbell;
-    // Count first, then flag, then look: the publisher checks the count after publishing.
-    Atomics.add(i32, I_PARKED, 1);
-    Atomics.store(i32, s + 1, 1);
-    const unpark = (): void => {
-      if (Atomics.compareExchange(i32, s + 1, 1, 0) === 1) Atomics.sub(i32, I_PARKED, 1);
-    };
-    let sample: Sample | null;
-    try {
-      sample = this.#look();
-    } catch (error) {
-      unpark();
-      throw error;
-    }
-    if (sample !== null) {
-      unpark();
-      return Promise.resolve(sample);
-    }
-    return new Promise<Sample | null>((resolve, reject) => {
-      const finish = (): void => {
-        this.#timer?.unref();
-        this.#onTimer = undefined;
-        signal?.removeEventListener('abort', onAbort);
-        bell.disarm();
-        this.#cancelWait = undefined;
-        unpark();
-      };
-      const onAbort = (): void => {
-        finish();
-        reject(signal?.reason as Error);
-      };
-      // One timer per subscriber, re-armed per park: wakes the wait when the heartbeat
-      // check is due, in case the publisher died without a word.
-      this.#onTimer = () => {
-        finish();
-        resolve(null);
-      };
-      if (this.#timer === undefined) this.#timer = setTimeout(() => this.#onTimer?.(), this.#staleLeftMs());
-      else {
-        this.#timer.refresh().ref();
-      }
-      signal?.addEventListener('abort', onAbort, { once: true });
-      this.#cancelWait = (error) => {
-        finish();
-        reject(error);
-      };
-      bell.arm(() => {
-        finish();
-        resolve(null);
-      });
-    });
-  }
-
   /** Messages until the publisher closes (then the iteration ends). Each sample must be released. */
   async *[Symbol.asyncIterator](): AsyncIterator<Sample> {
     for (;;) {
@@ -716,8 +666,7 @@ export class Subscriber {
    */
   close(): void {
     if (this.#closed) return;
-    this.#cancelWait?.(new ShmClosedError('the subscriber was closed while receiving'));
-    if (this.#timer !== undefined) clearTimeout(this.#timer);
+    this.#parker.close(new ShmClosedError('the subscriber was closed while receiving'));
     const i32 = this.#i32;
     releaseHeld(i32, this.#held, this.#tableIndex);
     this.#closed = true;
