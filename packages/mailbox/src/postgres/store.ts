@@ -917,23 +917,13 @@ export class PostgresStore implements MessageStore {
         now,
       ],
     });
-    const got: Row[][] = ops.map(() => []);
-    const next = new Map<string, number>();
-    const rows: (Row & { idx: number; rn: number })[] = [];
-    for (const row of r.rows) {
-      if (row.nd_mailbox !== null) {
-        if (row.next_due !== null) next.set(row.nd_mailbox, row.next_due);
-      } else rows.push(row);
-    }
-    for (const row of rows.sort((a, b) => a.idx - b.idx || a.rn - b.rn)) got[row.idx]!.push(row);
+    const results = claimResults(ops, r.rows);
+    // A claim that got fewer than asked left nothing due, so the sends of this batch need wake no one.
     ops.forEach((op, i) => {
-      if (got[i]!.length < op.max && ctx.wake.get(op.mailbox) === false) ctx.wake.delete(op.mailbox);
+      if (results[i]!.messages.length < op.max && ctx.wake.get(op.mailbox) === false)
+        ctx.wake.delete(op.mailbox);
     });
-    return ops.map((op, i) =>
-      got[i]!.length > 0
-        ? { kind: 'claim', messages: got[i]!.map(message), nextDueMs: null }
-        : { kind: 'claim', messages: [], nextDueMs: next.get(op.mailbox) ?? null },
-    );
+    return results;
   }
 
   async #confirms(ctx: BatchCtx, run: Extract<StoreOp, { kind: 'ack' }>[]): Promise<StoreResult[]> {
@@ -1332,7 +1322,7 @@ function newMessage(m: NewMessage, now: number): Message {
 function claimResults(
   ops: readonly Extract<StoreOp, { kind: 'claim' }>[],
   all: readonly (Row & { idx: number; rn: number; nd_mailbox: string | null; next_due: number | null })[],
-): StoreResult[] {
+): Extract<StoreResult, { kind: 'claim' }>[] {
   const got: Row[][] = ops.map(() => []);
   const next = new Map<string, number>();
   const rows: (Row & { idx: number; rn: number })[] = [];
