@@ -5,10 +5,10 @@
 // `npm run bench -- journal [scale]` (scale 1 = the default counts).
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   JOURNAL_CHILD,
+  benchDirs,
   Proc,
   endToEnd,
   ipcRun,
@@ -85,14 +85,7 @@ async function pingPong(dir: string, wait: string, count: number): Promise<Resul
 export default async function journal(args: string[]): Promise<void> {
   const scale = Number(args[0] ?? 1);
   const n = (count: number): number => Math.max(1000, Math.round(count * scale));
-  const dir = mkdtempSync('/dev/shm/switchyard-bench-');
-  const sockDir = mkdtempSync(join(tmpdir(), 'switchyard-bench-'));
-  // Also on a crash: the journals under /dev/shm hold memory until removed.
-  const cleanUp = (): void => {
-    rmSync(dir, { recursive: true, force: true });
-    rmSync(sockDir, { recursive: true, force: true });
-  };
-  process.once('exit', cleanUp);
+  const { dir, sockDir, cleanUp } = benchDirs();
   const sizes = [64, 1024];
   const counts: Record<number, Record<string, number>> = {
     64: { journal: n(3_000_000), post: n(300_000), ipc: n(100_000), sock: n(200_000), batched: n(2_000_000) },

@@ -8,11 +8,11 @@
 // names below, e.g. `send 64 spin,batched 64`: only those run).
 import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
   JOURNAL_CHILD,
+  benchDirs,
   Proc,
   endToEnd,
   ipcRun,
@@ -132,14 +132,7 @@ const BATCHED = 'Unix socket, 64 KiB batched writes';
 export default async function shm(args: string[]): Promise<void> {
   const scale = Number(args[0] ?? 1);
   const n = (count: number): number => Math.max(200, Math.round(count * scale));
-  const dir = mkdtempSync('/dev/shm/switchyard-bench-');
-  const sockDir = mkdtempSync(join(tmpdir(), 'switchyard-bench-'));
-  // Also on a crash: the regions under /dev/shm hold memory until removed.
-  const cleanUp = (): void => {
-    rmSync(dir, { recursive: true, force: true });
-    rmSync(sockDir, { recursive: true, force: true });
-  };
-  process.once('exit', cleanUp);
+  const { dir, sockDir, cleanUp } = benchDirs();
   const columns = ['64 B msgs/s', '1 KiB msgs/s', '1 KiB MB/s', '1 MiB GB/s', 'RTT p50 µs', 'RTT p99 µs'];
   const rows: Row[] = [];
   const table = new Map<string, Row>();

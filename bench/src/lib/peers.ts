@@ -4,6 +4,8 @@
 // from benchmarks/journal.child.js and benchmarks/journal-worker.child.js.
 import { fork, spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
@@ -59,6 +61,22 @@ export function endToEnd(result: Result, startNs: bigint): Result {
   return result.lastNs === undefined
     ? result
     : { ...result, elapsedNs: Number(BigInt(result.lastNs) - startNs) };
+}
+
+/**
+ * A directory under /dev/shm for the regions and journals and one under the OS's temporary
+ * directory for the sockets; `cleanUp` removes both, and runs at exit too (also on a crash:
+ * what is under /dev/shm holds memory until removed).
+ */
+export function benchDirs(): { dir: string; sockDir: string; cleanUp: () => void } {
+  const dir = mkdtempSync('/dev/shm/switchyard-bench-');
+  const sockDir = mkdtempSync(join(tmpdir(), 'switchyard-bench-'));
+  const cleanUp = (): void => {
+    rmSync(dir, { recursive: true, force: true });
+    rmSync(sockDir, { recursive: true, force: true });
+  };
+  process.once('exit', cleanUp);
+  return { dir, sockDir, cleanUp };
 }
 
 export const rate = (r: Result): number => (r.read * 1e9) / r.elapsedNs;
