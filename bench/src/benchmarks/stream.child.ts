@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { StreamServer } from '@switchyard/stream';
 import { ProtocolEngine, lengthPrefixed } from '@switchyard/wire';
+import { GRPC_METHOD } from '../lib/grpc-method.js';
 
 export interface StreamJob {
   /** Frames per source. */
@@ -21,17 +22,6 @@ export interface StreamJob {
   /** Answer with this process's memory as the header of one source. */
   memory?: boolean;
 }
-
-const passthrough = (b: Buffer): Buffer => b;
-export const GRPC_METHOD = {
-  path: '/bench.Bench/Stream',
-  requestStream: false,
-  responseStream: true,
-  requestSerialize: passthrough,
-  requestDeserialize: passthrough,
-  responseSerialize: passthrough,
-  responseDeserialize: passthrough,
-} as const;
 
 const payloads = new Map<number, Buffer>();
 function payload(size: number): Buffer {

@@ -10,6 +10,7 @@ import { createInterface } from 'node:readline';
 import * as grpc from '@grpc/grpc-js';
 import { StreamClient } from '@switchyard/stream';
 import { ProtocolEngine, lengthPrefixed } from '@switchyard/wire';
+import { GRPC_METHOD } from '../lib/grpc-method.js';
 import { progress, report, type Row } from '../lib/report.js';
 
 interface Addresses {
@@ -17,17 +18,6 @@ interface Addresses {
   grpc: { tcp: string; unix: string };
   wire: { tcp: string; unix: string };
 }
-
-const passthrough = (b: Buffer): Buffer => b;
-const GRPC_METHOD = {
-  path: '/bench.Bench/Stream',
-  requestStream: false,
-  responseStream: true,
-  requestSerialize: passthrough,
-  requestDeserialize: passthrough,
-  responseSerialize: passthrough,
-  responseDeserialize: passthrough,
-} as const;
 
 type GrpcStreamClient = grpc.Client & {
   Stream(request: Buffer): grpc.ClientReadableStream<Buffer>;
