@@ -255,3 +255,18 @@ export function formatAttempt(
 ): string {
   return `${JSON.stringify({ n, c: consumer, f: fetchedAtMs, e: endedAtMs, o: outcome })}\n`;
 }
+
+const DATE_FIELDS = ['clientTime', 'receivedAt', 'sendWhen', 'leasedUntil', 'fetchTime', 'dueAt'] as const;
+
+/** A message as JSON travels (Dates become ISO strings); `reviveMessage` undoes it (both clients). */
+export function reviveMessage<T extends MessageHeader = Message>(raw: unknown): T {
+  const m: Record<string, unknown> = { ...(raw as Record<string, unknown>) };
+  for (const f of DATE_FIELDS) if (typeof m[f] === 'string') m[f] = new Date(m[f]);
+  if (Array.isArray(m.attempts))
+    m.attempts = (m.attempts as Record<string, unknown>[]).map((a): Attempt => ({
+      ...(a as unknown as Attempt),
+      fetchedAt: new Date(a.fetchedAt as string),
+      endedAt: new Date(a.endedAt as string),
+    }));
+  return m as unknown as T;
+}

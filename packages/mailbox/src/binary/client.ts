@@ -10,7 +10,8 @@
 import { StreamClient, StreamError, StreamRemoteError } from '@switchyard/stream';
 import { MailboxError, MailboxHttpError, MailboxInvalidArgumentError } from '../errors.js';
 import type { Message } from '../message.js';
-import { decodeJson, encodeJson, mailboxErrorOf, reviveMessage } from './protocol.js';
+import { reviveMessage } from '../message.js';
+import { decodeJson, encodeJson, mailboxErrorOf } from './protocol.js';
 import type { WireItemResult } from './protocol.js';
 import { consumeSetup, runLeased } from '../client/consume.js';
 

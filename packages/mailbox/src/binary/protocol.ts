@@ -9,7 +9,6 @@
  */
 import { MAILBOX_ERROR_CODES, MailboxError, MailboxInvalidArgumentError } from '../errors.js';
 import type { MailboxErrorCode } from '../errors.js';
-import type { Attempt, Message, MessageHeader } from '../message.js';
 
 export const BINARY_PROTOCOL_VERSION = 1;
 
@@ -42,8 +41,6 @@ export interface WireExtend {
 /** One item's outcome in a batch answer. */
 export type WireItemResult<T> = { readonly ok: T } | { readonly error: { code: string; message: string } };
 
-const DATE_FIELDS = ['clientTime', 'receivedAt', 'sendWhen', 'leasedUntil', 'fetchTime', 'dueAt'] as const;
-
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
@@ -57,19 +54,6 @@ export function decodeJson(bytes: Uint8Array, what: string): unknown {
   } catch (error) {
     throw new MailboxInvalidArgumentError(`${what} is not valid JSON`, { cause: error });
   }
-}
-
-/** A message as JSON travels (Dates become ISO strings); `reviveMessage` undoes it. */
-export function reviveMessage<T extends MessageHeader = Message>(raw: unknown): T {
-  const m: Record<string, unknown> = { ...(raw as Record<string, unknown>) };
-  for (const f of DATE_FIELDS) if (typeof m[f] === 'string') m[f] = new Date(m[f]);
-  if (Array.isArray(m.attempts))
-    m.attempts = (m.attempts as Record<string, unknown>[]).map((a): Attempt => ({
-      ...(a as unknown as Attempt),
-      fetchedAt: new Date(a.fetchedAt as string),
-      endedAt: new Date(a.endedAt as string),
-    }));
-  return m as unknown as T;
 }
 
 /** The item error of a batch answer. */

@@ -16,7 +16,8 @@ import {
   MailboxInvalidArgumentError,
 } from '../errors.js';
 import type { MailboxErrorCode } from '../errors.js';
-import type { Attempt, Body, Message, MessageHeader } from '../message.js';
+import type { Body, Message, MessageHeader } from '../message.js';
+import { reviveMessage } from '../message.js';
 import type { MailboxInfo, MailboxSettings } from '../store.js';
 import { consumeSetup, runLeased } from './consume.js';
 
@@ -66,20 +67,6 @@ export interface ConsumeOptions extends ClientCallOptions {
   readonly onError?: (error: unknown, message?: Message) => void;
   /** Pause after a failed fetch before the next (default 1000 ms). */
   readonly retryDelayMs?: number;
-}
-
-const DATE_FIELDS = ['clientTime', 'receivedAt', 'sendWhen', 'leasedUntil', 'fetchTime', 'dueAt'] as const;
-
-function reviveHeader<T extends MessageHeader>(raw: Record<string, unknown>): T {
-  const m: Record<string, unknown> = { ...raw };
-  for (const f of DATE_FIELDS) if (typeof m[f] === 'string') m[f] = new Date(m[f]);
-  if (Array.isArray(m.attempts))
-    m.attempts = (m.attempts as Record<string, unknown>[]).map((a): Attempt => ({
-      ...(a as unknown as Attempt),
-      fetchedAt: new Date(a.fetchedAt as string),
-      endedAt: new Date(a.endedAt as string),
-    }));
-  return m as unknown as T;
 }
 
 function reviveMailbox(raw: Record<string, unknown>): MailboxInfo {
@@ -240,9 +227,7 @@ export class MailboxClient {
   }
 
   async send(m: ClientSendInput, options: ClientCallOptions = {}): Promise<Message> {
-    return reviveHeader<Message>(
-      (await this.request('POST', '/v1/messages', sendJson(m), options)) as Record<string, unknown>,
-    );
+    return reviveMessage<Message>(await this.request('POST', '/v1/messages', sendJson(m), options));
   }
 
   async sendMany(messages: readonly ClientSendInput[], options: ClientCallOptions = {}): Promise<Message[]> {
@@ -254,7 +239,7 @@ export class MailboxClient {
     )) as {
       messages: Record<string, unknown>[];
     };
-    return r.messages.map((m) => reviveHeader<Message>(m));
+    return r.messages.map((m) => reviveMessage<Message>(m));
   }
 
   async fetch(receiver: string, options: ClientFetchOptions = {}): Promise<Message | null> {
@@ -271,7 +256,7 @@ export class MailboxClient {
       ...(options.signal === undefined ? {} : { signal: options.signal }),
       extraMs: typeof options.waitMs === 'number' ? options.waitMs : 0,
     })) as { messages: Record<string, unknown>[] };
-    return r.messages.map((m) => reviveHeader<Message>(m));
+    return r.messages.map((m) => reviveMessage<Message>(m));
   }
 
   async ack(mid: string, lid: string, status: 1 | 2, options: ClientCallOptions = {}): Promise<void> {
@@ -302,21 +287,15 @@ export class MailboxClient {
   }
 
   async extend(mid: string, lid: string, leaseMs: number, options: ClientCallOptions = {}): Promise<Message> {
-    return reviveHeader<Message>(
-      (await this.request('POST', `/v1/messages/${enc(mid)}/extend`, { lid, leaseMs }, options)) as Record<
-        string,
-        unknown
-      >,
+    return reviveMessage<Message>(
+      await this.request('POST', `/v1/messages/${enc(mid)}/extend`, { lid, leaseMs }, options),
     );
   }
 
   async get(mid: string, options: ClientCallOptions = {}): Promise<Message | null> {
     try {
-      return reviveHeader<Message>(
-        (await this.request('GET', `/v1/messages/${enc(mid)}`, undefined, options)) as Record<
-          string,
-          unknown
-        >,
+      return reviveMessage<Message>(
+        await this.request('GET', `/v1/messages/${enc(mid)}`, undefined, options),
       );
     } catch (error) {
       if (error instanceof MailboxError && error.code === 'MAILBOX_ERR_NOT_FOUND') return null;
@@ -340,7 +319,7 @@ export class MailboxClient {
     )) as {
       messages: Record<string, unknown>[];
     };
-    return r.messages.map((m) => reviveHeader<MessageHeader>(m));
+    return r.messages.map((m) => reviveMessage<MessageHeader>(m));
   }
 
   async deadLetters(
@@ -351,7 +330,7 @@ export class MailboxClient {
     const r = (await this.request('GET', `/v1/mailboxes/${enc(receiver)}/dead${qs}`, undefined, options)) as {
       messages: Record<string, unknown>[];
     };
-    return r.messages.map((m) => reviveHeader<MessageHeader>(m));
+    return r.messages.map((m) => reviveMessage<MessageHeader>(m));
   }
 
   async redrive(receiver: string, options: ClientCallOptions & { limit?: number } = {}): Promise<number> {
