@@ -49,6 +49,20 @@ interface ServerInfo {
   readonly binary: string;
 }
 
+/** pg-boss in its own schema, its maintenance and schedules off, a pool of 20 connections. */
+async function startPgBoss(): Promise<PgBoss> {
+  const boss = new PgBoss({
+    connectionString: PG_URL,
+    schema: 'peers_pgboss',
+    supervise: false,
+    schedule: false,
+    max: 20,
+  });
+  boss.on('error', () => {});
+  await boss.start();
+  return boss;
+}
+
 async function producerFor(system: string, queue: string, server: ServerInfo): Promise<Producer> {
   switch (system) {
     case 'rabbitmq': {
@@ -88,15 +102,7 @@ async function producerFor(system: string, queue: string, server: ServerInfo): P
       };
     }
     case 'pgboss': {
-      const boss = new PgBoss({
-        connectionString: PG_URL,
-        schema: 'peers_pgboss',
-        supervise: false,
-        schedule: false,
-        max: 20,
-      });
-      boss.on('error', () => {});
-      await boss.start();
+      const boss = await startPgBoss();
       return {
         send: async (ts) => {
           await boss.send(queue, { t: ts, d: PAD });
@@ -193,15 +199,7 @@ async function consumerFor(system: string, queue: string, server: ServerInfo): P
     case 'pgboss': {
       // As fast as its API allows: fetch up to 64 jobs, complete each one individually, poll
       // every 5 ms when empty (its own work() polls every 2 s by default).
-      const boss = new PgBoss({
-        connectionString: PG_URL,
-        schema: 'peers_pgboss',
-        supervise: false,
-        schedule: false,
-        max: 20,
-      });
-      boss.on('error', () => {});
-      await boss.start();
+      const boss = await startPgBoss();
       let stop = false;
       let running: Promise<void> | undefined;
       return {
