@@ -17,6 +17,16 @@ export function shmDir(): { path: string } & Disposable {
   };
 }
 
+/** The `received` line of the fixture's `sub` command. */
+export interface SubSummary {
+  received: number;
+  missed: number;
+  bad: number;
+  firstError: string;
+  ended: string;
+  lastSeq: number;
+}
+
 /** A child process speaking JSON lines on stdout and taking commands on stdin. */
 export class PubSubChild {
   readonly process: ChildProcess;

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { Publisher, Subscriber, inspectRegionFile, regionPath, type Sample } from '@switchyard/shm';
-import { PubSubChild, shmDir } from './pubsub-helpers.js';
+import { PubSubChild, shmDir, type SubSummary } from './pubsub-helpers.js';
 
 const dir = shmDir();
 test.after(() => dir[Symbol.dispose]());
@@ -19,14 +19,6 @@ function pattern(seq: number, length: number): Uint8Array {
 function intact(sample: Sample, length: number): boolean {
   const want = pattern(Number(sample.sequence), length);
   return sample.bytes.length === length && sample.bytes.every((b, i) => b === want[i]);
-}
-
-interface SubSummary {
-  received: number;
-  missed: number;
-  bad: number;
-  firstError: string;
-  lastSeq: number;
 }
 
 test('inlineMaxBytes: validated, 0 by default, recorded in the header (format version 2)', () => {

@@ -10,19 +10,10 @@ import {
   regionPath,
   removeRegionFiles,
 } from '@switchyard/shm';
-import { PubSubChild, shmDir } from './pubsub-helpers.js';
+import { PubSubChild, shmDir, type SubSummary } from './pubsub-helpers.js';
 
 const dir = shmDir();
 test.after(() => dir[Symbol.dispose]());
-
-interface SubSummary {
-  received: number;
-  missed: number;
-  bad: number;
-  firstError: string;
-  ended: string;
-  lastSeq: number;
-}
 
 test('overwrite, two processes: a slow subscriber is told what it missed and never reads a reused block', async () => {
   const config = { dir: dir.path, blockCount: 16, ringDepth: 8, blockSize: 256 };
