@@ -286,6 +286,16 @@ export class MailboxBinaryServer {
     };
   }
 
+  /**
+   * A token limited to mailboxes may ack or extend only a message in one of them. An unknown
+   * mid passes: the broker's own call then answers not-found. Callers test the principal first,
+   * so an unrestricted token costs no extra await on the ack path.
+   */
+  async #requireMessageMailbox(principal: Principal, mid: string): Promise<void> {
+    const m = await this.#broker.get(mid);
+    if (m !== null) requireMailbox(principal, m.mailbox);
+  }
+
   async #ack(principal: Principal | null, items: unknown[]): Promise<{ results: WireItemResult<null>[] }> {
     requireScope(principal, 'receive');
     const settled = await Promise.allSettled(
@@ -293,10 +303,8 @@ export class MailboxBinaryServer {
         const a = raw as WireAck;
         if (typeof a !== 'object' || a === null)
           throw new MailboxInvalidArgumentError('ack must be an object');
-        if (principal !== null && !principal.everyMailbox) {
-          const m = await this.#broker.get(a.mid);
-          if (m !== null) requireMailbox(principal, m.mailbox);
-        }
+        if (principal !== null && !principal.everyMailbox)
+          await this.#requireMessageMailbox(principal, a.mid);
         await this.#broker.ack(a.mid, a.lid, a.status);
         return null;
       }),
@@ -326,10 +334,8 @@ export class MailboxBinaryServer {
         const e = raw as WireExtend;
         if (typeof e !== 'object' || e === null)
           throw new MailboxInvalidArgumentError('item must be an object');
-        if (principal !== null && !principal.everyMailbox) {
-          const m = await this.#broker.get(e.mid);
-          if (m !== null) requireMailbox(principal, m.mailbox);
-        }
+        if (principal !== null && !principal.everyMailbox)
+          await this.#requireMessageMailbox(principal, e.mid);
         const m = await this.#broker.extend(e.mid, e.lid, e.leaseMs);
         const holder = this.#holders.get(e.mid);
         if (holder !== undefined && m.leasedUntil !== null && holder.held.has(e.mid))
