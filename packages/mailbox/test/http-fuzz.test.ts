@@ -51,6 +51,9 @@ const hexish = (n: number) =>
 const form = (values: Record<string, string | string[]>): string => goEncode(values);
 const FORM = { 'content-type': 'application/x-www-form-urlencoded' };
 const JSONH = { 'content-type': 'application/json' };
+/** A JSON send that is valid but for `field`, drawn from `bad`. */
+const sendWithBad = (field: string, bad: fc.Arbitrary<unknown>): fc.Arbitrary<string> =>
+  bad.map((v) => JSON.stringify({ sender: 's', receiver: 'fz', body: {}, [field]: v }));
 
 function requests(mids: string[]): fc.Arbitrary<Req> {
   const mid = fc.oneof(fc.constantFrom(...mids), hexish(40));
@@ -148,34 +151,16 @@ function requests(mids: string[]): fc.Arbitrary<Req> {
           })
           .filter((v) => Object.keys(v.body).length > 0)
           .map((v) => JSON.stringify(v)),
-        fc
-          .record({
-            sender: fc.constant('s'),
-            receiver: fc.constant('fz'),
-            body: fc.constant({}),
-            delay: badDuration,
-          })
-          .map((v) => JSON.stringify(v)),
-        fc
-          .record({
-            sender: fc.constant('s'),
-            receiver: fc.constant('fz'),
-            body: fc.constant({}),
-            clientTime: badTime,
-          })
-          .map((v) => JSON.stringify(v)),
-        fc
-          .record({
-            sender: fc.constant('s'),
-            receiver: fc.constant('fz'),
-            body: fc.constant({}),
-            delayMs: fc.oneof(
-              fc.integer({ max: -1 }),
-              fc.double().filter((d) => !(Number.isInteger(d) && d >= 0)),
-              fc.string(),
-            ),
-          })
-          .map((v) => JSON.stringify(v)),
+        sendWithBad('delay', badDuration),
+        sendWithBad('clientTime', badTime),
+        sendWithBad(
+          'delayMs',
+          fc.oneof(
+            fc.integer({ max: -1 }),
+            fc.double().filter((d) => !(Number.isInteger(d) && d >= 0)),
+            fc.string(),
+          ),
+        ),
       ),
     }),
     fc.record({
