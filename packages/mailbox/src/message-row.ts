@@ -5,6 +5,7 @@
  * store extends `MessageRow` with its own `data`.
  */
 import type { MessageHeader, MessageState, MessageStatusValue } from './message.js';
+import type { LeaseOutcome } from './store.js';
 
 /** Indexed by the stored state number (0 queued, 1 leased, 2 confirmed). */
 export const STATE_NAMES: readonly MessageState[] = ['queued', 'leased', 'confirmed'];
@@ -53,4 +54,12 @@ export function headerOfRow(r: MessageRow): MessageHeader {
     blobKey: r.blob,
     bodyBytes: r.body_bytes,
   };
+}
+
+/** Whether `lid` still holds the lease of row `r` at `now` (the rule an ack or extend checks). */
+export function checkRowLease(r: MessageRow | undefined, lid: string, now: number): LeaseOutcome {
+  if (r === undefined) return 'not-found';
+  if (r.state !== 1 || r.lid !== lid || r.leased_until === null || r.leased_until <= now)
+    return 'lease-invalid';
+  return 'ok';
 }

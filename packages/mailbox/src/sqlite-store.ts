@@ -20,7 +20,7 @@ import type Database from 'better-sqlite3';
 import { MailboxClosedError, MailboxStoreError, MailboxStoreLockedError } from './errors.js';
 import type { Message, MessageHeader } from './message.js';
 import type { MessageRow } from './message-row.js';
-import { headerOfRow } from './message-row.js';
+import { checkRowLease, headerOfRow } from './message-row.js';
 import {
   MAX_HISTORY_CHARS,
   MessageStatus,
@@ -31,7 +31,6 @@ import {
 } from './message.js';
 import type {
   BlobStore,
-  LeaseOutcome,
   MailboxInfo,
   MailboxSettings,
   MessageStore,
@@ -423,14 +422,14 @@ export class SqliteStore implements MessageStore {
         if (op.status === 1 && st.confirmLease.run({ now, mid: op.mid, lid: op.lid }).changes === 1)
           return { kind: 'ack', outcome: 'ok', wake: null };
         const r = st.leaseOf.get(op.mid) as Row | undefined;
-        const outcome = this.#checkLease(r, op.lid, now);
+        const outcome = checkRowLease(r, op.lid, now);
         if (outcome !== 'ok') return { kind: 'ack', outcome, wake: null };
         const mailbox = this.#endAttempt(r!, now, op.status, added);
         return { kind: 'ack', outcome, wake: op.status === 1 ? null : mailbox };
       }
       case 'extend': {
         const r = st.leaseOf.get(op.mid) as Row | undefined;
-        const outcome = this.#checkLease(r, op.lid, now);
+        const outcome = checkRowLease(r, op.lid, now);
         if (outcome !== 'ok') return { kind: 'extend', outcome, message: null };
         st.extend.run(now + op.leaseMs, r!.seq);
         return { kind: 'extend', outcome, message: message(st.byMid.get(op.mid) as Row) };
@@ -477,13 +476,6 @@ export class SqliteStore implements MessageStore {
     // Within one epoch the counter never wraps in practice (2^32 leases per process run);
     // if it did, tokens would still grow, only into the next epoch's range.
     return this.#epoch * FENCE_SPAN + ++this.#fenceCounter;
-  }
-
-  #checkLease(r: Row | undefined, lid: string, now: number): LeaseOutcome {
-    if (r === undefined) return 'not-found';
-    if (r.state !== 1 || r.lid !== lid || r.leased_until === null || r.leased_until <= now)
-      return 'lease-invalid';
-    return 'ok';
   }
 
   /** Ends the lease of row `r` as `outcome` at `endedAt`; returns the mailbox it is in afterwards. */

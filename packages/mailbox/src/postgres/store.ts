@@ -28,10 +28,9 @@ import { MailboxClosedError, MailboxInvalidArgumentError, MailboxStoreError } fr
 import type { Message, MessageHeader } from '../message.js';
 import { MessageStatus, decodeBody, formatAttempt, parseAttempts } from '../message.js';
 import type { MessageRow } from '../message-row.js';
-import { headerOfRow } from '../message-row.js';
+import { checkRowLease, headerOfRow } from '../message-row.js';
 import type {
   BlobStore,
-  LeaseOutcome,
   MailboxInfo,
   MailboxSettings,
   MessageStore,
@@ -994,7 +993,7 @@ export class PostgresStore implements MessageStore {
       case 'ack': {
         if (op.status === 1) return (await this.#confirms(ctx, [op]))[0]!;
         const r = await this.#leaseRow(client, op.mid);
-        const outcome = checkLease(r, op.lid, now);
+        const outcome = checkRowLease(r, op.lid, now);
         if (outcome !== 'ok') return { kind: 'ack', outcome, wake: null };
         const [mailbox] = await this.#retry(ctx, [r!], [now], op.status);
         return { kind: 'ack', outcome, wake: mailbox! };
@@ -1246,13 +1245,6 @@ function isBarrier(op: StoreOp): boolean {
 }
 
 const COMMUTING = new Set<string>(['send', 'claim', 'ack', 'extend', 'reenqueue', 'expire']);
-
-function checkLease(r: Row | undefined, lid: string, now: number): LeaseOutcome {
-  if (r === undefined) return 'not-found';
-  if (r.state !== 1 || r.lid !== lid || r.leased_until === null || r.leased_until <= now)
-    return 'lease-invalid';
-  return 'ok';
-}
 
 async function ensureMailboxes(
   client: PoolClient,
