@@ -38,7 +38,7 @@ import type {
   StoreResult,
   StoreStats,
 } from './store.js';
-import { afterAttempt } from './store.js';
+import { afterAttempt, newMessage } from './store.js';
 
 export interface SqliteStoreOptions {
   /** 'full' (default): fsync before a send or ack resolves. 'normal': safe against process crashes only. */
@@ -372,31 +372,7 @@ export class SqliteStore implements MessageStore {
           return { kind: 'send', message: message(row), created: false };
         }
         st.upsertBlob.run(m.blobKey, m.body);
-        return {
-          kind: 'send',
-          created: true,
-          message: {
-            mid: m.mid,
-            sender: m.sender,
-            receiver: m.receiver,
-            mailbox: m.receiver,
-            clientTime: new Date(m.clientTimeMs),
-            receivedAt: new Date(now),
-            sendWhen: new Date(due),
-            delayMs: m.delayMs,
-            state: 'queued',
-            status: MessageStatus.NotDelivered,
-            deliveryCount: 0,
-            lid: null,
-            fence: null,
-            leasedUntil: null,
-            fetchTime: null,
-            dueAt: new Date(due),
-            blobKey: m.blobKey,
-            bodyBytes: m.bodyBytes,
-            body: m.decoded,
-          },
-        };
+        return { kind: 'send', created: true, message: newMessage(m, now) };
       }
       case 'claim': {
         const rows = st.claimSelect.all(op.mailbox, now, op.max) as Row[];

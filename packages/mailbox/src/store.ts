@@ -8,7 +8,7 @@
  * retry rule that every store shares.
  */
 import type { Body, Message, MessageHeader } from './message.js';
-import { deadLetterName, isDeadLetterName } from './message.js';
+import { MessageStatus, deadLetterName, isDeadLetterName } from './message.js';
 
 /** Per-mailbox settings, fixed when the mailbox is created (first send or `configure`). */
 export interface MailboxSettings {
@@ -166,4 +166,30 @@ export function afterAttempt(
   if (!isDeadLetterName(mailbox) && deliveryCount >= settings.maxDeliveries)
     return { dead: true, mailbox: deadLetterName(mailbox), dueMs: endedAtMs };
   return { dead: false, mailbox, dueMs: endedAtMs + settings.retryDelayMs };
+}
+
+/** The message a send created, built from what the broker sent (no read back). */
+export function newMessage(m: NewMessage, now: number): Message {
+  const due = now + m.delayMs;
+  return {
+    mid: m.mid,
+    sender: m.sender,
+    receiver: m.receiver,
+    mailbox: m.receiver,
+    clientTime: new Date(m.clientTimeMs),
+    receivedAt: new Date(now),
+    sendWhen: new Date(due),
+    delayMs: m.delayMs,
+    state: 'queued',
+    status: MessageStatus.NotDelivered,
+    deliveryCount: 0,
+    lid: null,
+    fence: null,
+    leasedUntil: null,
+    fetchTime: null,
+    dueAt: new Date(due),
+    blobKey: m.blobKey,
+    bodyBytes: m.bodyBytes,
+    body: m.decoded,
+  };
 }

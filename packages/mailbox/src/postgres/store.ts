@@ -39,7 +39,7 @@ import type {
   StoreResult,
   StoreStats,
 } from '../store.js';
-import { afterAttempt } from '../store.js';
+import { afterAttempt, newMessage } from '../store.js';
 import { DatabaseClock } from './db-clock.js';
 import { migrate, quoteIdent } from './migrations.js';
 
@@ -860,32 +860,7 @@ export class PostgresStore implements MessageStore {
       if (fresh[k]) {
         if (m.delayMs > 0) ctx.wake.set(m.receiver, true);
         else if (!ctx.wake.has(m.receiver)) ctx.wake.set(m.receiver, false);
-        const due = now + m.delayMs;
-        results.push({
-          kind: 'send',
-          created: true,
-          message: {
-            mid: m.mid,
-            sender: m.sender,
-            receiver: m.receiver,
-            mailbox: m.receiver,
-            clientTime: new Date(m.clientTimeMs),
-            receivedAt: new Date(now),
-            sendWhen: new Date(due),
-            delayMs: m.delayMs,
-            state: 'queued',
-            status: MessageStatus.NotDelivered,
-            deliveryCount: 0,
-            lid: null,
-            fence: null,
-            leasedUntil: null,
-            fetchTime: null,
-            dueAt: new Date(due),
-            blobKey: m.blobKey,
-            bodyBytes: m.bodyBytes,
-            body: m.decoded,
-          },
-        });
+        results.push({ kind: 'send', created: true, message: newMessage(m, now) });
       } else {
         const stored = existing.get(m.mid);
         if (stored === undefined) throw new MailboxStoreError(`message ${m.mid} vanished during its send`);
@@ -1282,32 +1257,6 @@ function sameSettings(a: MailboxSettings, b: MailboxSettings): boolean {
       a.retryDelayMs === b.retryDelayMs &&
       a.retentionMs === b.retentionMs)
   );
-}
-
-/** The message a send created, built from what the broker sent (no read back). */
-function newMessage(m: NewMessage, now: number): Message {
-  const due = now + m.delayMs;
-  return {
-    mid: m.mid,
-    sender: m.sender,
-    receiver: m.receiver,
-    mailbox: m.receiver,
-    clientTime: new Date(m.clientTimeMs),
-    receivedAt: new Date(now),
-    sendWhen: new Date(due),
-    delayMs: m.delayMs,
-    state: 'queued',
-    status: MessageStatus.NotDelivered,
-    deliveryCount: 0,
-    lid: null,
-    fence: null,
-    leasedUntil: null,
-    fetchTime: null,
-    dueAt: new Date(due),
-    blobKey: m.blobKey,
-    bodyBytes: m.bodyBytes,
-    body: m.decoded,
-  };
 }
 
 /** Deals the rows of a merged claim statement out to its claims, in order. */
