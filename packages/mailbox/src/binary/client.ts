@@ -14,6 +14,7 @@ import { reviveMessage } from '../message.js';
 import { decodeJson, encodeJson, mailboxErrorOf } from './protocol.js';
 import type { WireItemResult } from './protocol.js';
 import { consumeSetup, runLeased } from '../client/consume.js';
+import { checkTokenArg, parseUrlArg } from '../client/args.js';
 
 export interface MailboxBinaryClientOptions {
   /** Bearer token (the HTTP server's tokens). */
@@ -159,18 +160,12 @@ export class MailboxBinaryClient {
   #closed = false;
 
   constructor(url: string, options: MailboxBinaryClientOptions = {}) {
-    let u: URL;
-    try {
-      u = new URL(url);
-    } catch {
-      throw new MailboxInvalidArgumentError(`url ${JSON.stringify(url)} is not a URL`);
-    }
+    const u = parseUrlArg(url);
     if (u.protocol !== 'switchyard:' || u.hostname === '' || u.port === '')
       throw new MailboxInvalidArgumentError('url must be switchyard://host:port');
     this.url = `switchyard://${u.host}`;
     this.#endpoint = `tcp://${u.host}`;
-    if (options.token !== undefined && (typeof options.token !== 'string' || options.token.length === 0))
-      throw new MailboxInvalidArgumentError('token must be a non-empty string');
+    checkTokenArg(options.token);
     this.#tags = options.token === undefined ? {} : { authorization: `Bearer ${options.token}` };
     const maxBatch = options.maxBatch ?? 1000;
     if (!Number.isInteger(maxBatch) || maxBatch < 1 || maxBatch > 100_000)

@@ -20,6 +20,7 @@ import type { Body, Message, MessageHeader } from '../message.js';
 import { reviveMessage } from '../message.js';
 import type { MailboxInfo, MailboxSettings } from '../store.js';
 import { consumeSetup, runLeased } from './consume.js';
+import { checkTokenArg, parseUrlArg } from './args.js';
 
 export interface MailboxClientOptions {
   /** Bearer token. */
@@ -83,17 +84,11 @@ export class MailboxClient {
   readonly #agent: HttpAgent | HttpsAgent;
 
   constructor(url: string, options: MailboxClientOptions = {}) {
-    let u: URL;
-    try {
-      u = new URL(url);
-    } catch {
-      throw new MailboxInvalidArgumentError(`url ${JSON.stringify(url)} is not a URL`);
-    }
+    const u = parseUrlArg(url);
     if (u.protocol !== 'http:' && u.protocol !== 'https:')
       throw new MailboxInvalidArgumentError('url must be http: or https:');
     this.url = u.toString().replace(/\/+$/, '');
-    if (options.token !== undefined && (typeof options.token !== 'string' || options.token.length === 0))
-      throw new MailboxInvalidArgumentError('token must be a non-empty string');
+    checkTokenArg(options.token);
     this.#token = options.token;
     const t = options.timeoutMs ?? 30_000;
     if (!Number.isInteger(t) || t < 1)
