@@ -624,22 +624,7 @@ export class PostgresStore implements MessageStore {
       const ms = [...first.values()];
       plan.first = ms;
       const d = sends[0]!.defaults;
-      parts.push(
-        execute('syf_send', [
-          ms.map((m) => m.mid),
-          ms.map((m) => m.sender),
-          ms.map((m) => m.receiver),
-          ms.map((m) => m.clientTimeMs),
-          ms.map((m) => m.delayMs),
-          ms.map((m) => m.blobKey),
-          ms.map((m) => m.bodyBytes),
-          ms.map((m) => m.body),
-          d.maxDeliveries,
-          d.retryDelayMs,
-          d.retentionMs,
-          now,
-        ]),
-      );
+      parts.push(execute('syf_send', sendParams(ms, d, now)));
     }
     if (confirms.length > 0)
       parts.push(execute('syf_confirm', [confirms.map((op) => op.mid), confirms.map((op) => op.lid), now]));
@@ -822,20 +807,7 @@ export class PostgresStore implements MessageStore {
         name: 'sy_send',
         text: SY_SEND_SQL,
       },
-      [
-        ms.map((m) => m.mid),
-        ms.map((m) => m.sender),
-        ms.map((m) => m.receiver),
-        ms.map((m) => m.clientTimeMs),
-        ms.map((m) => m.delayMs),
-        ms.map((m) => m.blobKey),
-        ms.map((m) => m.bodyBytes),
-        ms.map((m) => m.body),
-        d.maxDeliveries,
-        d.retryDelayMs,
-        d.retentionMs,
-        now,
-      ],
+      sendParams(ms, d, now),
     );
     const created = new Set(r.rows.map((row) => row.mid));
     const existing = new Map<string, Message>();
@@ -1278,4 +1250,46 @@ function claimResults(
       ? { kind: 'claim', messages: got[i]!.map(message), nextDueMs: null }
       : { kind: 'claim', messages: [], nextDueMs: next.get(op.mailbox) ?? null },
   );
+}
+
+/**
+ * The parameters of the send statement (both the pipelined and the statement-by-statement
+ * path): one array per column, built in one pass over the batch, then the new mailbox's
+ * defaults and the batch time.
+ */
+function sendParams(ms: readonly NewMessage[], d: MailboxSettings, now: number): unknown[] {
+  const n = ms.length;
+  const mids = new Array<string>(n);
+  const senders = new Array<string>(n);
+  const receivers = new Array<string>(n);
+  const clientTimes = new Array<number>(n);
+  const delays = new Array<number>(n);
+  const blobKeys = new Array<string>(n);
+  const bodyBytes = new Array<number>(n);
+  const bodies = new Array<string>(n);
+  for (let i = 0; i < n; i++) {
+    const m = ms[i]!;
+    mids[i] = m.mid;
+    senders[i] = m.sender;
+    receivers[i] = m.receiver;
+    clientTimes[i] = m.clientTimeMs;
+    delays[i] = m.delayMs;
+    blobKeys[i] = m.blobKey;
+    bodyBytes[i] = m.bodyBytes;
+    bodies[i] = m.body;
+  }
+  return [
+    mids,
+    senders,
+    receivers,
+    clientTimes,
+    delays,
+    blobKeys,
+    bodyBytes,
+    bodies,
+    d.maxDeliveries,
+    d.retryDelayMs,
+    d.retentionMs,
+    now,
+  ];
 }
