@@ -284,7 +284,9 @@ async function consumerFor(system: string, queue: string, server: ServerInfo): P
 async function runServer(store: string): Promise<void> {
   const broker = await Broker.open({
     store,
-    ...(store.startsWith('sqlite:') ? { sqlite: { synchronous: 'full' as const } } : {}),
+    ...(store.startsWith('sqlite:')
+      ? { sqlite: { synchronous: 'full' as const, worker: process.env.SWITCHYARD_SQLITE_WORKER === '1' } }
+      : {}),
   });
   const http = await MailboxServer.start({ broker, port: 0 });
   const binary = new MailboxBinaryServer(broker, { port: 0 });

@@ -101,7 +101,12 @@ interface Child {
 }
 
 function start(args: string[]): Child {
-  const child = spawn(process.execPath, [CHILD, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+  // SWITCHYARD_BENCH_SERVER_ARGS (e.g. "--cpu-prof --cpu-prof-dir=/tmp/prof") profiles the broker.
+  const nodeArgs =
+    args[0] === 'server' ? (process.env.SWITCHYARD_BENCH_SERVER_ARGS ?? '').split(' ').filter(Boolean) : [];
+  const child = spawn(process.execPath, [...nodeArgs, CHILD, ...args], {
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
   const rl = createInterface({ input: child.stdout });
   let ready!: (s: string) => void;
   let result!: (r: Record<string, number>) => void;

@@ -31,6 +31,7 @@ import {
 import type { BrokerOptions, ResolvedBrokerOptions } from './options.js';
 import { checkInt, resolveMailboxSettings, resolveOptions } from './options.js';
 import { SqliteStore } from './sqlite-store.js';
+import { SqliteThreadStore } from './sqlite-thread.js';
 import type {
   MailboxInfo,
   MailboxSettings,
@@ -127,6 +128,12 @@ const HEX_RE = /^[0-9a-f]+$/;
 /** The smallest part a backlog is split into for a store with `concurrentBatches` > 1. */
 const SPLIT_OPS = 64;
 
+function asStoreError(error: unknown): MailboxError {
+  return error instanceof MailboxError
+    ? error
+    : new MailboxStoreError('the store failed to apply a batch', { cause: error });
+}
+
 function checkSignal(signal: AbortSignal | undefined): void {
   if (signal === undefined) return;
   if (!(signal instanceof AbortSignal))
@@ -145,8 +152,12 @@ function checkHexId(name: string, value: unknown, lengths: readonly number[]): s
 /** Opens the store a URL names. */
 async function openStore(url: string, o: ResolvedBrokerOptions): Promise<MessageStore> {
   if (url === 'memory:') return new MemoryStore();
-  if (url.startsWith('sqlite:') && url.length > 'sqlite:'.length)
-    return SqliteStore.open(url.slice('sqlite:'.length), o.sqlite);
+  if (url.startsWith('sqlite:') && url.length > 'sqlite:'.length) {
+    const path = url.slice('sqlite:'.length);
+    return o.sqlite.worker === true
+      ? SqliteThreadStore.open(path, o.sqlite)
+      : SqliteStore.open(path, o.sqlite);
+  }
   if (url.startsWith('postgres:') || url.startsWith('postgresql:')) {
     // Loaded on demand: memory and SQLite users never load the pg driver.
     const { PostgresStore } = await import('./postgres/store.js');
@@ -168,6 +179,7 @@ export class Broker {
   /** Batches being applied; up to the store's `concurrentBatches` (1 unless it is pooled). */
   #inFlight = 0;
   readonly #maxInFlight: number;
+  readonly #splitBacklog: boolean;
   #closed = false;
   #closing: Promise<void> | undefined;
   readonly #waiters = new Map<string, Set<Waiter>>();
@@ -202,6 +214,7 @@ export class Broker {
     this.#o = o;
     this.#clock = o.clock;
     this.#maxInFlight = Math.max(1, Math.floor(store.concurrentBatches ?? 1));
+    this.#splitBacklog = store.splitBacklog ?? true;
     this.#unwatch = store.watch?.((mailboxes) => {
       for (const m of mailboxes) this.#notify(m, Infinity);
     });
@@ -253,7 +266,9 @@ export class Broker {
     // slots (each part still a big batch), so its connections work in parallel.
     const free = this.#maxInFlight - this.#inFlight;
     const share =
-      this.#pending.length >= SPLIT_OPS * free ? Math.ceil(this.#pending.length / free) : Infinity;
+      this.#splitBacklog && this.#pending.length >= SPLIT_OPS * free
+        ? Math.ceil(this.#pending.length / free)
+        : Infinity;
     const max = Math.min(this.#o.maxBatchOps, share);
     this.#inFlight++;
     let batch: Pending[];
@@ -271,16 +286,21 @@ export class Broker {
     const started = performance.now();
     let results: StoreResult[] | undefined;
     let failure: unknown;
+    /** Set for a staged store: claims are answered at commit, the rest once this resolves. */
+    let flushed: Promise<void> | undefined;
     try {
-      results = await this.#store.apply(
-        batch.map((p) => p.op),
-        this.#clock.now(),
-      );
+      const ops = batch.map((p) => p.op);
+      if (this.#store.applyStaged !== undefined) {
+        const staged = this.#store.applyStaged(ops, this.#clock.now());
+        results = staged.results;
+        flushed = staged.flushed;
+      } else results = await this.#store.apply(ops, this.#clock.now());
     } catch (error) {
-      failure =
-        error instanceof MailboxError
-          ? error
-          : new MailboxStoreError('the store failed to apply a batch', { cause: error });
+      failure = asStoreError(error);
+    }
+    if (flushed !== undefined && results !== undefined) {
+      this.#settleStaged(batch, results, flushed, handedOff, started);
+      return;
     }
     this.#inFlight--;
     // Ops that arrived meanwhile (async stores) or continuations of this batch form the next one.
@@ -288,9 +308,6 @@ export class Broker {
       this.#scheduled = true;
       setImmediate(this.#flushBound);
     }
-    this.#counters.batches++;
-    this.#counters.batchedOps += batch.length;
-    if (batch.length > this.#counters.largestBatch) this.#counters.largestBatch = batch.length;
     if (batchChannel.hasSubscribers)
       batchChannel.publish({ ops: batch.length, durationMs: performance.now() - started, error: failure });
     if (results === undefined) {
@@ -298,6 +315,54 @@ export class Broker {
       for (const p of batch) p.reject(failure);
       return;
     }
+    this.#account(batch, results, handedOff, (p, r) => p.resolve(r));
+  }
+
+  /**
+   * A staged batch committed: leases go out now (a killed process cannot lose them), every
+   * other answer — send and ack confirmations above all — once the batch is flushed to disk.
+   */
+  #settleStaged(
+    batch: Pending[],
+    results: StoreResult[],
+    flushed: Promise<void>,
+    handedOff: Map<string, number> | undefined,
+    started: number,
+  ): void {
+    const late: number[] = [];
+    this.#account(batch, results, handedOff, (p, r, i) => {
+      if (r.kind === 'claim') p.resolve(r);
+      else late.push(i);
+    });
+    const done = (failure?: unknown): void => {
+      this.#inFlight--;
+      if (this.#pending.length > 0 && !this.#scheduled) {
+        this.#scheduled = true;
+        setImmediate(this.#flushBound);
+      }
+      if (batchChannel.hasSubscribers)
+        batchChannel.publish({ ops: batch.length, durationMs: performance.now() - started, error: failure });
+      if (failure !== undefined && errorChannel.hasSubscribers) errorChannel.publish({ error: failure });
+      for (const i of late)
+        if (failure === undefined) batch[i]!.resolve(results[i]!);
+        else batch[i]!.reject(failure);
+    };
+    flushed.then(
+      () => done(),
+      (error: unknown) => done(asStoreError(error)),
+    );
+  }
+
+  /** Counts a committed batch's results, answers its ops through `settle` and wakes long polls. */
+  #account(
+    batch: Pending[],
+    results: StoreResult[],
+    handedOff: Map<string, number> | undefined,
+    settle: (p: Pending, r: StoreResult, i: number) => void,
+  ): void {
+    this.#counters.batches++;
+    this.#counters.batchedOps += batch.length;
+    if (batch.length > this.#counters.largestBatch) this.#counters.largestBatch = batch.length;
     const woken = new Map<string, number>();
     const wake = (mailbox: string, n: number): void => {
       woken.set(mailbox, (woken.get(mailbox) ?? 0) + n);
@@ -333,7 +398,7 @@ export class Broker {
         default:
           break;
       }
-      batch[i]!.resolve(r);
+      settle(batch[i]!, r, i);
     }
     // Waiters whose claims rode in this batch already had their chance at these sends.
     for (const [mailbox, n] of woken) this.#notify(mailbox, n - (handedOff?.get(mailbox) ?? 0));

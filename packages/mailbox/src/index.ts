@@ -62,6 +62,7 @@ export type {
 export { MemoryStore, MemoryStoreData } from './memory-store.js';
 export { SqliteStore } from './sqlite-store.js';
 export type { SqliteStoreOptions } from './sqlite-store.js';
+export { SqliteThreadStore } from './sqlite-thread.js';
 export { migrateSqliteToPostgres, openPostgresStore } from './postgres/open.js';
 export type { MigrateOptions, MigrateReport } from './postgres/migrate-sqlite.js';
 export type { PostgresStore, PostgresStoreOptions } from './postgres/store.js';

@@ -129,6 +129,9 @@ export function resolveOptions(options: BrokerOptions): ResolvedBrokerOptions {
   if (sqlite.synchronous !== undefined && sqlite.synchronous !== 'full' && sqlite.synchronous !== 'normal')
     throw new MailboxInvalidArgumentError('sqlite.synchronous must be "full" or "normal"');
   if (sqlite.busyTimeoutMs !== undefined) checkInt('sqlite.busyTimeoutMs', sqlite.busyTimeoutMs, 0, 600_000);
+  if (sqlite.worker !== undefined && typeof sqlite.worker !== 'boolean')
+    throw new MailboxInvalidArgumentError('sqlite.worker must be a boolean');
+  if (sqlite.mergeKeysAt !== undefined) checkInt('sqlite.mergeKeysAt', sqlite.mergeKeysAt, 1, 10_000_000);
   if (sqlite.cacheKiB !== undefined) checkInt('sqlite.cacheKiB', sqlite.cacheKiB, 64, 16 * 1024 * 1024);
   const hash = o.hash ?? d.hash;
   if (hash !== 'sha1' && hash !== 'sha256')

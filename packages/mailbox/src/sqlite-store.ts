@@ -3,21 +3,45 @@
  * (`locking_mode=EXCLUSIVE`); every batch of the broker's group commit is one transaction,
  * run synchronously on prepared statements, so nothing else can interleave with it.
  *
- * Durability: with `synchronous: 'full'` (default) a commit fsyncs the WAL before `apply`
- * returns, so a send or ack that resolved survives `kill -9` and power loss. `'normal'` skips
- * that fsync (the WAL is synced at checkpoints): still safe against a killed process, but a
- * power cut can lose the last commits. Each open also starts a new fencing epoch (token =
+ * Durability: with `synchronous: 'full'` (default) `apply` resolves only after the WAL holding
+ * its transaction was fsynced, so a send or ack that resolved survives `kill -9` and power loss.
+ * The fsync does not block the event loop: SQLite runs with `synchronous=NORMAL` (the WAL is
+ * written at commit and synced at checkpoints, the database file after them — exactly FULL's
+ * checkpoint behaviour) and the store itself calls `fdatasync` on the WAL file on the libuv
+ * thread pool after each commit. Commits made while one fdatasync runs are covered by the next
+ * one, so batches pipeline: the broker applies batch n+1 (its statements and the WAL write)
+ * while batch n's flush is in progress, and results are released strictly in commit order.
+ * A failed fdatasync poisons the store (every later call fails): after a failed flush the page
+ * cache can no longer be trusted to reach the disk. `'normal'` skips the flush: still safe
+ * against a killed process, but a power cut can lose the last commits. Each open also starts a new fencing epoch (token =
  * epoch * 2^32 + counter), committed before any lease is granted, so tokens keep growing across
  * restarts without a write per lease.
  *
  * Indexes: a partial index (mailbox, due, seq) over queued rows makes "the oldest due message
  * of a mailbox" one O(log n) seek; partial indexes over leased rows (by leasedUntil) and
  * confirmed rows (by expiresAt) make the sweeps seeks too.
+ *
+ * Keys by hash (schema 2): a mid and a blob key are hashes, so a B-tree index on them puts every
+ * insert on a random page, and each commit writes every page it touched to the WAL — with
+ * 100 sends per commit that was ~10 KiB of WAL per send, most of a send's cost. So the two
+ * hash indexes are maintained in bulk: `message_mids` (mid → seq) and `blob_keys` (key → id)
+ * cover the rows up to a watermark kept in `meta`; rows after it are in two in-memory maps,
+ * rebuilt at open from the rows after the watermark (`seq`/`id` are AUTOINCREMENT, so they only
+ * grow). When a map holds `mergeKeysAt` keys, they go into the index in one sorted pass (each
+ * index page written once per merge instead of once per insert). Every lookup asks the map,
+ * then the index. A database of schema 1 (UNIQUE columns) is migrated at open, in one transaction.
  */
 // Type-only: the native module loads in `open`, so importing the package (e.g. for the HTTP
 // client) never loads better-sqlite3.
 import type Database from 'better-sqlite3';
-import { MailboxClosedError, MailboxStoreError, MailboxStoreLockedError } from './errors.js';
+import { closeSync, fdatasync, openSync } from 'node:fs';
+import {
+  MailboxClosedError,
+  MailboxError,
+  MailboxInvalidArgumentError,
+  MailboxStoreError,
+  MailboxStoreLockedError,
+} from './errors.js';
 import type { Message, MessageHeader } from './message.js';
 import type { MessageRow } from './message-row.js';
 import { checkRowLease, headerOfRow } from './message-row.js';
@@ -47,37 +71,146 @@ export interface SqliteStoreOptions {
   readonly busyTimeoutMs?: number;
   /** SQLite page cache in KiB (default 32768). */
   readonly cacheKiB?: number;
+  /**
+   * `Broker.open` only: run the store on a worker thread of its own (`SqliteThreadStore`), so
+   * statements and checkpoints never run on the broker's event loop (default false). It costs
+   * ~20 µs of CPU a message in copies and thread hand-offs and gives up the staged commit
+   * (leases at commit): on this 2-core machine the in-thread store is faster; a broker with
+   * spare cores and heavy statements (large backlogs, big bodies) may gain from it.
+   */
+  readonly worker?: boolean;
+  /**
+   * Keys (mids, blob keys) kept in memory per index before they are merged into it in one
+   * sorted pass (default 16 384; see the header). Larger: fewer, bigger merges and more memory
+   * (~150 bytes a key). Tests set it small to exercise merges.
+   */
+  readonly mergeKeysAt?: number;
 }
+
+const SCHEMA_VERSION = 2;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS mailboxes (
   name TEXT PRIMARY KEY, max_deliveries INTEGER NOT NULL, retry_delay_ms INTEGER NOT NULL,
   retention_ms INTEGER NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS blobs (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, refs INTEGER NOT NULL, data NOT NULL);
-CREATE INDEX IF NOT EXISTS blobs_zero ON blobs(key) WHERE refs <= 0;
+CREATE TABLE IF NOT EXISTS blobs (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT NOT NULL, refs INTEGER NOT NULL, data NOT NULL);
+CREATE INDEX IF NOT EXISTS blobs_unreferenced ON blobs(id) WHERE refs <= 0;
+CREATE TABLE IF NOT EXISTS blob_keys (key TEXT PRIMARY KEY, id INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS messages (
-  seq INTEGER PRIMARY KEY, mid TEXT NOT NULL UNIQUE, mailbox TEXT NOT NULL, sender TEXT NOT NULL,
+  seq INTEGER PRIMARY KEY AUTOINCREMENT, mid TEXT NOT NULL, mailbox TEXT NOT NULL, sender TEXT NOT NULL,
   receiver TEXT NOT NULL, client_time INTEGER NOT NULL, received_at INTEGER NOT NULL, delay_ms INTEGER NOT NULL,
   state INTEGER NOT NULL, status INTEGER NOT NULL, due INTEGER, delivery_count INTEGER NOT NULL DEFAULT 0,
   lid TEXT, fence INTEGER, leased_until INTEGER, fetch_time INTEGER, consumer TEXT,
-  blob TEXT NOT NULL, body_bytes INTEGER NOT NULL, expires_at INTEGER, history TEXT NOT NULL DEFAULT '');
+  blob TEXT NOT NULL, blob_id INTEGER NOT NULL, body_bytes INTEGER NOT NULL, expires_at INTEGER,
+  history TEXT NOT NULL DEFAULT '');
+CREATE TABLE IF NOT EXISTS message_mids (mid TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS messages_ready ON messages(mailbox, due, seq) WHERE state = 0;
 CREATE INDEX IF NOT EXISTS messages_leased ON messages(leased_until) WHERE state = 1;
 CREATE INDEX IF NOT EXISTS messages_expiring ON messages(expires_at) WHERE state = 2;
-DROP INDEX IF EXISTS messages_pending;
 `;
+
+/** Schema 1 (mid and blob key UNIQUE in their tables) to schema 2, inside the open's transaction. */
+const MIGRATE_1_TO_2 = `
+DROP INDEX IF EXISTS messages_ready; DROP INDEX IF EXISTS messages_leased;
+DROP INDEX IF EXISTS messages_expiring; DROP INDEX IF EXISTS messages_pending; DROP INDEX IF EXISTS blobs_zero;
+ALTER TABLE messages RENAME TO messages_v1;
+ALTER TABLE blobs RENAME TO blobs_v1;
+${SCHEMA}
+INSERT INTO blobs (id, key, refs, data) SELECT id, key, refs, data FROM blobs_v1;
+INSERT INTO blob_keys (key, id) SELECT key, id FROM blobs_v1;
+INSERT INTO messages (seq, mid, mailbox, sender, receiver, client_time, received_at, delay_ms, state, status, due,
+  delivery_count, lid, fence, leased_until, fetch_time, consumer, blob, blob_id, body_bytes, expires_at, history)
+  SELECT m.seq, m.mid, m.mailbox, m.sender, m.receiver, m.client_time, m.received_at, m.delay_ms, m.state, m.status,
+  m.due, m.delivery_count, m.lid, m.fence, m.leased_until, m.fetch_time, m.consumer, m.blob, coalesce(b.id, 0),
+  m.body_bytes, m.expires_at, m.history FROM messages_v1 m LEFT JOIN blobs_v1 b ON b.key = m.blob;
+INSERT INTO message_mids (mid, seq) SELECT mid, seq FROM messages_v1;
+INSERT INTO meta (k, v) VALUES ('mids_upto', (SELECT coalesce(max(seq), 0) FROM messages_v1))
+  ON CONFLICT(k) DO UPDATE SET v = excluded.v;
+INSERT INTO meta (k, v) VALUES ('keys_upto', (SELECT coalesce(max(id), 0) FROM blobs_v1))
+  ON CONFLICT(k) DO UPDATE SET v = excluded.v;
+DROP TABLE messages_v1;
+DROP TABLE blobs_v1;
+`;
+
+/** Keys kept in memory (per map) before they are merged into their index in one sorted pass. */
+const DEFAULT_MERGE_AT = 16_384;
 
 const COLS = `m.seq, m.mid, m.mailbox, m.sender, m.receiver, m.client_time, m.received_at, m.delay_ms, m.state,
   m.status, m.due, m.delivery_count, m.lid, m.fence, m.leased_until, m.fetch_time, m.consumer, m.blob,
-  m.body_bytes, m.history`;
+  m.blob_id, m.body_bytes, m.history`;
 
 interface Row extends MessageRow {
+  blob_id: number;
   /** A body stored by a send is TEXT (its canonical encoding is ASCII); a raw BlobStore.put of bytes is a BLOB. */
   data?: string | Buffer | null;
 }
 
 const FENCE_SPAN = 2 ** 32;
+
+/**
+ * fdatasync of the WAL file on the thread pool, coalesced: a flush asked for while one runs
+ * waits for the next one (which starts after the running one ends, so it covers every write
+ * made before it was asked for). At most two flushes exist at a time.
+ */
+class WalFlusher {
+  readonly #fd: number;
+  #running: Promise<void> | undefined;
+  #next: Promise<void> | undefined;
+  #failure: Error | undefined;
+
+  constructor(fd: number) {
+    this.#fd = fd;
+  }
+
+  get failure(): Error | undefined {
+    return this.#failure;
+  }
+
+  /** Resolves once every write made before this call is on disk. */
+  flush(): Promise<void> {
+    if (this.#failure !== undefined) return Promise.reject(this.#failure);
+    if (this.#running === undefined) return (this.#running = this.#start());
+    return (this.#next ??= this.#running.then(
+      () => {
+        this.#next = undefined;
+        return this.flush();
+      },
+      (error: unknown) => {
+        this.#next = undefined;
+        throw error;
+      },
+    ));
+  }
+
+  #start(): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      fdatasync(this.#fd, (error) => {
+        this.#running = undefined;
+        if (error === null) resolve();
+        else {
+          this.#failure = new MailboxStoreError('fdatasync of the SQLite WAL failed', { cause: error });
+          reject(this.#failure);
+        }
+      });
+    });
+  }
+
+  /** Resolves when the flushes in progress (if any) succeeded: nothing new to write. */
+  settled(): Promise<void> {
+    if (this.#failure !== undefined) return Promise.reject(this.#failure);
+    return this.#next ?? this.#running ?? Promise.resolve();
+  }
+
+  /** Waits for the flushes in progress (their failures are the callers'). */
+  async idle(): Promise<void> {
+    await Promise.allSettled([this.#running, this.#next]);
+  }
+
+  close(): void {
+    closeSync(this.#fd);
+  }
+}
 
 function message(r: Row): Message {
   const data = r.data;
@@ -89,51 +222,23 @@ function message(r: Row): Message {
 
 type Statement = Database.Statement<unknown[], unknown>;
 
-interface StatementRunner {
-  run<T>(fn: (st: Statements) => T): T;
-  transaction<T>(fn: (st: Statements) => T): T;
-}
-
-class SqliteBlobStore implements BlobStore {
-  readonly #s: StatementRunner;
-  constructor(runner: StatementRunner) {
-    this.#s = runner;
-  }
-  async put(key: string, data: Uint8Array | string): Promise<void> {
-    // Strings stay TEXT (no Buffer copy going in or coming out on the hot path); bytes are a BLOB.
-    this.#s.run((st) => st.upsertBlob.run(key, typeof data === 'string' ? data : Buffer.from(data)));
-  }
-  async get(key: string): Promise<Buffer | null> {
-    const data = this.#s.run((st) => (st.getBlob.get(key) as { data: string | Buffer } | undefined)?.data);
-    if (data === undefined) return null;
-    return typeof data === 'string' ? Buffer.from(data, 'utf8') : data;
-  }
-  async refCount(key: string): Promise<number | null> {
-    return this.#s.run((st) => (st.refCount.get(key) as { refs: number } | undefined)?.refs ?? null);
-  }
-  async updateRefCounts(deltas: ReadonlyMap<string, number>): Promise<void> {
-    this.#s.transaction((st) => {
-      for (const [key, delta] of deltas) st.addRef.run(delta, key);
-    });
-  }
-  async collect(limit: number): Promise<number> {
-    return this.#s.run((st) => st.collect.run(limit).changes);
-  }
-  async stats(): Promise<{ count: number; bytes: number }> {
-    return this.#s.run((st) => st.blobStats.get() as { count: number; bytes: number });
-  }
-}
-
 /** The statements, prepared once. */
 class Statements {
   readonly insertMsg: Statement;
-  readonly upsertBlob: Statement;
-  readonly getBlob: Statement;
-  readonly refCount: Statement;
-  readonly addRef: Statement;
-  readonly collect: Statement;
+  readonly insertBlob: Statement;
+  readonly blobById: Statement;
+  readonly addRefById: Statement;
+  readonly unreferenced: Statement;
+  readonly deleteBlob: Statement;
   readonly blobStats: Statement;
-  readonly byMid: Statement;
+  readonly midSeq: Statement;
+  readonly insertMid: Statement;
+  readonly deleteMid: Statement;
+  readonly keyId: Statement;
+  readonly insertKey: Statement;
+  readonly deleteKey: Statement;
+  readonly setMeta: Statement;
+  readonly bySeq: Statement;
   readonly claimSelect: Statement;
   readonly claimUpdate: Statement;
   readonly nextDue: Statement;
@@ -152,29 +257,36 @@ class Statements {
   readonly totals: Statement;
   readonly redrive: Statement;
   readonly queuedOf: Statement;
+  readonly totalChanges: Statement;
 
   constructor(db: Database.Database) {
+    this.totalChanges = db.prepare('SELECT total_changes()').pluck();
     this.insertMsg = db.prepare(
-      `INSERT INTO messages (mid, mailbox, sender, receiver, client_time, received_at, delay_ms, state, status, due, blob, body_bytes)
-       VALUES (?, ?, ?, ?, ?, ?, ?, 0, 8, ?, ?, ?) ON CONFLICT(mid) DO NOTHING`,
+      `INSERT INTO messages (mid, mailbox, sender, receiver, client_time, received_at, delay_ms, state, status, due, blob, blob_id, body_bytes)
+       VALUES (?, ?, ?, ?, ?, ?, ?, 0, 8, ?, ?, ?, ?)`,
     );
-    this.upsertBlob = db.prepare(
-      'INSERT INTO blobs (key, refs, data) VALUES (?, 1, ?) ON CONFLICT(key) DO UPDATE SET refs = refs + 1',
-    );
-    this.getBlob = db.prepare('SELECT data FROM blobs WHERE key = ?');
-    this.refCount = db.prepare('SELECT refs FROM blobs WHERE key = ?');
-    this.addRef = db.prepare('UPDATE blobs SET refs = refs + ? WHERE key = ?');
-    this.collect = db.prepare(
-      'DELETE FROM blobs WHERE key IN (SELECT key FROM blobs WHERE refs <= 0 LIMIT ?)',
-    );
+    this.insertBlob = db.prepare('INSERT INTO blobs (key, refs, data) VALUES (?, 1, ?)');
+    this.blobById = db.prepare('SELECT key, refs, data FROM blobs WHERE id = ?');
+    this.addRefById = db.prepare('UPDATE blobs SET refs = refs + ? WHERE id = ?');
+    this.unreferenced = db.prepare('SELECT id, key FROM blobs WHERE refs <= 0 ORDER BY id LIMIT ?');
+    this.deleteBlob = db.prepare('DELETE FROM blobs WHERE id = ?');
     this.blobStats = db.prepare(
       'SELECT count(*) AS count, coalesce(sum(length(CAST(data AS BLOB))), 0) AS bytes FROM blobs',
     );
-    this.byMid = db.prepare(
-      `SELECT ${COLS}, b.data FROM messages m LEFT JOIN blobs b ON b.key = m.blob WHERE m.mid = ?`,
+    this.midSeq = db.prepare('SELECT seq FROM message_mids WHERE mid = ?').pluck();
+    this.insertMid = db.prepare('INSERT OR REPLACE INTO message_mids (mid, seq) VALUES (?, ?)');
+    this.deleteMid = db.prepare('DELETE FROM message_mids WHERE mid = ?');
+    this.keyId = db.prepare('SELECT id FROM blob_keys WHERE key = ?').pluck();
+    this.insertKey = db.prepare('INSERT OR REPLACE INTO blob_keys (key, id) VALUES (?, ?)');
+    this.deleteKey = db.prepare('DELETE FROM blob_keys WHERE key = ?');
+    this.setMeta = db.prepare(
+      'INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v',
+    );
+    this.bySeq = db.prepare(
+      `SELECT ${COLS}, b.data FROM messages m LEFT JOIN blobs b ON b.id = m.blob_id WHERE m.seq = ?`,
     );
     this.claimSelect = db.prepare(
-      `SELECT ${COLS}, b.data FROM messages m LEFT JOIN blobs b ON b.key = m.blob
+      `SELECT ${COLS}, b.data FROM messages m LEFT JOIN blobs b ON b.id = m.blob_id
        WHERE m.mailbox = ? AND m.state = 0 AND m.due <= ? ORDER BY m.due, m.seq LIMIT ?`,
     );
     this.claimUpdate = db.prepare(
@@ -184,7 +296,7 @@ class Statements {
     this.nextDue = db.prepare(
       'SELECT due FROM messages WHERE mailbox = ? AND state = 0 ORDER BY due, seq LIMIT 1',
     );
-    this.leaseOf = db.prepare(`SELECT ${COLS} FROM messages m WHERE m.mid = ?`);
+    this.leaseOf = db.prepare(`SELECT ${COLS} FROM messages m WHERE m.seq = ?`);
     this.confirm = db.prepare(
       `UPDATE messages SET state = 2, status = 1, leased_until = NULL, expires_at = ?, history = CASE WHEN length(history) < ${MAX_HISTORY_CHARS} THEN history || ? ELSE history END
        WHERE seq = ?`,
@@ -195,7 +307,7 @@ class Statements {
       `UPDATE messages SET state = 2, status = 1, leased_until = NULL,
        expires_at = @now + (SELECT retention_ms FROM mailboxes WHERE name = messages.mailbox),
        history = CASE WHEN length(history) < ${MAX_HISTORY_CHARS} THEN history || json_object('n', delivery_count, 'c', coalesce(consumer, ''), 'f', fetch_time, 'e', @now, 'o', 1) || char(10) ELSE history END
-       WHERE mid = @mid AND lid = @lid AND state = 1 AND leased_until > @now`,
+       WHERE seq = @seq AND mid = @mid AND lid = @lid AND state = 1 AND leased_until > @now`,
     );
     this.retry = db.prepare(
       `UPDATE messages SET state = 0, status = ?, mailbox = ?, due = ?, leased_until = NULL, history = CASE WHEN length(history) < ${MAX_HISTORY_CHARS} THEN history || ? ELSE history END
@@ -206,7 +318,7 @@ class Statements {
       `SELECT ${COLS} FROM messages m WHERE m.state = 1 AND m.leased_until <= ? ORDER BY m.leased_until, m.seq LIMIT ?`,
     );
     this.expiring = db.prepare(
-      'SELECT seq, blob FROM messages WHERE state = 2 AND expires_at <= ? ORDER BY expires_at LIMIT ?',
+      'SELECT seq, mid, blob_id FROM messages WHERE state = 2 AND expires_at <= ? ORDER BY expires_at LIMIT ?',
     );
     this.deleteMsg = db.prepare('DELETE FROM messages WHERE seq = ?');
     this.upsertMailbox = db.prepare(
@@ -234,13 +346,142 @@ class Statements {
        WHERE seq IN (SELECT seq FROM messages WHERE mailbox = @mailbox AND state = 0 ORDER BY due, seq LIMIT @limit)`,
     );
     this.queuedOf = db.prepare(
-      'SELECT seq, blob FROM messages WHERE mailbox = ? AND state = 0 ORDER BY due, seq LIMIT ?',
+      'SELECT seq, mid, blob_id FROM messages WHERE mailbox = ? AND state = 0 ORDER BY due, seq LIMIT ?',
     );
     this.totals = db.prepare(
       `SELECT count(*) AS messages, coalesce(sum(state = 0), 0) AS queued, coalesce(sum(state = 1), 0) AS leased,
        coalesce(sum(state = 2), 0) AS confirmed FROM messages`,
     );
   }
+}
+
+/**
+ * A hash index kept in two parts: a table covering the rows up to `upto`, and an in-memory map
+ * of the keys of the rows after it (see the header). Changes to the map made inside a
+ * transaction are journaled, so a rollback undoes them.
+ */
+class KeyIndex {
+  readonly recent = new Map<string, number>();
+  upto: number;
+  readonly #lookup: Statement;
+  readonly #insert: Statement;
+  readonly #delete: Statement;
+  readonly #metaKey: string;
+  readonly #setMeta: Statement;
+  /** Undo steps of the running transaction (null outside one). */
+  undo: (() => void)[] | null = null;
+
+  constructor(
+    metaKey: string,
+    upto: number,
+    statements: { lookup: Statement; insert: Statement; delete: Statement; setMeta: Statement },
+  ) {
+    this.#metaKey = metaKey;
+    this.upto = upto;
+    this.#lookup = statements.lookup;
+    this.#insert = statements.insert;
+    this.#delete = statements.delete;
+    this.#setMeta = statements.setMeta;
+  }
+
+  get(key: string): number | undefined {
+    return this.recent.get(key) ?? (this.#lookup.get(key) as number | undefined);
+  }
+
+  add(key: string, id: number): void {
+    this.recent.set(key, id);
+    this.undo?.push(() => this.recent.delete(key));
+  }
+
+  /** Forgets `key` (its row `id` is being deleted). */
+  remove(key: string, id: number): void {
+    if (this.recent.get(key) === id) {
+      this.recent.delete(key);
+      this.undo?.push(() => this.recent.set(key, id));
+    } else this.#delete.run(key);
+  }
+
+  /** Writes the map into the table in key order and moves the watermark to `upto`; call in a transaction. */
+  merge(upto: number): void {
+    const keys = [...this.recent.keys()].sort();
+    for (const key of keys) this.#insert.run(key, this.recent.get(key));
+    this.#setMeta.run(this.#metaKey, upto);
+  }
+
+  /** After the merge's transaction committed. */
+  merged(upto: number): void {
+    this.recent.clear();
+    this.upto = upto;
+  }
+}
+
+class SqliteBlobStore implements BlobStore {
+  readonly #store: SqliteStore;
+  readonly #internals: StoreInternals;
+  constructor(store: SqliteStore, internals: StoreInternals) {
+    this.#store = store;
+    this.#internals = internals;
+  }
+  async put(key: string, data: Uint8Array | string): Promise<void> {
+    // Strings stay TEXT (no Buffer copy going in or coming out on the hot path); bytes are a BLOB.
+    this.#internals.write(() =>
+      this.#internals.putBlob(key, typeof data === 'string' ? data : Buffer.from(data)),
+    );
+    await this.#internals.flushed();
+  }
+  async get(key: string): Promise<Buffer | null> {
+    const row = this.#internals.read((st, keys) => {
+      const id = keys.get(key);
+      return id === undefined ? undefined : (st.blobById.get(id) as { data: string | Buffer } | undefined);
+    });
+    if (row === undefined) return null;
+    return typeof row.data === 'string' ? Buffer.from(row.data, 'utf8') : row.data;
+  }
+  async refCount(key: string): Promise<number | null> {
+    return this.#internals.read((st, keys) => {
+      const id = keys.get(key);
+      if (id === undefined) return null;
+      return (st.blobById.get(id) as { refs: number } | undefined)?.refs ?? null;
+    });
+  }
+  async updateRefCounts(deltas: ReadonlyMap<string, number>): Promise<void> {
+    this.#internals.write((st, keys) => {
+      for (const [key, delta] of deltas) {
+        const id = keys.get(key);
+        if (id !== undefined) st.addRefById.run(delta, id);
+      }
+    });
+    await this.#internals.flushed();
+  }
+  async collect(limit: number): Promise<number> {
+    const n = this.#internals.write((st, keys) => {
+      const rows = st.unreferenced.all(limit) as { id: number; key: string }[];
+      for (const r of rows) {
+        st.deleteBlob.run(r.id);
+        keys.remove(r.key, r.id);
+      }
+      return rows.length;
+    });
+    await this.#internals.flushed();
+    return n;
+  }
+  async stats(): Promise<{ count: number; bytes: number }> {
+    return this.#internals.read((st) => st.blobStats.get() as { count: number; bytes: number });
+  }
+  toString(): string {
+    return `SqliteBlobStore(${this.#store.path})`;
+  }
+}
+
+/** What the blob store needs of its message store. */
+interface StoreInternals {
+  read<T>(fn: (st: Statements, keys: KeyIndex) => T): T;
+  /** Runs `fn` in a transaction (the key map journaled). */
+  write<T>(fn: (st: Statements, keys: KeyIndex) => T): T;
+  /** Resolves when what was written so far is flushed (at once without a flusher). */
+  flushed(): Promise<void>;
+  /** Stores a new blob or counts one more reference to it. */
+  putBlob(key: string, data: string | Buffer): number;
 }
 
 /** A `MessageStore` (and its `BlobStore`) in one SQLite file. */
@@ -252,17 +493,70 @@ export class SqliteStore implements MessageStore {
   readonly #ids = new RandomIds();
   readonly #mailboxes = new Map<string, { settings: MailboxSettings; createdAt: number }>();
   readonly #epoch: number;
+  /** mid → seq, and blob key → blob id (see the header). */
+  readonly #mids: KeyIndex;
+  readonly #keys: KeyIndex;
+  /** The largest seq and blob id so far (AUTOINCREMENT: they only grow). */
+  #maxSeq = 0;
+  #maxBlobId = 0;
+  /** The WAL flusher when `synchronous: 'full'` on a file database. */
+  readonly #flusher: WalFlusher | undefined;
+  readonly #mergeAt: number;
   #fenceCounter = 0;
   #closed = false;
+  /**
+   * Batches whose transaction committed while an earlier one still waits for its flush: the
+   * broker may apply this many at once (statements run one batch at a time, the flushes overlap).
+   */
+  readonly concurrentBatches: number;
+  readonly splitBacklog = false;
 
-  private constructor(path: string, db: Database.Database) {
+  private constructor(path: string, db: Database.Database, flusher: WalFlusher | undefined, mergeAt: number) {
     this.path = path;
     this.#db = db;
+    this.#flusher = flusher;
+    this.#mergeAt = mergeAt;
+    this.concurrentBatches = flusher === undefined ? 1 : 2;
     this.#st = new Statements(db);
-    this.blobs = new SqliteBlobStore({
-      run: (fn) => this.#run(fn),
-      transaction: (fn) => this.#run((st) => this.#db.transaction(() => fn(st))()),
+    const st = this.#st;
+    const meta = (k: string): number =>
+      (db.prepare('SELECT v FROM meta WHERE k = ?').pluck().get(k) as number | undefined) ?? 0;
+    this.#mids = new KeyIndex('mids_upto', meta('mids_upto'), {
+      lookup: st.midSeq,
+      insert: st.insertMid,
+      delete: st.deleteMid,
+      setMeta: st.setMeta,
     });
+    this.#keys = new KeyIndex('keys_upto', meta('keys_upto'), {
+      lookup: st.keyId,
+      insert: st.insertKey,
+      delete: st.deleteKey,
+      setMeta: st.setMeta,
+    });
+    // The rows after the watermarks: their keys go back into the maps.
+    for (const r of db
+      .prepare('SELECT mid, seq FROM messages WHERE seq > ?')
+      .iterate(this.#mids.upto) as Iterable<{ mid: string; seq: number }>)
+      this.#mids.recent.set(r.mid, r.seq);
+    for (const r of db
+      .prepare('SELECT key, id FROM blobs WHERE id > ?')
+      .iterate(this.#keys.upto) as Iterable<{ key: string; id: number }>)
+      this.#keys.recent.set(r.key, r.id);
+    const seqs = db
+      .prepare(`SELECT name, seq FROM sqlite_sequence WHERE name IN ('messages', 'blobs')`)
+      .all() as { name: string; seq: number }[];
+    for (const r of seqs)
+      if (r.name === 'messages') this.#maxSeq = r.seq;
+      else this.#maxBlobId = r.seq;
+    const internals: StoreInternals = {
+      read: (fn) => this.#run((s) => fn(s, this.#keys)),
+      write: (fn) => this.#run((s) => this.#transaction(() => fn(s, this.#keys), [])),
+      flushed: async () => {
+        await this.#flusher?.flush();
+      },
+      putBlob: (key, data) => this.#putBlob(key, data),
+    };
+    this.blobs = new SqliteBlobStore(this, internals);
     const rows = db.prepare('SELECT * FROM mailboxes').all() as {
       name: string;
       max_deliveries: number;
@@ -292,23 +586,41 @@ export class SqliteStore implements MessageStore {
   /** Opens (creating if needed) the database at `path` (':memory:' for a private in-memory one). */
   static async open(path: string, options: SqliteStoreOptions = {}): Promise<SqliteStore> {
     let db: Database.Database | undefined;
+    let walFd: number | undefined;
+    const mergeAt = options.mergeKeysAt ?? DEFAULT_MERGE_AT;
+    if (!Number.isInteger(mergeAt) || mergeAt < 1 || mergeAt > 10_000_000)
+      throw new MailboxInvalidArgumentError('mergeKeysAt must be an integer from 1 to 10 000 000');
     try {
       const { default: Sqlite } = await import('better-sqlite3');
       db = new Sqlite(path, { timeout: options.busyTimeoutMs ?? 2000 });
       db.pragma('locking_mode = EXCLUSIVE');
-      db.pragma('journal_mode = WAL');
-      db.pragma(`synchronous = ${(options.synchronous ?? 'full') === 'full' ? 'FULL' : 'NORMAL'}`);
+      const wal = (db.pragma('journal_mode = WAL', { simple: true }) as string).toLowerCase() === 'wal';
+      const full = (options.synchronous ?? 'full') === 'full';
+      // With a WAL file the store flushes it itself (off the event loop); SQLite's NORMAL then
+      // syncs only at checkpoints. Without one (':memory:'), FULL is SQLite's own.
+      db.pragma(`synchronous = ${full && !wal ? 'FULL' : 'NORMAL'}`);
       db.pragma(`cache_size = -${options.cacheKiB ?? 32768}`);
       db.pragma('temp_store = MEMORY');
-      db.exec(SCHEMA);
-      return new SqliteStore(path, db);
+      migrate(db);
+      // The WAL file exists once the schema transaction committed (exclusive locking keeps it).
+      if (full && wal) walFd = openSync(`${db.name}-wal`, 'r+');
+      const store = new SqliteStore(
+        path,
+        db,
+        walFd === undefined ? undefined : new WalFlusher(walFd),
+        mergeAt,
+      );
+      walFd = undefined;
+      return store;
     } catch (error) {
+      if (walFd !== undefined) closeSync(walFd);
       db?.close();
       const code = (error as { code?: unknown }).code;
       if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED')
         throw new MailboxStoreLockedError(`the database ${path} is owned by another process`, {
           cause: error,
         });
+      if (error instanceof MailboxError) throw error;
       throw new MailboxStoreError(`cannot open the database ${path}`, { cause: error });
     }
   }
@@ -319,20 +631,75 @@ export class SqliteStore implements MessageStore {
     try {
       return fn(this.#st);
     } catch (error) {
+      if (error instanceof MailboxError) throw error;
       throw new MailboxStoreError('the SQLite store failed', { cause: error });
     }
   }
 
+  /**
+   * Runs `fn` in one transaction; on a rollback, undoes the key maps' changes and forgets the
+   * mailboxes the transaction added to the settings cache. Merges a full key map first (its own
+   * transaction: the batch's flush covers it).
+   */
+  #transaction<T>(fn: () => T, added: string[]): T {
+    this.#mergeFull();
+    const undo: (() => void)[] = [];
+    this.#mids.undo = undo;
+    this.#keys.undo = undo;
+    const maxSeq = this.#maxSeq;
+    const maxBlobId = this.#maxBlobId;
+    try {
+      return this.#db.transaction(fn)();
+    } catch (error) {
+      for (let i = undo.length - 1; i >= 0; i--) undo[i]!();
+      for (const name of added) this.#mailboxes.delete(name);
+      this.#maxSeq = maxSeq;
+      this.#maxBlobId = maxBlobId;
+      throw error;
+    } finally {
+      this.#mids.undo = null;
+      this.#keys.undo = null;
+    }
+  }
+
+  #mergeFull(): void {
+    for (const [index, upto] of [
+      [this.#mids, this.#maxSeq],
+      [this.#keys, this.#maxBlobId],
+    ] as const) {
+      if (index.recent.size < this.#mergeAt) continue;
+      this.#db.transaction(() => index.merge(upto))();
+      index.merged(upto);
+    }
+  }
+
   async apply(ops: readonly StoreOp[], nowMs: number): Promise<StoreResult[]> {
+    const { results, flushed } = this.applyStaged(ops, nowMs);
+    await flushed;
+    return results;
+  }
+
+  applyStaged(
+    ops: readonly StoreOp[],
+    nowMs: number,
+  ): { readonly results: StoreResult[]; readonly flushed: Promise<void> } {
     if (this.#closed) throw new MailboxClosedError('the SQLite store is closed');
+    const flusher = this.#flusher;
+    if (flusher?.failure !== undefined) throw flusher.failure;
     // Mailbox settings are cached; undo cache changes if the transaction rolls back.
     const added: string[] = [];
+    let results: StoreResult[];
+    const changesBefore = this.#st.totalChanges.get() as number;
     try {
-      return this.#db.transaction(() => ops.map((op) => this.#applyOne(op, nowMs, added)))();
+      results = this.#transaction(() => ops.map((op) => this.#applyOne(op, nowMs, added)), added);
     } catch (error) {
-      for (const name of added) this.#mailboxes.delete(name);
       throw new MailboxStoreError('the SQLite store failed to commit a batch', { cause: error });
     }
+    // A batch that changed no row (an empty claim of a long poll, a refused ack) wrote nothing
+    // to flush; it still waits for the flushes in progress, so answers keep their commit order.
+    const wrote = (this.#st.totalChanges.get() as number) !== changesBefore;
+    if (flusher === undefined) return { results, flushed: Promise.resolve() };
+    return { results, flushed: wrote ? flusher.flush() : flusher.settled() };
   }
 
   #ensureMailbox(name: string, settings: MailboxSettings, now: number, added: string[]): void {
@@ -348,30 +715,69 @@ export class SqliteStore implements MessageStore {
     added.push(name);
   }
 
+  /** Stores a new blob or counts one more reference to it; returns its id. Inside a transaction. */
+  #putBlob(key: string, data: string | Buffer): number {
+    const id = this.#keys.get(key);
+    if (id !== undefined) {
+      this.#st.addRefById.run(1, id);
+      return id;
+    }
+    const created = Number(this.#st.insertBlob.run(key, data).lastInsertRowid);
+    this.#maxBlobId = created;
+    this.#keys.add(key, created);
+    return created;
+  }
+
+  /** The row of `mid` (with its body), or undefined. */
+  #rowOf(mid: string): Row | undefined {
+    const seq = this.#mids.get(mid);
+    if (seq === undefined) return undefined;
+    const r = this.#st.bySeq.get(seq) as Row | undefined;
+    return r?.mid === mid ? r : undefined;
+  }
+
+  /** The row of `mid` without its body, or undefined. */
+  #leaseRowOf(mid: string): Row | undefined {
+    const seq = this.#mids.get(mid);
+    if (seq === undefined) return undefined;
+    const r = this.#st.leaseOf.get(seq) as Row | undefined;
+    return r?.mid === mid ? r : undefined;
+  }
+
+  /** Deletes the message row `seq` (and its mid) and drops its blob reference. */
+  #deleteMessage(seq: number, mid: string, blobId: number): void {
+    this.#st.deleteMsg.run(seq);
+    this.#mids.remove(mid, seq);
+    this.#st.addRefById.run(-1, blobId);
+  }
+
   #applyOne(op: StoreOp, now: number, added: string[]): StoreResult {
     const st = this.#st;
     switch (op.kind) {
       case 'send': {
         const m = op.message;
+        const existing = this.#rowOf(m.mid);
+        if (existing !== undefined) return { kind: 'send', message: message(existing), created: false };
         this.#ensureMailbox(m.receiver, op.defaults, now, added);
+        const blobId = this.#putBlob(m.blobKey, m.body);
         const due = now + m.delayMs;
-        const info = st.insertMsg.run(
-          m.mid,
-          m.receiver,
-          m.sender,
-          m.receiver,
-          m.clientTimeMs,
-          now,
-          m.delayMs,
-          due,
-          m.blobKey,
-          m.bodyBytes,
+        const seq = Number(
+          st.insertMsg.run(
+            m.mid,
+            m.receiver,
+            m.sender,
+            m.receiver,
+            m.clientTimeMs,
+            now,
+            m.delayMs,
+            due,
+            m.blobKey,
+            blobId,
+            m.bodyBytes,
+          ).lastInsertRowid,
         );
-        if (info.changes === 0) {
-          const row = st.byMid.get(m.mid) as Row;
-          return { kind: 'send', message: message(row), created: false };
-        }
-        st.upsertBlob.run(m.blobKey, m.body);
+        this.#maxSeq = seq;
+        this.#mids.add(m.mid, seq);
         return { kind: 'send', created: true, message: newMessage(m, now) };
       }
       case 'claim': {
@@ -395,20 +801,25 @@ export class SqliteStore implements MessageStore {
         return { kind: 'claim', messages, nextDueMs: next?.due ?? null };
       }
       case 'ack': {
-        if (op.status === 1 && st.confirmLease.run({ now, mid: op.mid, lid: op.lid }).changes === 1)
+        const seq = this.#mids.get(op.mid);
+        if (
+          op.status === 1 &&
+          seq !== undefined &&
+          st.confirmLease.run({ now, seq, mid: op.mid, lid: op.lid }).changes === 1
+        )
           return { kind: 'ack', outcome: 'ok', wake: null };
-        const r = st.leaseOf.get(op.mid) as Row | undefined;
+        const r = this.#leaseRowOf(op.mid);
         const outcome = checkRowLease(r, op.lid, now);
         if (outcome !== 'ok') return { kind: 'ack', outcome, wake: null };
         const mailbox = this.#endAttempt(r!, now, op.status, added);
         return { kind: 'ack', outcome, wake: op.status === 1 ? null : mailbox };
       }
       case 'extend': {
-        const r = st.leaseOf.get(op.mid) as Row | undefined;
+        const r = this.#leaseRowOf(op.mid);
         const outcome = checkRowLease(r, op.lid, now);
         if (outcome !== 'ok') return { kind: 'extend', outcome, message: null };
         st.extend.run(now + op.leaseMs, r!.seq);
-        return { kind: 'extend', outcome, message: message(st.byMid.get(op.mid) as Row) };
+        return { kind: 'extend', outcome, message: message(st.bySeq.get(r!.seq) as Row) };
       }
       case 'reenqueue': {
         const rows = st.expired.all(Math.min(now, op.asOfMs ?? now), op.limit) as Row[];
@@ -417,11 +828,8 @@ export class SqliteStore implements MessageStore {
         return { kind: 'reenqueue', count: rows.length, wake: [...wake] };
       }
       case 'expire': {
-        const rows = st.expiring.all(now, op.limit) as { seq: number; blob: string }[];
-        for (const r of rows) {
-          st.deleteMsg.run(r.seq);
-          st.addRef.run(-1, r.blob);
-        }
+        const rows = st.expiring.all(now, op.limit) as { seq: number; mid: string; blob_id: number }[];
+        for (const r of rows) this.#deleteMessage(r.seq, r.mid, r.blob_id);
         return { kind: 'expire', count: rows.length };
       }
       case 'configure': {
@@ -438,11 +846,8 @@ export class SqliteStore implements MessageStore {
         return { kind: 'redrive', count: changes, target: op.target };
       }
       case 'purge': {
-        const rows = st.queuedOf.all(op.mailbox, op.limit) as { seq: number; blob: string }[];
-        for (const r of rows) {
-          st.deleteMsg.run(r.seq);
-          st.addRef.run(-1, r.blob);
-        }
+        const rows = st.queuedOf.all(op.mailbox, op.limit) as { seq: number; mid: string; blob_id: number }[];
+        for (const r of rows) this.#deleteMessage(r.seq, r.mid, r.blob_id);
         return { kind: 'purge', count: rows.length };
       }
     }
@@ -470,8 +875,8 @@ export class SqliteStore implements MessageStore {
   }
 
   async get(mid: string): Promise<Message | null> {
-    return this.#run((st) => {
-      const r = st.byMid.get(mid) as Row | undefined;
+    return this.#run(() => {
+      const r = this.#rowOf(mid);
       return r === undefined ? null : { ...message(r), attempts: parseAttempts(r.history) };
     });
   }
@@ -521,10 +926,33 @@ export class SqliteStore implements MessageStore {
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
+    await this.#flusher?.idle();
     this.#db.close();
+    this.#flusher?.close();
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
   }
+}
+
+/** Creates the schema, or migrates an older one, in one transaction. */
+function migrate(db: Database.Database): void {
+  db.transaction(() => {
+    const hasMessages =
+      db.prepare(`SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages'`).get() !==
+      undefined;
+    db.exec(`CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID`);
+    const version =
+      (db.prepare(`SELECT v FROM meta WHERE k = 'schema'`).pluck().get() as number | undefined) ?? 0;
+    if (version > SCHEMA_VERSION)
+      throw new MailboxStoreError(
+        `the database has schema ${version}; this version of @switchyard/mailbox knows up to ${SCHEMA_VERSION}`,
+      );
+    if (hasMessages && version < 2) db.exec(MIGRATE_1_TO_2);
+    else db.exec(SCHEMA);
+    db.prepare(
+      `INSERT INTO meta (k, v) VALUES ('schema', ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v`,
+    ).run(SCHEMA_VERSION);
+  })();
 }

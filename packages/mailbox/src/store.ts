@@ -118,6 +118,17 @@ export interface MessageStore {
    * `nowMs` is the time of the whole batch.
    */
   apply(ops: readonly StoreOp[], nowMs: number): Promise<StoreResult[]>;
+  /**
+   * Optional, for a store whose commit and flush are two steps (SQLite with a WAL): applies
+   * `ops` as `apply` does and returns once the transaction committed — durable against a killed
+   * process, not yet against a power cut — with `flushed`, which resolves once it is on disk
+   * (rejects if the flush failed; the store then refuses every later batch). The broker hands
+   * leases out at commit and resolves sends, acks and everything else at `flushed`.
+   */
+  applyStaged?(
+    ops: readonly StoreOp[],
+    nowMs: number,
+  ): { readonly results: StoreResult[]; readonly flushed: Promise<void> };
   /** One message with its body and attempt record, or null. */
   get(mid: string): Promise<Message | null>;
   /** Pending (queued or leased) messages of `mailbox` received after `afterMs`, oldest first. */
@@ -134,6 +145,12 @@ export interface MessageStore {
    * broker keeps up to that many transactions in flight. Default 1.
    */
   readonly concurrentBatches?: number;
+  /**
+   * Whether a backlog is split between concurrent batches (default true). A store whose batches
+   * run their statements one after another and overlap only their flushes (SQLite) says false:
+   * splitting would only add commits.
+   */
+  readonly splitBacklog?: boolean;
   close(): Promise<void>;
 }
 

@@ -1,6 +1,12 @@
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { MemoryStore, MemoryStoreData, SqliteStore, storeConformance } from '@switchyard/mailbox';
+import {
+  MemoryStore,
+  MemoryStoreData,
+  SqliteStore,
+  SqliteThreadStore,
+  storeConformance,
+} from '@switchyard/mailbox';
 import { makeTempDir } from '@switchyard/testkit';
 
 storeConformance('memory', () => {
@@ -22,6 +28,15 @@ storeConformance('sqlite, synchronous normal', () => {
   return {
     durable: true,
     open: () => SqliteStore.open(join(dir.path, 'mailbox.db'), { synchronous: 'normal' }),
+    destroy: async () => rmSync(dir.path, { recursive: true, force: true }),
+  };
+});
+
+storeConformance('sqlite on its worker thread', () => {
+  const dir = makeTempDir('switchyard-mailbox-');
+  return {
+    durable: true,
+    open: () => SqliteThreadStore.open(join(dir.path, 'mailbox.db')),
     destroy: async () => rmSync(dir.path, { recursive: true, force: true }),
   };
 });

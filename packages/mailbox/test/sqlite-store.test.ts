@@ -1,0 +1,341 @@
+/**
+ * The SQLite store's own machinery: the bulk-maintained key indexes (mids and blob keys in
+ * memory up to `mergeKeysAt`, then merged), the migration of a schema-1 database, the
+ * staged commit (leases at commit, confirmations at flush) and the store on its worker thread.
+ */
+import assert from 'node:assert/strict';
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import Database from 'better-sqlite3';
+import {
+  Broker,
+  MailboxError,
+  ManualClock,
+  SqliteStore,
+  SqliteThreadStore,
+  type MessageStore,
+  type StoreOp,
+  type StoreResult,
+} from '@switchyard/mailbox';
+import { makeTempDir } from '@switchyard/testkit';
+
+async function codeOf(fn: () => Promise<unknown>): Promise<string> {
+  try {
+    await fn();
+  } catch (e) {
+    return e instanceof MailboxError ? e.code : `not a MailboxError: ${String(e)}`;
+  }
+  return 'resolved';
+}
+
+const at = (s: number): Date => new Date(Date.UTC(2026, 0, 1, 0, 0, s));
+
+test('mids and blob keys stay findable across merges and reopens; expiry and collection clean both', async () => {
+  const dir = makeTempDir('switchyard-sqlite-');
+  try {
+    const path = join(dir.path, 'm.db');
+    const clock = new ManualClock(Date.UTC(2026, 0, 1));
+    const options = {
+      clock,
+      sweepIntervalMs: 0,
+      mailboxDefaults: { maxDeliveries: 3, retryDelayMs: 0, retentionMs: 1000 },
+    };
+    // The broker owns a store it opened from a URL, and closes it.
+    const open = (): Promise<Broker> =>
+      Broker.open({ ...options, store: `sqlite:${path}`, sqlite: { mergeKeysAt: 4, worker: false } });
+    let broker = await open();
+    // 25 messages, 5 distinct bodies: merges of both indexes happen several times meanwhile.
+    const sent = [];
+    for (let i = 0; i < 25; i++)
+      sent.push(
+        await broker.send({ sender: 's', receiver: 'q', body: { b: String(i % 5) }, clientTime: at(i) }),
+      );
+    assert.equal(new Set(sent.map((m) => m.mid)).size, 25);
+    assert.equal((await broker.stats()).store.blobs, 5);
+    await broker.close();
+
+    // Reopened: every mid still deduplicates and reads back with its body.
+    broker = await open();
+    for (let i = 0; i < 25; i++) {
+      const again = await broker.send({
+        sender: 's',
+        receiver: 'q',
+        body: { b: String(i % 5) },
+        clientTime: at(i),
+      });
+      assert.equal(again.mid, sent[i]!.mid);
+      assert.deepEqual((await broker.get(sent[i]!.mid))?.body, { b: String(i % 5) });
+    }
+    let st = (await broker.stats()).store;
+    assert.equal(st.messages, 25);
+    assert.equal(st.blobs, 5);
+
+    // Lease all, ack every one by mid (the mids are in the table and in memory by now).
+    const leased = await broker.fetchMany('q', { max: 100 });
+    assert.equal(leased.length, 25);
+    for (const m of leased) await broker.ack(m.mid, m.lid!, 1);
+    assert.equal(
+      await codeOf(() => broker.ack(leased[0]!.mid, leased[0]!.lid!, 1)),
+      'MAILBOX_ERR_LEASE_INVALID',
+    );
+
+    // Past retention: messages expire, their blobs drop to zero and are collected.
+    clock.advance(2000);
+    const collected = await broker.collect();
+    assert.deepEqual(collected, { messages: 25, blobs: 5 });
+    st = (await broker.stats()).store;
+    assert.equal(st.messages, 0);
+    assert.equal(st.blobs, 0);
+    assert.equal(await broker.get(sent[3]!.mid), null);
+    await broker.close();
+
+    // Reopened once more: nothing stale is left in either index; the same sends are new again.
+    broker = await open();
+    const fresh = await broker.send({ sender: 's', receiver: 'q', body: { b: '0' }, clientTime: at(0) });
+    assert.equal(fresh.mid, sent[0]!.mid);
+    assert.equal(fresh.deliveryCount, 0);
+    assert.equal(fresh.state, 'queued');
+    assert.equal((await broker.stats()).store.blobs, 1);
+    await broker.close();
+
+    const db = new Database(path, { readonly: true });
+    const leftover = db
+      .prepare('SELECT count(*) FROM message_mids WHERE seq NOT IN (SELECT seq FROM messages)')
+      .pluck()
+      .get();
+    const keys = db
+      .prepare('SELECT count(*) FROM blob_keys WHERE id NOT IN (SELECT id FROM blobs)')
+      .pluck()
+      .get();
+    db.close();
+    assert.equal(leftover, 0, 'the mid index keeps no deleted message');
+    assert.equal(keys, 0, 'the blob key index keeps no collected blob');
+  } finally {
+    rmSync(dir.path, { recursive: true, force: true });
+  }
+});
+
+test('a purge removes mids from the index and drops blob references', async () => {
+  const store = await SqliteStore.open(':memory:', { mergeKeysAt: 2 });
+  const broker = await Broker.open({ store, sweepIntervalMs: 0 });
+  const mids = [];
+  for (let i = 0; i < 7; i++)
+    mids.push((await broker.send({ sender: 's', receiver: 'p', body: { i: String(i) } })).mid);
+  assert.equal(await broker.purge('p'), 7);
+  for (const mid of mids) assert.equal(await broker.get(mid), null);
+  assert.equal((await broker.collect()).blobs, 7);
+  await broker.close();
+  await store.close();
+});
+
+/** The schema of the first release (mid and blob key UNIQUE in their tables). */
+const SCHEMA_1 = `
+CREATE TABLE meta (k TEXT PRIMARY KEY, v INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE mailboxes (name TEXT PRIMARY KEY, max_deliveries INTEGER NOT NULL, retry_delay_ms INTEGER NOT NULL,
+  retention_ms INTEGER NOT NULL, created_at INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE blobs (id INTEGER PRIMARY KEY, key TEXT NOT NULL UNIQUE, refs INTEGER NOT NULL, data NOT NULL);
+CREATE INDEX blobs_zero ON blobs(key) WHERE refs <= 0;
+CREATE TABLE messages (
+  seq INTEGER PRIMARY KEY, mid TEXT NOT NULL UNIQUE, mailbox TEXT NOT NULL, sender TEXT NOT NULL,
+  receiver TEXT NOT NULL, client_time INTEGER NOT NULL, received_at INTEGER NOT NULL, delay_ms INTEGER NOT NULL,
+  state INTEGER NOT NULL, status INTEGER NOT NULL, due INTEGER, delivery_count INTEGER NOT NULL DEFAULT 0,
+  lid TEXT, fence INTEGER, leased_until INTEGER, fetch_time INTEGER, consumer TEXT,
+  blob TEXT NOT NULL, body_bytes INTEGER NOT NULL, expires_at INTEGER, history TEXT NOT NULL DEFAULT '');
+CREATE INDEX messages_ready ON messages(mailbox, due, seq) WHERE state = 0;
+CREATE INDEX messages_leased ON messages(leased_until) WHERE state = 1;
+CREATE INDEX messages_expiring ON messages(expires_at) WHERE state = 2;
+`;
+
+test('a schema-1 database is migrated at open: messages, leases, bodies and dedup carry over', async () => {
+  const dir = makeTempDir('switchyard-sqlite-');
+  try {
+    const path = join(dir.path, 'old.db');
+    // Written by the first release: one queued message, one leased, one confirmed; two blobs.
+    const seed = await Broker.open({ store: 'memory:', sweepIntervalMs: 0 });
+    const q = await seed.send({ sender: 's', receiver: 'jobs', body: { n: '1' }, clientTime: at(1) });
+    const l = await seed.send({ sender: 's', receiver: 'jobs', body: { n: '2' }, clientTime: at(2) });
+    await seed.close();
+    const now = Date.now();
+    const old = new Database(path);
+    old.pragma('journal_mode = WAL');
+    old.exec(SCHEMA_1);
+    old.prepare(`INSERT INTO meta (k, v) VALUES ('fence_epoch', 7)`).run();
+    old.prepare('INSERT INTO mailboxes VALUES (?, 5, 1000, 86400000, ?)').run('jobs', now);
+    const blob = old.prepare('INSERT INTO blobs (key, refs, data) VALUES (?, 1, ?)');
+    blob.run(q.blobKey, 'n=1');
+    blob.run(l.blobKey, 'n=2');
+    const insert = old.prepare(
+      `INSERT INTO messages (mid, mailbox, sender, receiver, client_time, received_at, delay_ms, state, status, due,
+       delivery_count, lid, fence, leased_until, fetch_time, consumer, blob, body_bytes)
+       VALUES (?, 'jobs', 's', 'jobs', ?, ?, 0, ?, 8, ?, ?, ?, ?, ?, ?, ?, ?, 3)`,
+    );
+    insert.run(q.mid, at(1).getTime(), now, 0, now, 0, null, null, null, null, null, q.blobKey);
+    const lid = 'a'.repeat(32);
+    insert.run(
+      l.mid,
+      at(2).getTime(),
+      now,
+      1,
+      null,
+      1,
+      lid,
+      7 * 2 ** 32 + 1,
+      now + 600_000,
+      now,
+      'w',
+      l.blobKey,
+    );
+    old.close();
+
+    const broker = await Broker.open({ store: `sqlite:${path}`, sweepIntervalMs: 0 });
+    const leasedBack = await broker.get(l.mid);
+    assert.equal(leasedBack?.state, 'leased');
+    assert.deepEqual(leasedBack?.body, { n: '2' });
+    await broker.ack(l.mid, lid, 1);
+    assert.equal((await broker.get(l.mid))?.state, 'confirmed');
+    const again = await broker.send({ sender: 's', receiver: 'jobs', body: { n: '1' }, clientTime: at(1) });
+    assert.equal(again.mid, q.mid, 'the old mid still deduplicates');
+    const [m] = await broker.fetchMany('jobs', { max: 10 });
+    assert.equal(m?.mid, q.mid);
+    assert.deepEqual(m?.body, { n: '1' });
+    assert.ok(m.fence! > 7 * 2 ** 32 + 1, 'fencing tokens keep growing across the migration');
+    const st = (await broker.stats()).store;
+    assert.equal(st.messages, 2);
+    assert.equal(st.blobs, 2);
+    await broker.close();
+
+    const db = new Database(path, { readonly: true });
+    assert.equal(db.prepare(`SELECT v FROM meta WHERE k = 'schema'`).pluck().get(), 2);
+    db.close();
+  } finally {
+    rmSync(dir.path, { recursive: true, force: true });
+  }
+});
+
+test('a database of a newer schema is refused with MAILBOX_ERR_STORE, untouched', async () => {
+  const dir = makeTempDir('switchyard-sqlite-');
+  try {
+    const path = join(dir.path, 'new.db');
+    await (await SqliteStore.open(path)).close();
+    const db = new Database(path);
+    db.prepare(`UPDATE meta SET v = 99 WHERE k = 'schema'`).run();
+    db.close();
+    let error: unknown;
+    try {
+      await SqliteStore.open(path);
+    } catch (e) {
+      error = e;
+    }
+    assert.ok(error instanceof MailboxError);
+    assert.equal(error.code, 'MAILBOX_ERR_STORE');
+    assert.match(error.message, /schema 99/);
+    assert.equal(
+      await codeOf(() => SqliteStore.open(path, { mergeKeysAt: 0 })),
+      'MAILBOX_ERR_INVALID_ARGUMENT',
+    );
+  } finally {
+    rmSync(dir.path, { recursive: true, force: true });
+  }
+});
+
+/** An in-memory SQLite store whose flushes the test releases or fails by hand. */
+class StagedStore implements MessageStore {
+  readonly flushes: { resolve: () => void; reject: (e: Error) => void }[] = [];
+  /** Batches with a send or an ack wait for the test; others (a long poll's empty claim) flush at once. */
+  readonly #inner: SqliteStore;
+  /** As the real store with a flusher: a second batch may commit while the first one's flush runs. */
+  readonly concurrentBatches = 2;
+  constructor(inner: SqliteStore) {
+    this.#inner = inner;
+  }
+  get blobs(): MessageStore['blobs'] {
+    return this.#inner.blobs;
+  }
+  apply(ops: readonly StoreOp[], nowMs: number): Promise<StoreResult[]> {
+    return this.#inner.apply(ops, nowMs);
+  }
+  applyStaged(ops: readonly StoreOp[], nowMs: number): { results: StoreResult[]; flushed: Promise<void> } {
+    const { results } = this.#inner.applyStaged(ops, nowMs);
+    if (!ops.some((op) => op.kind === 'send' || op.kind === 'ack'))
+      return { results, flushed: Promise.resolve() };
+    return {
+      results,
+      flushed: new Promise<void>((resolve, reject) => this.flushes.push({ resolve, reject })),
+    };
+  }
+  /** Resolves once a held batch committed (its flush waits for the test). */
+  async committed(): Promise<void> {
+    while (this.flushes.length === 0) await new Promise((r) => setImmediate(r));
+  }
+  get: MessageStore['get'] = (mid) => this.#inner.get(mid);
+  headers: MessageStore['headers'] = (m, a, l) => this.#inner.headers(m, a, l);
+  mailboxes: MessageStore['mailboxes'] = (now) => this.#inner.mailboxes(now);
+  stats: MessageStore['stats'] = () => this.#inner.stats();
+  close: MessageStore['close'] = () => this.#inner.close();
+}
+
+test('a staged store: a lease goes out at commit, the send and the ack resolve only at the flush', async () => {
+  const store = new StagedStore(await SqliteStore.open(':memory:'));
+  const broker = await Broker.open({ store, sweepIntervalMs: 0 });
+  const poll = broker.fetchMany('q', { max: 1, waitMs: 5000 });
+  let sendDone = false;
+  const send = broker.send({ sender: 's', receiver: 'q', body: { x: '1' } }).then((m) => {
+    sendDone = true;
+    return m;
+  });
+  // The send and the long poll's claim commit together; the claim answers before the flush.
+  const [m] = await poll;
+  assert.ok(m !== undefined);
+  await new Promise((r) => setTimeout(r, 5));
+  assert.equal(sendDone, false, 'the send is not confirmed before its flush');
+  store.flushes.shift()!.resolve();
+  assert.equal((await send).mid, m.mid);
+
+  let ackDone = false;
+  const ack = broker.ack(m.mid, m.lid!, 1).then(() => (ackDone = true));
+  await store.committed();
+  assert.equal(ackDone, false, 'the ack is not confirmed before its flush');
+  assert.equal(store.flushes.length, 1);
+  store.flushes.shift()!.resolve();
+  await ack;
+
+  // A failed flush fails the batch's confirmations with MAILBOX_ERR_STORE.
+  const failed = broker.send({ sender: 's', receiver: 'q', body: { x: '2' } });
+  await store.committed();
+  store.flushes.shift()!.reject(new Error('EIO'));
+  assert.equal(await codeOf(() => failed), 'MAILBOX_ERR_STORE');
+  await broker.close();
+  await store.close();
+});
+
+test('the store on its worker thread: typed errors cross the thread; a closed store refuses calls', async () => {
+  const dir = makeTempDir('switchyard-sqlite-');
+  try {
+    const path = join(dir.path, 't.db');
+    const store = await SqliteThreadStore.open(path);
+    assert.equal(
+      await codeOf(() => SqliteThreadStore.open(path, { busyTimeoutMs: 20 })),
+      'MAILBOX_ERR_STORE_LOCKED',
+    );
+    const broker = await Broker.open({ store, sweepIntervalMs: 0 });
+    const sent = await broker.send({ sender: 's', receiver: 'w', body: { a: 'b' } });
+    const [m] = await broker.fetchMany('w', { max: 1 });
+    assert.equal(m?.mid, sent.mid);
+    assert.equal(await codeOf(() => broker.ack(m.mid, 'f'.repeat(32), 1)), 'MAILBOX_ERR_LEASE_INVALID');
+    await broker.ack(m.mid, m.lid!, 1);
+    await store.blobs.put('k', new Uint8Array([1, 2, 3]));
+    const back = await store.blobs.get('k');
+    assert.ok(Buffer.isBuffer(back));
+    assert.deepEqual([...back], [1, 2, 3]);
+    await broker.close();
+    await store.close();
+    assert.equal(await codeOf(() => store.get(sent.mid)), 'MAILBOX_ERR_CLOSED');
+    // The thread released the database: it opens again, with the message confirmed.
+    const again = await SqliteStore.open(path);
+    assert.equal((await again.get(sent.mid))?.state, 'confirmed');
+    await again.close();
+  } finally {
+    rmSync(dir.path, { recursive: true, force: true });
+  }
+});
