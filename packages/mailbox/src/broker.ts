@@ -575,6 +575,7 @@ export class Broker {
         body,
         decoded,
         bodyBytes,
+        unique: nonce !== '',
       },
     };
   }

@@ -756,7 +756,7 @@ export class SqliteStore implements MessageStore {
     switch (op.kind) {
       case 'send': {
         const m = op.message;
-        const existing = this.#rowOf(m.mid);
+        const existing = m.unique === true ? undefined : this.#rowOf(m.mid);
         if (existing !== undefined) return { kind: 'send', message: message(existing), created: false };
         this.#ensureMailbox(m.receiver, op.defaults, now, added);
         const blobId = this.#putBlob(m.blobKey, m.body);

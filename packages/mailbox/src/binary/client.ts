@@ -10,8 +10,7 @@
 import { StreamClient, StreamError, StreamRemoteError } from '@switchyard/stream';
 import { MailboxError, MailboxHttpError, MailboxInvalidArgumentError } from '../errors.js';
 import type { Message } from '../message.js';
-import { reviveMessage } from '../message.js';
-import { decodeJson, encodeJson, mailboxErrorOf } from './protocol.js';
+import { decodeJson, encodeJson, fromWire, mailboxErrorOf } from './protocol.js';
 import type { WireItemResult } from './protocol.js';
 import { consumeSetup, runLeased } from '../client/consume.js';
 import { checkTokenArg, parseUrlArg } from '../client/args.js';
@@ -177,7 +176,7 @@ export class MailboxBinaryClient {
     if (!Number.isInteger(dialTimeoutMs) || dialTimeoutMs < 1)
       throw new MailboxInvalidArgumentError('dialTimeoutMs must be a positive integer');
     this.#stream = new StreamClient({ dialTimeoutMs, deadEndpointRetryMs: 100 });
-    const revive = (ok: unknown): Message => reviveMessage(ok);
+    const revive = (ok: unknown): Message => fromWire(ok);
     this.#sends = new Batcher(maxBatch, maxQueued, (items) => this.#batch('send', 'messages', items), revive);
     this.#acks = new Batcher<void>(
       maxBatch,
@@ -250,7 +249,7 @@ export class MailboxBinaryClient {
     if (options.waitMs !== undefined) body.waitMs = options.waitMs;
     if (options.consumer !== undefined) body.consumer = options.consumer;
     const r = (await this.#call(body, options.signal)) as { messages: unknown[] };
-    return r.messages.map((m) => reviveMessage(m));
+    return r.messages.map((m) => fromWire(m));
   }
 
   /** Confirms (1) or rejects (2) the message under lease `lid`; acks of one turn share a request. */
@@ -284,7 +283,7 @@ export class MailboxBinaryClient {
         ...(signal === undefined ? {} : { signal }),
       })) {
         for await (const batch of source.frames.batches())
-          for (const frame of batch) yield reviveMessage(decodeJson(frame, 'a pushed message'));
+          for (const frame of batch) yield fromWire(decodeJson(frame, 'a pushed message'));
         return;
       }
     } catch (error) {

@@ -19,7 +19,14 @@ import { MailboxClosedError, MailboxError, MailboxInvalidArgumentError } from '.
 import { TokenTable, isLoopback, requireMailbox, requireScope } from '../http/auth.js';
 import type { Principal, TokenSpec } from '../http/auth.js';
 import type { Message } from '../message.js';
-import { DEFAULT_BINARY_PORT, decodeJson, encodeJson, itemError } from './protocol.js';
+import {
+  DEFAULT_BINARY_PORT,
+  decodeJson,
+  encodeJson,
+  encodeMessage,
+  itemError,
+  wireMessage,
+} from './protocol.js';
 import type { WireAck, WireExtend, WireItemResult, WireSend } from './protocol.js';
 
 export interface MailboxBinaryServerOptions {
@@ -233,7 +240,7 @@ export class MailboxBinaryServer {
           ...(typeof req.consumer === 'string' ? { consumer: req.consumer } : {}),
           signal: request.signal,
         });
-        yield this.#answer({ messages });
+        yield this.#answer({ messages: messages.map((m) => wireMessage(m)) });
         return;
       }
       case 'subscribe':
@@ -257,7 +264,7 @@ export class MailboxBinaryServer {
   async #send(
     principal: Principal | null,
     items: unknown[],
-  ): Promise<{ results: WireItemResult<Message>[] }> {
+  ): Promise<{ results: WireItemResult<Record<string, unknown>>[] }> {
     requireScope(principal, 'send');
     const settled = await Promise.allSettled(
       items.map((raw) => {
@@ -281,7 +288,7 @@ export class MailboxBinaryServer {
       results: settled.map((s) => {
         if (s.status !== 'fulfilled') return { error: itemError(s.reason) };
         const { body: _body, ...header } = s.value;
-        return { ok: header as Message };
+        return { ok: wireMessage(header) };
       }),
     };
   }
@@ -327,7 +334,7 @@ export class MailboxBinaryServer {
   async #extend(
     principal: Principal | null,
     items: unknown[],
-  ): Promise<{ results: WireItemResult<Message>[] }> {
+  ): Promise<{ results: WireItemResult<Record<string, unknown>>[] }> {
     requireScope(principal, 'receive');
     const settled = await Promise.allSettled(
       items.map(async (raw) => {
@@ -345,7 +352,7 @@ export class MailboxBinaryServer {
     );
     return {
       results: settled.map((s) =>
-        s.status === 'fulfilled' ? { ok: s.value } : { error: itemError(s.reason) },
+        s.status === 'fulfilled' ? { ok: wireMessage(s.value) } : { error: itemError(s.reason) },
       ),
     };
   }
@@ -426,7 +433,7 @@ export class MailboxBinaryServer {
         // reading leaves the generator parked here; the leases it holds run out and come back.
         for (const m of messages) {
           sub.pushed++;
-          yield encodeJson(m);
+          yield encodeMessage(m);
         }
       }
     } finally {
