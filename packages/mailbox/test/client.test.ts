@@ -184,6 +184,38 @@ describe('MailboxClient.consume', () => {
     assert.equal(info.ready + info.inFlight, 0);
   });
 
+  test('50 workers on one signal: no MaxListenersExceededWarning, the caller signal untouched', async () => {
+    const warnings: Error[] = [];
+    const onWarning = (w: Error): void => void warnings.push(w);
+    process.on('warning', onWarning);
+    try {
+      await client.sendMany(
+        Array.from({ length: 60 }, (_, i) => ({ sender: 's', receiver: 'many', body: { i: String(i) } })),
+      );
+      let handled = 0;
+      const ac = new AbortController();
+      const done = client.consume(
+        'many',
+        async () => {
+          handled++;
+          await sleep(5);
+        },
+        { concurrency: 50, leaseMs: 5000, waitMs: 100, signal: ac.signal },
+      );
+      for (let i = 0; i < 200 && handled < 60; i++) await sleep(20);
+      ac.abort();
+      await done;
+      await new Promise((r) => setImmediate(r));
+      assert.equal(handled, 60);
+      assert.deepEqual(
+        warnings.filter((w) => w.name === 'MaxListenersExceededWarning').map((w) => w.message),
+        [],
+      );
+    } finally {
+      process.off('warning', onWarning);
+    }
+  });
+
   test('a handler slower than the lease keeps it by extension: no second delivery', async () => {
     const sent = await client.send({ sender: 's', receiver: 'slow', body: { x: '1' } });
     const ac = new AbortController();
@@ -266,4 +298,53 @@ describe('MailboxClient.consume', () => {
       /leaseMs/,
     );
   });
+});
+
+test('a keep-alive socket the server reset while idle: the request goes again on a new connection, once', async () => {
+  // A minimal HTTP server: every connection answers its first request (keep-alive) and resets
+  // on its second, as a server closing an idle socket does to a request racing the close.
+  const { createServer } = await import('node:net');
+  let connections = 0;
+  let answered = 0;
+  const raw = createServer((socket) => {
+    connections++;
+    let requests = 0;
+    let buffered = '';
+    socket.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString('latin1');
+      while (buffered.includes('\r\n\r\n')) {
+        buffered = buffered.slice(buffered.indexOf('\r\n\r\n') + 4);
+        if (++requests > 1) {
+          socket.resetAndDestroy();
+          return;
+        }
+        answered++;
+        const body = '{"ok":true}';
+        socket.write(
+          `HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: ${body.length}\r\nconnection: keep-alive\r\n\r\n${body}`,
+        );
+      }
+    });
+    socket.on('error', () => {});
+  });
+  await new Promise<void>((resolve) => raw.listen(0, '127.0.0.1', resolve));
+  const port = (raw.address() as { port: number }).port;
+  const c = new MailboxClient(`http://127.0.0.1:${port}`);
+  try {
+    assert.deepEqual(await c.request('GET', '/v1/stats'), { ok: true });
+    // Reuses the idle socket, which resets: retried once on a new connection.
+    assert.deepEqual(await c.request('GET', '/v1/stats'), { ok: true });
+    assert.equal(connections, 2);
+    assert.equal(answered, 2);
+    // A request that fails on a fresh socket is not retried: the error surfaces.
+    raw.close();
+    await c.close();
+    await assert.rejects(
+      () => c.request('GET', '/v1/stats'),
+      (e: unknown) => e instanceof MailboxHttpError && e.status === 0,
+    );
+  } finally {
+    await c.close();
+    raw.close();
+  }
 });

@@ -149,6 +149,7 @@ export class MailboxClient {
     payload: string | undefined,
     timeoutMs: number,
     signal: AbortSignal | undefined,
+    retried = false,
   ): Promise<{ status: number; text: string }> {
     return new Promise((resolve, reject) => {
       const u = this.#base;
@@ -184,10 +185,23 @@ export class MailboxClient {
         clearTimeout(timer);
         signal?.removeEventListener('abort', onAbort);
       };
-      function fail(error: Error): void {
+      let answered = false;
+      req.once('response', () => (answered = true));
+      const fail = (error: Error): void => {
         cleanup();
-        reject(error);
-      }
+        // A keep-alive socket the server closed while idle resets the next request before the
+        // server read it (Node's documented race): send it once more on a new connection.
+        const code = (error as { code?: string }).code;
+        if (
+          !retried &&
+          !answered &&
+          req.reusedSocket &&
+          (code === 'ECONNRESET' || code === 'EPIPE') &&
+          signal?.aborted !== true
+        )
+          resolve(this.#http(method, path, headers, payload, timeoutMs, signal, true));
+        else reject(error);
+      };
       req.on('error', fail);
       req.end(payload);
     });

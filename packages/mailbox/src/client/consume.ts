@@ -4,6 +4,7 @@
  * `leaseMs / 3`, then confirm or reject). Internal: not exported from the package index. The
  * two differ only in how messages arrive (long-poll workers, a push subscription).
  */
+import { setMaxListeners } from 'node:events';
 import { channel } from 'node:diagnostics_channel';
 import { MailboxInvalidArgumentError } from '../errors.js';
 import type { Message } from '../message.js';
@@ -43,7 +44,17 @@ export function consumeSetup(
   if (!Number.isInteger(leaseMs) || leaseMs < 3)
     throw new MailboxInvalidArgumentError('leaseMs must be an integer ≥ 3');
   const retryDelayMs = options.retryDelayMs ?? 1000;
-  const stop = options.signal ?? new AbortController().signal;
+  // Every worker's call and handler listens to the stop signal: an internal one follows the
+  // caller's, with room for that many listeners (no MaxListenersExceededWarning at 50 workers)
+  // and without changing the caller's signal.
+  const inner = new AbortController();
+  setMaxListeners(4 * concurrency + 16, inner.signal);
+  const outer = options.signal;
+  if (outer !== undefined) {
+    if (outer.aborted) inner.abort(outer.reason);
+    else outer.addEventListener('abort', () => inner.abort(outer.reason), { once: true });
+  }
+  const stop = inner.signal;
   const onError = options.onError ?? (() => {});
   const report = (error: unknown, m?: Message): void => {
     if (consumeChannel.hasSubscribers) consumeChannel.publish({ receiver, error, mid: m?.mid });
