@@ -339,3 +339,39 @@ test('the store on its worker thread: typed errors cross the thread; a closed st
     rmSync(dir.path, { recursive: true, force: true });
   }
 });
+
+test('a failed WAL flush fails its batch and poisons the store: nothing later is confirmed', async () => {
+  const fs = (await import('node:fs')).default;
+  const { syncBuiltinESMExports } = await import('node:module');
+  const dir = makeTempDir('switchyard-sqlite-');
+  const real = fs.fdatasync;
+  try {
+    const broker = await Broker.open({ store: `sqlite:${join(dir.path, 'p.db')}`, sweepIntervalMs: 0 });
+    const kept = await broker.send({ sender: 's', receiver: 'q', body: { n: '1' } });
+    // The disk fails the next flush (the store's fdatasync comes from node:fs).
+    (fs as { fdatasync: unknown }).fdatasync = (_fd: number, cb: (e: Error | null) => void) =>
+      cb(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
+    syncBuiltinESMExports();
+    assert.equal(
+      await codeOf(() => broker.send({ sender: 's', receiver: 'q', body: { n: '2' } })),
+      'MAILBOX_ERR_STORE',
+    );
+    (fs as { fdatasync: unknown }).fdatasync = real;
+    syncBuiltinESMExports();
+    // The disk "works" again, but the store refuses: what the failed flush covered may be lost.
+    assert.equal(
+      await codeOf(() => broker.send({ sender: 's', receiver: 'q', body: { n: '3' } })),
+      'MAILBOX_ERR_STORE',
+    );
+    assert.equal(await codeOf(() => broker.ack(kept.mid, 'f'.repeat(32), 1)), 'MAILBOX_ERR_STORE');
+    await broker.close();
+    // A new open starts clean; the confirmed send is there.
+    const again = await Broker.open({ store: `sqlite:${join(dir.path, 'p.db')}`, sweepIntervalMs: 0 });
+    assert.equal((await again.get(kept.mid))?.state, 'queued');
+    await again.close();
+  } finally {
+    (fs as { fdatasync: unknown }).fdatasync = real;
+    syncBuiltinESMExports();
+    rmSync(dir.path, { recursive: true, force: true });
+  }
+});
