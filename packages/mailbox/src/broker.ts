@@ -575,7 +575,6 @@ export class Broker {
         body,
         decoded,
         bodyBytes,
-        unique: nonce !== '',
       },
     };
   }

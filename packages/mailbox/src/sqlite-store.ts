@@ -21,15 +21,16 @@
  * of a mailbox" one O(log n) seek; partial indexes over leased rows (by leasedUntil) and
  * confirmed rows (by expiresAt) make the sweeps seeks too.
  *
- * Keys by hash (schema 2): a mid and a blob key are hashes, so a B-tree index on them puts every
- * insert on a random page, and each commit writes every page it touched to the WAL — with
- * 100 sends per commit that was ~10 KiB of WAL per send, most of a send's cost. So the two
- * hash indexes are maintained in bulk: `message_mids` (mid → seq) and `blob_keys` (key → id)
- * cover the rows up to a watermark kept in `meta`; rows after it are in two in-memory maps,
- * rebuilt at open from the rows after the watermark (`seq`/`id` are AUTOINCREMENT, so they only
- * grow). When a map holds `mergeKeysAt` keys, they go into the index in one sorted pass (each
- * index page written once per merge instead of once per insert). Every lookup asks the map,
- * then the index. A database of schema 1 (UNIQUE columns) is migrated at open, in one transaction.
+ * Blob keys indexed in bulk (schema 2): a blob key is a content hash, so a B-tree index on it
+ * puts every insert on a random page, and each commit writes every page it touched to the WAL —
+ * with 100 sends per commit and 50 000 rows that index alone was ~5 of the ~6 KiB of WAL per send
+ * and half a send's cost. (A mid begins with its clientTime, so its index grows at its end and
+ * costs little.) So `blob_keys` (key → id) covers the blobs up to a watermark kept in `meta`;
+ * keys of newer blobs are in an in-memory map, rebuilt at open from the rows after the watermark
+ * (blob ids are AUTOINCREMENT, so they only grow). When the map holds `mergeKeysAt` keys they go
+ * into the table in one sorted pass (each index page written once per merge instead of once per
+ * insert). A lookup asks the map, then the table. A database of schema 1 (blob key UNIQUE in
+ * `blobs`, bodies joined by key) is migrated at open, in one transaction.
  */
 // Type-only: the native module loads in `open`, so importing the package (e.g. for the HTTP
 // client) never loads better-sqlite3.
@@ -81,8 +82,8 @@ export interface SqliteStoreOptions {
    */
   readonly worker?: boolean;
   /**
-   * Keys (mids, blob keys) kept in memory per index before they are merged into it in one
-   * sorted pass (default 16 384; see the header). Larger: fewer, bigger merges and more memory
+   * Blob keys kept in memory before they are merged into their index in one sorted pass
+   * (default 16 384; see the header). Larger: fewer, bigger merges and more memory
    * (~150 bytes a key). Tests set it small to exercise merges.
    */
   readonly mergeKeysAt?: number;
@@ -99,38 +100,28 @@ CREATE TABLE IF NOT EXISTS blobs (id INTEGER PRIMARY KEY AUTOINCREMENT, key TEXT
 CREATE INDEX IF NOT EXISTS blobs_unreferenced ON blobs(id) WHERE refs <= 0;
 CREATE TABLE IF NOT EXISTS blob_keys (key TEXT PRIMARY KEY, id INTEGER NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS messages (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT, mid TEXT NOT NULL, mailbox TEXT NOT NULL, sender TEXT NOT NULL,
+  seq INTEGER PRIMARY KEY, mid TEXT NOT NULL UNIQUE, mailbox TEXT NOT NULL, sender TEXT NOT NULL,
   receiver TEXT NOT NULL, client_time INTEGER NOT NULL, received_at INTEGER NOT NULL, delay_ms INTEGER NOT NULL,
   state INTEGER NOT NULL, status INTEGER NOT NULL, due INTEGER, delivery_count INTEGER NOT NULL DEFAULT 0,
   lid TEXT, fence INTEGER, leased_until INTEGER, fetch_time INTEGER, consumer TEXT,
   blob TEXT NOT NULL, blob_id INTEGER NOT NULL, body_bytes INTEGER NOT NULL, expires_at INTEGER,
   history TEXT NOT NULL DEFAULT '');
-CREATE TABLE IF NOT EXISTS message_mids (mid TEXT PRIMARY KEY, seq INTEGER NOT NULL) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS messages_ready ON messages(mailbox, due, seq) WHERE state = 0;
 CREATE INDEX IF NOT EXISTS messages_leased ON messages(leased_until) WHERE state = 1;
 CREATE INDEX IF NOT EXISTS messages_expiring ON messages(expires_at) WHERE state = 2;
 `;
 
-/** Schema 1 (mid and blob key UNIQUE in their tables) to schema 2, inside the open's transaction. */
+/** Schema 1 (blob key UNIQUE in `blobs`, no blob_id) to schema 2, inside the open's transaction. */
 const MIGRATE_1_TO_2 = `
-DROP INDEX IF EXISTS messages_ready; DROP INDEX IF EXISTS messages_leased;
-DROP INDEX IF EXISTS messages_expiring; DROP INDEX IF EXISTS messages_pending; DROP INDEX IF EXISTS blobs_zero;
-ALTER TABLE messages RENAME TO messages_v1;
+DROP INDEX IF EXISTS blobs_zero; DROP INDEX IF EXISTS messages_pending;
 ALTER TABLE blobs RENAME TO blobs_v1;
 ${SCHEMA}
 INSERT INTO blobs (id, key, refs, data) SELECT id, key, refs, data FROM blobs_v1;
 INSERT INTO blob_keys (key, id) SELECT key, id FROM blobs_v1;
-INSERT INTO messages (seq, mid, mailbox, sender, receiver, client_time, received_at, delay_ms, state, status, due,
-  delivery_count, lid, fence, leased_until, fetch_time, consumer, blob, blob_id, body_bytes, expires_at, history)
-  SELECT m.seq, m.mid, m.mailbox, m.sender, m.receiver, m.client_time, m.received_at, m.delay_ms, m.state, m.status,
-  m.due, m.delivery_count, m.lid, m.fence, m.leased_until, m.fetch_time, m.consumer, m.blob, coalesce(b.id, 0),
-  m.body_bytes, m.expires_at, m.history FROM messages_v1 m LEFT JOIN blobs_v1 b ON b.key = m.blob;
-INSERT INTO message_mids (mid, seq) SELECT mid, seq FROM messages_v1;
-INSERT INTO meta (k, v) VALUES ('mids_upto', (SELECT coalesce(max(seq), 0) FROM messages_v1))
-  ON CONFLICT(k) DO UPDATE SET v = excluded.v;
+ALTER TABLE messages ADD COLUMN blob_id INTEGER NOT NULL DEFAULT 0;
+UPDATE messages SET blob_id = coalesce((SELECT id FROM blobs_v1 WHERE key = messages.blob), 0);
 INSERT INTO meta (k, v) VALUES ('keys_upto', (SELECT coalesce(max(id), 0) FROM blobs_v1))
   ON CONFLICT(k) DO UPDATE SET v = excluded.v;
-DROP TABLE messages_v1;
 DROP TABLE blobs_v1;
 `;
 
@@ -243,20 +234,18 @@ type Statement = Database.Statement<unknown[], unknown>;
 /** The statements, prepared once. */
 class Statements {
   readonly insertMsg: Statement;
+  readonly midExists: Statement;
   readonly insertBlob: Statement;
   readonly blobById: Statement;
   readonly addRefById: Statement;
   readonly unreferenced: Statement;
   readonly deleteBlob: Statement;
   readonly blobStats: Statement;
-  readonly midSeq: Statement;
-  readonly insertMid: Statement;
-  readonly deleteMid: Statement;
   readonly keyId: Statement;
   readonly insertKey: Statement;
   readonly deleteKey: Statement;
   readonly setMeta: Statement;
-  readonly bySeq: Statement;
+  readonly byMid: Statement;
   readonly claimSelect: Statement;
   readonly claimUpdate: Statement;
   readonly nextDue: Statement;
@@ -283,6 +272,7 @@ class Statements {
       `INSERT INTO messages (mid, mailbox, sender, receiver, client_time, received_at, delay_ms, state, status, due, blob, blob_id, body_bytes)
        VALUES (?, ?, ?, ?, ?, ?, ?, 0, 8, ?, ?, ?, ?)`,
     );
+    this.midExists = db.prepare('SELECT 1 FROM messages WHERE mid = ?').pluck();
     this.insertBlob = db.prepare('INSERT INTO blobs (key, refs, data) VALUES (?, 1, ?)');
     this.blobById = db.prepare('SELECT key, refs, data FROM blobs WHERE id = ?');
     this.addRefById = db.prepare('UPDATE blobs SET refs = refs + ? WHERE id = ?');
@@ -291,17 +281,14 @@ class Statements {
     this.blobStats = db.prepare(
       'SELECT count(*) AS count, coalesce(sum(length(CAST(data AS BLOB))), 0) AS bytes FROM blobs',
     );
-    this.midSeq = db.prepare('SELECT seq FROM message_mids WHERE mid = ?').pluck();
-    this.insertMid = db.prepare('INSERT OR REPLACE INTO message_mids (mid, seq) VALUES (?, ?)');
-    this.deleteMid = db.prepare('DELETE FROM message_mids WHERE mid = ?');
     this.keyId = db.prepare('SELECT id FROM blob_keys WHERE key = ?').pluck();
     this.insertKey = db.prepare('INSERT OR REPLACE INTO blob_keys (key, id) VALUES (?, ?)');
     this.deleteKey = db.prepare('DELETE FROM blob_keys WHERE key = ?');
     this.setMeta = db.prepare(
       'INSERT INTO meta (k, v) VALUES (?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v',
     );
-    this.bySeq = db.prepare(
-      `SELECT ${COLS}, b.data FROM messages m LEFT JOIN blobs b ON b.id = m.blob_id WHERE m.seq = ?`,
+    this.byMid = db.prepare(
+      `SELECT ${COLS}, b.data FROM messages m LEFT JOIN blobs b ON b.id = m.blob_id WHERE m.mid = ?`,
     );
     // Only the columns a claim keeps (what it overwrites and the attempt record are not read),
     // as arrays: materialising rows was most of a claim's cost. Order: see CLAIM_COLUMNS.
@@ -319,7 +306,7 @@ class Statements {
     this.nextDue = db.prepare(
       'SELECT due FROM messages WHERE mailbox = ? AND state = 0 ORDER BY due, seq LIMIT 1',
     );
-    this.leaseOf = db.prepare(`SELECT ${COLS} FROM messages m WHERE m.seq = ?`);
+    this.leaseOf = db.prepare(`SELECT ${COLS} FROM messages m WHERE m.mid = ?`);
     this.confirm = db.prepare(
       `UPDATE messages SET state = 2, status = 1, leased_until = NULL, expires_at = ?, history = CASE WHEN length(history) < ${MAX_HISTORY_CHARS} THEN history || ? ELSE history END
        WHERE seq = ?`,
@@ -330,7 +317,7 @@ class Statements {
       `UPDATE messages SET state = 2, status = 1, leased_until = NULL,
        expires_at = @now + (SELECT retention_ms FROM mailboxes WHERE name = messages.mailbox),
        history = CASE WHEN length(history) < ${MAX_HISTORY_CHARS} THEN history || json_object('n', delivery_count, 'c', coalesce(consumer, ''), 'f', fetch_time, 'e', @now, 'o', 1) || char(10) ELSE history END
-       WHERE seq = @seq AND mid = @mid AND lid = @lid AND state = 1 AND leased_until > @now`,
+       WHERE mid = @mid AND lid = @lid AND state = 1 AND leased_until > @now`,
     );
     this.retry = db.prepare(
       `UPDATE messages SET state = 0, status = ?, mailbox = ?, due = ?, leased_until = NULL, history = CASE WHEN length(history) < ${MAX_HISTORY_CHARS} THEN history || ? ELSE history END
@@ -341,7 +328,7 @@ class Statements {
       `SELECT ${COLS} FROM messages m WHERE m.state = 1 AND m.leased_until <= ? ORDER BY m.leased_until, m.seq LIMIT ?`,
     );
     this.expiring = db.prepare(
-      'SELECT seq, mid, blob_id FROM messages WHERE state = 2 AND expires_at <= ? ORDER BY expires_at LIMIT ?',
+      'SELECT seq, blob_id FROM messages WHERE state = 2 AND expires_at <= ? ORDER BY expires_at LIMIT ?',
     );
     this.deleteMsg = db.prepare('DELETE FROM messages WHERE seq = ?');
     this.upsertMailbox = db.prepare(
@@ -369,7 +356,7 @@ class Statements {
        WHERE seq IN (SELECT seq FROM messages WHERE mailbox = @mailbox AND state = 0 ORDER BY due, seq LIMIT @limit)`,
     );
     this.queuedOf = db.prepare(
-      'SELECT seq, mid, blob_id FROM messages WHERE mailbox = ? AND state = 0 ORDER BY due, seq LIMIT ?',
+      'SELECT seq, blob_id FROM messages WHERE mailbox = ? AND state = 0 ORDER BY due, seq LIMIT ?',
     );
     this.totals = db.prepare(
       `SELECT count(*) AS messages, coalesce(sum(state = 0), 0) AS queued, coalesce(sum(state = 1), 0) AS leased,
@@ -379,8 +366,8 @@ class Statements {
 }
 
 /**
- * A hash index kept in two parts: a table covering the rows up to `upto`, and an in-memory map
- * of the keys of the rows after it (see the header). Changes to the map made inside a
+ * The blob key index, kept in two parts: a table covering the blobs up to `upto`, and an
+ * in-memory map of the keys of the blobs after it (see the header). Changes to the map made inside a
  * transaction are journaled, so a rollback undoes them.
  */
 class KeyIndex {
@@ -516,11 +503,9 @@ export class SqliteStore implements MessageStore {
   readonly #ids = new RandomIds();
   readonly #mailboxes = new Map<string, { settings: MailboxSettings; createdAt: number }>();
   readonly #epoch: number;
-  /** mid → seq, and blob key → blob id (see the header). */
-  readonly #mids: KeyIndex;
+  /** Blob key → blob id (see the header). */
   readonly #keys: KeyIndex;
-  /** The largest seq and blob id so far (AUTOINCREMENT: they only grow). */
-  #maxSeq = 0;
+  /** The largest blob id so far (AUTOINCREMENT: ids only grow). */
   #maxBlobId = 0;
   /** The WAL flusher when `synchronous: 'full'` on a file database. */
   readonly #flusher: WalFlusher | undefined;
@@ -544,12 +529,6 @@ export class SqliteStore implements MessageStore {
     const st = this.#st;
     const meta = (k: string): number =>
       (db.prepare('SELECT v FROM meta WHERE k = ?').pluck().get(k) as number | undefined) ?? 0;
-    this.#mids = new KeyIndex('mids_upto', meta('mids_upto'), {
-      lookup: st.midSeq,
-      insert: st.insertMid,
-      delete: st.deleteMid,
-      setMeta: st.setMeta,
-    });
     this.#keys = new KeyIndex('keys_upto', meta('keys_upto'), {
       lookup: st.keyId,
       insert: st.insertKey,
@@ -558,19 +537,12 @@ export class SqliteStore implements MessageStore {
     });
     // The rows after the watermarks: their keys go back into the maps.
     for (const r of db
-      .prepare('SELECT mid, seq FROM messages WHERE seq > ?')
-      .iterate(this.#mids.upto) as Iterable<{ mid: string; seq: number }>)
-      this.#mids.recent.set(r.mid, r.seq);
-    for (const r of db
       .prepare('SELECT key, id FROM blobs WHERE id > ?')
       .iterate(this.#keys.upto) as Iterable<{ key: string; id: number }>)
       this.#keys.recent.set(r.key, r.id);
-    const seqs = db
-      .prepare(`SELECT name, seq FROM sqlite_sequence WHERE name IN ('messages', 'blobs')`)
-      .all() as { name: string; seq: number }[];
-    for (const r of seqs)
-      if (r.name === 'messages') this.#maxSeq = r.seq;
-      else this.#maxBlobId = r.seq;
+    this.#maxBlobId =
+      (db.prepare(`SELECT seq FROM sqlite_sequence WHERE name = 'blobs'`).pluck().get() as
+        number | undefined) ?? 0;
     const internals: StoreInternals = {
       read: (fn) => this.#run((s) => fn(s, this.#keys)),
       write: (fn) => this.#run((s) => this.#transaction(() => fn(s, this.#keys), [])),
@@ -667,33 +639,25 @@ export class SqliteStore implements MessageStore {
   #transaction<T>(fn: () => T, added: string[]): T {
     this.#mergeFull();
     const undo: (() => void)[] = [];
-    this.#mids.undo = undo;
     this.#keys.undo = undo;
-    const maxSeq = this.#maxSeq;
     const maxBlobId = this.#maxBlobId;
     try {
       return this.#db.transaction(fn)();
     } catch (error) {
       for (let i = undo.length - 1; i >= 0; i--) undo[i]!();
       for (const name of added) this.#mailboxes.delete(name);
-      this.#maxSeq = maxSeq;
       this.#maxBlobId = maxBlobId;
       throw error;
     } finally {
-      this.#mids.undo = null;
       this.#keys.undo = null;
     }
   }
 
   #mergeFull(): void {
-    for (const [index, upto] of [
-      [this.#mids, this.#maxSeq],
-      [this.#keys, this.#maxBlobId],
-    ] as const) {
-      if (index.recent.size < this.#mergeAt) continue;
-      this.#db.transaction(() => index.merge(upto))();
-      index.merged(upto);
-    }
+    if (this.#keys.recent.size < this.#mergeAt) return;
+    const upto = this.#maxBlobId;
+    this.#db.transaction(() => this.#keys.merge(upto))();
+    this.#keys.merged(upto);
   }
 
   async apply(ops: readonly StoreOp[], nowMs: number): Promise<StoreResult[]> {
@@ -751,26 +715,9 @@ export class SqliteStore implements MessageStore {
     return created;
   }
 
-  /** The row of `mid` (with its body), or undefined. */
-  #rowOf(mid: string): Row | undefined {
-    const seq = this.#mids.get(mid);
-    if (seq === undefined) return undefined;
-    const r = this.#st.bySeq.get(seq) as Row | undefined;
-    return r?.mid === mid ? r : undefined;
-  }
-
-  /** The row of `mid` without its body, or undefined. */
-  #leaseRowOf(mid: string): Row | undefined {
-    const seq = this.#mids.get(mid);
-    if (seq === undefined) return undefined;
-    const r = this.#st.leaseOf.get(seq) as Row | undefined;
-    return r?.mid === mid ? r : undefined;
-  }
-
-  /** Deletes the message row `seq` (and its mid) and drops its blob reference. */
-  #deleteMessage(seq: number, mid: string, blobId: number): void {
+  /** Deletes the message row `seq` and drops its blob reference. */
+  #deleteMessage(seq: number, blobId: number): void {
     this.#st.deleteMsg.run(seq);
-    this.#mids.remove(mid, seq);
     this.#st.addRefById.run(-1, blobId);
   }
 
@@ -779,28 +726,24 @@ export class SqliteStore implements MessageStore {
     switch (op.kind) {
       case 'send': {
         const m = op.message;
-        const existing = m.unique === true ? undefined : this.#rowOf(m.mid);
-        if (existing !== undefined) return { kind: 'send', message: message(existing), created: false };
+        if (st.midExists.get(m.mid) !== undefined)
+          return { kind: 'send', message: message(st.byMid.get(m.mid) as Row), created: false };
         this.#ensureMailbox(m.receiver, op.defaults, now, added);
         const blobId = this.#putBlob(m.blobKey, m.body);
         const due = now + m.delayMs;
-        const seq = Number(
-          st.insertMsg.run(
-            m.mid,
-            m.receiver,
-            m.sender,
-            m.receiver,
-            m.clientTimeMs,
-            now,
-            m.delayMs,
-            due,
-            m.blobKey,
-            blobId,
-            m.bodyBytes,
-          ).lastInsertRowid,
+        st.insertMsg.run(
+          m.mid,
+          m.receiver,
+          m.sender,
+          m.receiver,
+          m.clientTimeMs,
+          now,
+          m.delayMs,
+          due,
+          m.blobKey,
+          blobId,
+          m.bodyBytes,
         );
-        this.#maxSeq = seq;
-        this.#mids.add(m.mid, seq);
         return { kind: 'send', created: true, message: newMessage(m, now) };
       }
       case 'claim': {
@@ -841,25 +784,20 @@ export class SqliteStore implements MessageStore {
         return { kind: 'claim', messages, nextDueMs: next?.due ?? null };
       }
       case 'ack': {
-        const seq = this.#mids.get(op.mid);
-        if (
-          op.status === 1 &&
-          seq !== undefined &&
-          st.confirmLease.run({ now, seq, mid: op.mid, lid: op.lid }).changes === 1
-        )
+        if (op.status === 1 && st.confirmLease.run({ now, mid: op.mid, lid: op.lid }).changes === 1)
           return { kind: 'ack', outcome: 'ok', wake: null };
-        const r = this.#leaseRowOf(op.mid);
+        const r = st.leaseOf.get(op.mid) as Row | undefined;
         const outcome = checkRowLease(r, op.lid, now);
         if (outcome !== 'ok') return { kind: 'ack', outcome, wake: null };
         const mailbox = this.#endAttempt(r!, now, op.status, added);
         return { kind: 'ack', outcome, wake: op.status === 1 ? null : mailbox };
       }
       case 'extend': {
-        const r = this.#leaseRowOf(op.mid);
+        const r = st.leaseOf.get(op.mid) as Row | undefined;
         const outcome = checkRowLease(r, op.lid, now);
         if (outcome !== 'ok') return { kind: 'extend', outcome, message: null };
         st.extend.run(now + op.leaseMs, r!.seq);
-        return { kind: 'extend', outcome, message: message(st.bySeq.get(r!.seq) as Row) };
+        return { kind: 'extend', outcome, message: message(st.byMid.get(op.mid) as Row) };
       }
       case 'reenqueue': {
         const rows = st.expired.all(Math.min(now, op.asOfMs ?? now), op.limit) as Row[];
@@ -868,8 +806,8 @@ export class SqliteStore implements MessageStore {
         return { kind: 'reenqueue', count: rows.length, wake: [...wake] };
       }
       case 'expire': {
-        const rows = st.expiring.all(now, op.limit) as { seq: number; mid: string; blob_id: number }[];
-        for (const r of rows) this.#deleteMessage(r.seq, r.mid, r.blob_id);
+        const rows = st.expiring.all(now, op.limit) as { seq: number; blob_id: number }[];
+        for (const r of rows) this.#deleteMessage(r.seq, r.blob_id);
         return { kind: 'expire', count: rows.length };
       }
       case 'configure': {
@@ -886,8 +824,8 @@ export class SqliteStore implements MessageStore {
         return { kind: 'redrive', count: changes, target: op.target };
       }
       case 'purge': {
-        const rows = st.queuedOf.all(op.mailbox, op.limit) as { seq: number; mid: string; blob_id: number }[];
-        for (const r of rows) this.#deleteMessage(r.seq, r.mid, r.blob_id);
+        const rows = st.queuedOf.all(op.mailbox, op.limit) as { seq: number; blob_id: number }[];
+        for (const r of rows) this.#deleteMessage(r.seq, r.blob_id);
         return { kind: 'purge', count: rows.length };
       }
     }
@@ -915,8 +853,8 @@ export class SqliteStore implements MessageStore {
   }
 
   async get(mid: string): Promise<Message | null> {
-    return this.#run(() => {
-      const r = this.#rowOf(mid);
+    return this.#run((st) => {
+      const r = st.byMid.get(mid) as Row | undefined;
       return r === undefined ? null : { ...message(r), attempts: parseAttempts(r.history) };
     });
   }

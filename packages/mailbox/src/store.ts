@@ -57,11 +57,6 @@ export interface NewMessage {
   /** The body as `decodeBody(body)` returns it (the broker has it already; stores need not decode). */
   readonly decoded: Body;
   readonly bodyBytes: number;
-  /**
-   * True when the mid includes a random nonce (the send gave no clientTime): no stored message
-   * can have it, so a store may skip the duplicate lookup. Optional: absent means "look".
-   */
-  readonly unique?: boolean;
 }
 
 export type StoreOp =
