@@ -397,6 +397,27 @@ describe('push subscriptions', () => {
     await it.return();
   });
 
+  test('leases that run out unacked give the room back to a connected subscription', async () => {
+    await using env = await setup();
+    await using c = new MailboxBinaryClient(env.url);
+    await c.sendMany(
+      Array.from({ length: 6 }, (_, i) => ({ sender: 'p', receiver: 'lapse', body: body(i) })),
+    );
+    const prefetch = 2;
+    const it = c.subscribe('lapse', { prefetch, leaseMs: 250 });
+    const first = [(await it.next()).value as Message, (await it.next()).value as Message];
+    await sleep(100);
+    assert.equal(env.server.subscriptions.pushed, prefetch, 'full: nothing more before the leases end');
+    // No ack at all: once the two leases end, the server counts them out and leases more.
+    await until(() => env.server.subscriptions.pushed > prefetch, 'pushes after the leases ran out', 5000);
+    const next = (await it.next()).value as Message;
+    assert.ok(!first.some((m) => m.mid === next.mid && m.lid === next.lid), 'a new lease, not an old one');
+    await assert.rejects(() => c.ack(first[0]!.mid, first[0]!.lid!, 1), {
+      code: 'MAILBOX_ERR_LEASE_INVALID',
+    });
+    await it.return();
+  });
+
   test('a consumer that disconnects with messages leased: they come back after the lease, once', async () => {
     await using env = await setup();
     await using producer = new MailboxBinaryClient(env.url);

@@ -74,6 +74,8 @@ class Subscription {
   /** mid → lease end (ms since the epoch). */
   readonly held = new Map<string, number>();
   #wake: (() => void) | undefined;
+  /** No held lease ends before this (ms since the epoch). */
+  #nextExpiry = Infinity;
   pushed = 0;
 
   readonly #step: number;
@@ -98,23 +100,36 @@ class Subscription {
     w?.();
   }
 
+  /** Records that this subscription holds `mid` until `until` (ms since the epoch). */
+  hold(mid: string, until: number): void {
+    this.held.set(mid, until);
+    if (until < this.#nextExpiry) this.#nextExpiry = until;
+  }
+
   /** Forgets leases that ran out; resolves when room appears, the earliest lease ends or the signal aborts. */
   async room(signal: AbortSignal): Promise<number> {
     for (;;) {
       const now = Date.now();
-      let earliest = Infinity;
-      for (const [mid, until] of this.held)
-        if (until <= now) {
-          this.held.delete(mid);
-          this.#onExpired(mid);
-        } else if (until < earliest) earliest = until;
+      // The held leases are scanned only once the earliest of them may have run out (not on
+      // every ack): `#nextExpiry` is a lower bound of the lease ends.
+      if (now >= this.#nextExpiry) {
+        let earliest = Infinity;
+        for (const [mid, until] of this.held)
+          if (until <= now) {
+            this.held.delete(mid);
+            this.#onExpired(mid);
+          } else if (until < earliest) earliest = until;
+        this.#nextExpiry = earliest;
+      }
+      const earliest = this.#nextExpiry;
       const room = this.prefetch - this.held.size;
       // Refill in steps of a quarter of the credit (at least one): under load one claim then
       // leases many messages instead of one per ack, and the consumer still holds at least
       // three quarters of its credit meanwhile.
       if (room >= this.#step || (room > 0 && this.held.size === 0) || signal.aborted) return room;
       await new Promise<void>((resolve) => {
-        const t = setTimeout(done, earliest - now + 1);
+        // Held leases always end (a finite time); the guard keeps an Infinity from becoming 1 ms.
+        const t = Number.isFinite(earliest) ? setTimeout(done, earliest - now + 1) : undefined;
         function done(): void {
           clearTimeout(t);
           signal.removeEventListener('abort', done);
@@ -346,7 +361,7 @@ export class MailboxBinaryServer {
         const m = await this.#broker.extend(e.mid, e.lid, e.leaseMs);
         const holder = this.#holders.get(e.mid);
         if (holder !== undefined && m.leasedUntil !== null && holder.held.has(e.mid))
-          holder.held.set(e.mid, m.leasedUntil.getTime());
+          holder.hold(e.mid, m.leasedUntil.getTime());
         return m;
       }),
     );
@@ -426,7 +441,7 @@ export class MailboxBinaryServer {
           throw error;
         }
         for (const m of messages) {
-          sub.held.set(m.mid, m.leasedUntil?.getTime() ?? Infinity);
+          sub.hold(m.mid, m.leasedUntil?.getTime() ?? Infinity);
           this.#holders.set(m.mid, sub);
         }
         // Each message is its own frame: stream credit counts messages. A consumer that stops
