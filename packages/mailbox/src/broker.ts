@@ -302,6 +302,16 @@ export class Broker {
       this.#settleStaged(batch, results, flushed, handedOff, started);
       return;
     }
+    this.#batchDone(batch.length, started, failure);
+    if (results === undefined) {
+      for (const p of batch) p.reject(failure);
+      return;
+    }
+    this.#account(batch, results, handedOff, (p, r) => p.resolve(r));
+  }
+
+  /** A batch left the store (applied and flushed, or failed): its slot is free, the next may start. */
+  #batchDone(ops: number, started: number, failure: unknown): void {
     this.#inFlight--;
     // Ops that arrived meanwhile (async stores) or continuations of this batch form the next one.
     if (this.#pending.length > 0 && !this.#scheduled) {
@@ -309,13 +319,8 @@ export class Broker {
       setImmediate(this.#flushBound);
     }
     if (batchChannel.hasSubscribers)
-      batchChannel.publish({ ops: batch.length, durationMs: performance.now() - started, error: failure });
-    if (results === undefined) {
-      if (errorChannel.hasSubscribers) errorChannel.publish({ error: failure });
-      for (const p of batch) p.reject(failure);
-      return;
-    }
-    this.#account(batch, results, handedOff, (p, r) => p.resolve(r));
+      batchChannel.publish({ ops, durationMs: performance.now() - started, error: failure });
+    if (failure !== undefined && errorChannel.hasSubscribers) errorChannel.publish({ error: failure });
   }
 
   /**
@@ -335,14 +340,7 @@ export class Broker {
       else late.push(i);
     });
     const done = (failure?: unknown): void => {
-      this.#inFlight--;
-      if (this.#pending.length > 0 && !this.#scheduled) {
-        this.#scheduled = true;
-        setImmediate(this.#flushBound);
-      }
-      if (batchChannel.hasSubscribers)
-        batchChannel.publish({ ops: batch.length, durationMs: performance.now() - started, error: failure });
-      if (failure !== undefined && errorChannel.hasSubscribers) errorChannel.publish({ error: failure });
+      this.#batchDone(batch.length, started, failure);
       for (const i of late)
         if (failure === undefined) batch[i]!.resolve(results[i]!);
         else batch[i]!.reject(failure);
