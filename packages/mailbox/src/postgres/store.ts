@@ -127,12 +127,27 @@ const SY_CLAIMS_SQL = `WITH req AS MATERIALIZED (
          ORDER BY due, seq LIMIT 1)
        FROM mb LEFT JOIN u ON false`;
 
-/** Fast path: the sends, with the rows of mids that existed before (for duplicate sends) and the created mids. */
+/**
+ * Fast path: the sends, with the created mids and the rows of the mids that existed before
+ * (duplicate sends; only those are looked up).
+ */
 const FAST_SEND_SQL = SY_SEND_SQL.replace(
   /SELECT mid FROM ins\s*$/,
   `SELECT ${COLS}, b.data, (SELECT array_agg(mid) FROM ins) AS created_mids
-   FROM (SELECT 1) one LEFT JOIN (messages m JOIN input t ON t.mid = m.mid LEFT JOIN blobs b ON b.key = m.blob) ON true`,
+   FROM (SELECT 1) one LEFT JOIN (messages m JOIN (SELECT mid FROM input EXCEPT SELECT mid FROM ins) t ON t.mid = m.mid
+     LEFT JOIN blobs b ON b.key = m.blob) ON true`,
 );
+
+/**
+ * How every batch transaction starts. Plans come from prepared statements, and a cached generic
+ * plan keeps the costs of the moment it was made: one planned while `messages` was small would
+ * scan the whole table on every batch once it is large (there may be no statistics either, if
+ * autovacuum is off). Every statement of a batch reaches its rows through an index, so a batch
+ * forbids sequential scans, and uses generic plans (no planning per batch).
+ */
+const BEGIN_SQL = 'BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL plan_cache_mode = force_generic_plan';
+/** Results of `BEGIN_SQL`. */
+const BEGIN_RESULTS = 3;
 
 /**
  * Fast path: confirms; returns the mids it confirmed. The rows are found through the unique
@@ -581,7 +596,7 @@ export class PostgresStore implements MessageStore {
         try {
           const fast = this.#fastText(ops, nowMs);
           if (fast !== undefined) return await this.#fastApply(client, ops, nowMs, fast);
-          await client.query('BEGIN');
+          await client.query(BEGIN_SQL);
           const results = await this.#applyAll(ctx, ops);
           const notify = this.#notifySql(ctx.wake, nowMs);
           if (notify !== undefined) await this.#prepare(client);
@@ -623,7 +638,7 @@ export class PostgresStore implements MessageStore {
       } else if (op.kind === 'claim') claims.push(op);
       else return undefined;
     }
-    const parts = ['BEGIN'];
+    const parts = [BEGIN_SQL];
     const plan: FastPlan = { sql: '', sends, confirms, claims, first: [], wake: new Map() };
     if (sends.length > 0) {
       const first = new Map<string, NewMessage>();
@@ -666,7 +681,7 @@ export class PostgresStore implements MessageStore {
   ): Promise<StoreResult[]> {
     await this.#prepare(client);
     const res = (await client.query(plan.sql)) as unknown as QueryResult[];
-    let k = 1; // results[0] is BEGIN
+    let k = BEGIN_RESULTS;
     const out = new Map<StoreOp, StoreResult>();
     if (plan.sends.length > 0) {
       const rows = res[k++]!.rows as (Row & { created_mids: string[] | null })[];
