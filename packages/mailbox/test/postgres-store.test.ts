@@ -114,7 +114,7 @@ if (unavailable !== undefined) {
       const rows = await pgExec(`SELECT version FROM "${schema}".schema_migrations ORDER BY version`);
       assert.deepEqual(
         rows.rows.map((r: { version: number }) => r.version),
-        [1],
+        [1, 2],
       );
       await pgExec(
         `INSERT INTO "${schema}".schema_migrations (version, name) VALUES (999, 'from the future')`,

@@ -105,19 +105,19 @@ const SY_CLAIMS_SQL = `WITH req AS MATERIALIZED (
            AS r(mailbox, max, lease_ms, consumer, idx)),
        mb AS MATERIALIZED (SELECT mailbox, max(hi) AS total FROM req GROUP BY mailbox ORDER BY mailbox),
        c AS MATERIALIZED (
-         SELECT l.seq, l.due, mb.mailbox FROM mb CROSS JOIN LATERAL (
-           SELECT seq, due FROM messages WHERE mailbox = mb.mailbox AND state = 0 AND due <= $6::bigint
+         SELECT l.mid, l.seq, l.due, mb.mailbox FROM mb CROSS JOIN LATERAL (
+           SELECT mid, seq, due FROM messages WHERE mailbox = mb.mailbox AND state = 0 AND due <= $6::bigint
            ORDER BY due, seq LIMIT mb.total FOR UPDATE SKIP LOCKED) l),
-       n AS MATERIALIZED (SELECT seq, mailbox, row_number() OVER (PARTITION BY mailbox ORDER BY due, seq) AS rn FROM c),
+       n AS MATERIALIZED (SELECT mid, mailbox, row_number() OVER (PARTITION BY mailbox ORDER BY due, seq) AS rn FROM c),
        a AS MATERIALIZED (
-         SELECT n.seq, n.rn, req.idx, req.lease_ms, req.consumer FROM n
+         SELECT n.mid, n.rn, req.idx, req.lease_ms, req.consumer FROM n
          JOIN req ON req.mailbox = n.mailbox AND n.rn > req.lo AND n.rn <= req.hi),
        f AS MATERIALIZED (SELECT s.*, nextval('fence_seq') AS fence FROM (SELECT * FROM a ORDER BY idx, rn) s),
        u AS (
          UPDATE messages m SET state = 1, due = NULL, delivery_count = m.delivery_count + 1,
            lid = replace(gen_random_uuid()::text, '-', ''), fence = f.fence, leased_until = $6::bigint + f.lease_ms,
            fetch_time = $6::bigint, consumer = f.consumer
-         FROM f WHERE m.seq = f.seq
+         FROM f WHERE m.mid = f.mid
          RETURNING f.idx, f.rn, ${COLS}, (SELECT b.data FROM blobs b WHERE b.key = m.blob) AS data)
        SELECT u.*, NULL::text AS nd_mailbox, NULL::bigint AS next_due FROM u
        UNION ALL
@@ -938,15 +938,15 @@ export class PostgresStore implements MessageStore {
         const r = await client.query<Row & { rn: number | null; next_due: number | null }>({
           name: 'sy_claim',
           text: `WITH c AS MATERIALIZED (
-             SELECT seq, due FROM messages WHERE mailbox = $1 AND state = 0 AND due <= $2::bigint
+             SELECT mid, seq, due FROM messages WHERE mailbox = $1 AND state = 0 AND due <= $2::bigint
              ORDER BY due, seq LIMIT $3 FOR UPDATE SKIP LOCKED),
-           n AS MATERIALIZED (SELECT seq, row_number() OVER (ORDER BY due, seq) AS rn FROM c),
-           f AS MATERIALIZED (SELECT seq, rn, nextval('fence_seq') AS fence FROM (SELECT seq, rn FROM n ORDER BY rn) s),
+           n AS MATERIALIZED (SELECT mid, row_number() OVER (ORDER BY due, seq) AS rn FROM c),
+           f AS MATERIALIZED (SELECT mid, rn, nextval('fence_seq') AS fence FROM (SELECT mid, rn FROM n ORDER BY rn) s),
            u AS (
              UPDATE messages m SET state = 1, due = NULL, delivery_count = m.delivery_count + 1,
                lid = replace(gen_random_uuid()::text, '-', ''), fence = f.fence, leased_until = $2::bigint + $4::bigint,
                fetch_time = $2::bigint, consumer = $5
-             FROM f WHERE m.seq = f.seq
+             FROM f WHERE m.mid = f.mid
              RETURNING f.rn, ${COLS}, (SELECT b.data FROM blobs b WHERE b.key = m.blob) AS data)
            SELECT u.*, NULL::bigint AS next_due FROM u
            UNION ALL
@@ -1005,7 +1005,7 @@ export class PostgresStore implements MessageStore {
       case 'expire': {
         const count = await this.#deleteRows(
           client,
-          'SELECT seq FROM messages WHERE state = 2 AND expires_at <= $1::bigint ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED',
+          'SELECT mid FROM messages WHERE state = 2 AND expires_at <= $1::bigint ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED',
           [now, op.limit],
         );
         return { kind: 'expire', count };
@@ -1024,7 +1024,7 @@ export class PostgresStore implements MessageStore {
         await ensureMailboxes(client, [op.target], [op.defaults], now);
         const res = await client.query(
           `UPDATE messages SET mailbox = $1, status = 8, delivery_count = 0, due = $2::bigint
-           WHERE seq IN (SELECT seq FROM messages WHERE mailbox = $3 AND state = 0 ORDER BY due, seq LIMIT $4
+           WHERE mid IN (SELECT mid FROM messages WHERE mailbox = $3 AND state = 0 ORDER BY due, seq LIMIT $4
                          FOR UPDATE SKIP LOCKED)`,
           [op.target, now, op.mailbox, op.limit],
         );
@@ -1035,7 +1035,7 @@ export class PostgresStore implements MessageStore {
       case 'purge': {
         const count = await this.#deleteRows(
           client,
-          'SELECT seq FROM messages WHERE mailbox = $1 AND state = 0 ORDER BY due, seq LIMIT $2 FOR UPDATE SKIP LOCKED',
+          'SELECT mid FROM messages WHERE mailbox = $1 AND state = 0 ORDER BY due, seq LIMIT $2 FOR UPDATE SKIP LOCKED',
           [op.mailbox, op.limit],
         );
         return { kind: 'purge', count };
@@ -1047,10 +1047,10 @@ export class PostgresStore implements MessageStore {
     }
   }
 
-  /** Deletes the messages `select` picks (by seq) and takes one blob reference per message. */
+  /** Deletes the messages `select` picks (by mid) and takes one blob reference per message. */
   async #deleteRows(client: PoolClient, select: string, values: unknown[]): Promise<number> {
     const r = await client.query<{ n: number }>(
-      `WITH d AS (DELETE FROM messages WHERE seq IN (${select}) RETURNING blob),
+      `WITH d AS (DELETE FROM messages WHERE mid IN (${select}) RETURNING blob),
        c AS (SELECT blob, count(*) AS n FROM d GROUP BY blob),
        u AS (UPDATE blobs b SET refs = b.refs - c.n FROM c WHERE b.key = c.blob)
        SELECT coalesce(sum(n), 0)::bigint AS n FROM c`,
@@ -1075,7 +1075,7 @@ export class PostgresStore implements MessageStore {
    */
   async #retry(ctx: BatchCtx, rows: SettingsRow[], endedAt: number[], outcome: 2 | 4): Promise<string[]> {
     if (rows.length === 0) return [];
-    const seqs: number[] = [];
+    const mids: string[] = [];
     const statuses: number[] = [];
     const mailboxes: string[] = [];
     const dues: number[] = [];
@@ -1086,7 +1086,7 @@ export class PostgresStore implements MessageStore {
       const settings = settingsOf(r);
       const next = afterAttempt(settings, r.mailbox, r.delivery_count, at);
       if (next.dead && !dead.has(next.mailbox)) dead.set(next.mailbox, settings);
-      seqs.push(r.seq);
+      mids.push(r.mid);
       statuses.push(next.dead ? MessageStatus.Dead : outcome);
       mailboxes.push(next.mailbox);
       dues.push(next.dueMs);
@@ -1097,9 +1097,9 @@ export class PostgresStore implements MessageStore {
     await ctx.client.query(
       `UPDATE messages m SET state = 0, status = u.status, mailbox = u.mailbox, due = u.due, leased_until = NULL,
          history = m.history || u.line
-       FROM unnest($1::bigint[], $2::smallint[], $3::text[], $4::bigint[], $5::text[]) AS u(seq, status, mailbox, due, line)
-       WHERE m.seq = u.seq`,
-      [seqs, statuses, mailboxes, dues, lines],
+       FROM unnest($1::text[], $2::smallint[], $3::text[], $4::bigint[], $5::text[]) AS u(mid, status, mailbox, due, line)
+       WHERE m.mid = u.mid`,
+      [mids, statuses, mailboxes, dues, lines],
     );
     return mailboxes;
   }
