@@ -143,11 +143,13 @@ const FAST_SEND_SQL = SY_SEND_SQL.replace(
  * plan keeps the costs of the moment it was made: one planned while `messages` was small would
  * scan the whole table on every batch once it is large (there may be no statistics either, if
  * autovacuum is off). Every statement of a batch reaches its rows through an index, so a batch
- * forbids sequential scans, and uses generic plans (no planning per batch).
+ * forbids sequential scans, and uses generic plans (no planning per batch). No JIT either: a
+ * batch's statements are short, and a plan that costs a forbidden scan would pass the JIT threshold.
  */
-const BEGIN_SQL = 'BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL plan_cache_mode = force_generic_plan';
+const BEGIN_SQL =
+  'BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL jit = off';
 /** Results of `BEGIN_SQL`. */
-const BEGIN_RESULTS = 3;
+const BEGIN_RESULTS = 4;
 
 /**
  * Fast path: confirms; returns the mids it confirmed. The rows are found through the unique
