@@ -114,7 +114,7 @@ if (unavailable !== undefined) {
       const rows = await pgExec(`SELECT version FROM "${schema}".schema_migrations ORDER BY version`);
       assert.deepEqual(
         rows.rows.map((r: { version: number }) => r.version),
-        [1],
+        [1, 2],
       );
       await pgExec(
         `INSERT INTO "${schema}".schema_migrations (version, name) VALUES (999, 'from the future')`,
@@ -202,7 +202,10 @@ if (unavailable !== undefined) {
 
     test('a lone store sends no NOTIFY; it does again once another store announces itself', async () => {
       const schema = fresh();
-      const store = await openPostgresStore(pgUrl(schema), { presenceMs: 50 });
+      // Presence every 300 ms: a store counts itself alone 600 ms after it opened, and a peer
+      // as present for 900 ms after its last announcement (room for a loaded machine).
+      const store = await openPostgresStore(pgUrl(schema), { presenceMs: 300 });
+      const opened = Date.now();
       const broker = await Broker.open({ store, sweepIntervalMs: 0 });
       const listener = new pg.Client({ connectionString: PG_URL });
       await listener.connect();
@@ -211,28 +214,24 @@ if (unavailable !== undefined) {
         payloads.push(JSON.parse(n.payload ?? '{}') as { s: string; m?: string[] }),
       );
       await listener.query(`LISTEN "switchyard_mailbox_${schema}"`);
+      const wakeUps = (): string[][] => payloads.filter((p) => p.m !== undefined).map((p) => p.m!);
       try {
-        await new Promise((resolve) => setTimeout(resolve, 200));
+        await new Promise((resolve) => setTimeout(resolve, Math.max(0, opened + 700 - Date.now())));
         await broker.send({ sender: 's', receiver: 'alone', body: {} });
-        await new Promise((resolve) => setTimeout(resolve, 100));
-        assert.deepEqual(
-          payloads.filter((p) => p.m !== undefined),
-          [],
-          'nobody else listens: no wake-up NOTIFY',
-        );
+        await new Promise((resolve) => setTimeout(resolve, 300));
+        assert.deepEqual(wakeUps(), [], 'nobody else listens: no wake-up NOTIFY');
         assert.ok(
           payloads.some((p) => p.m === undefined),
           'but the store announces itself',
         );
         // Another store says hello (and is answered); wake-ups go out again.
         await listener.query(`SELECT pg_notify($1, '{"s":"peer","p":1}')`, [`switchyard_mailbox_${schema}`]);
-        await new Promise((resolve) => setTimeout(resolve, 50));
-        await broker.send({ sender: 's', receiver: 'alone', body: {} });
         await new Promise((resolve) => setTimeout(resolve, 100));
-        assert.deepEqual(
-          payloads.filter((p) => p.m !== undefined).map((p) => p.m),
-          [['alone']],
-        );
+        await broker.send({ sender: 's', receiver: 'alone', body: {} });
+        const deadline = Date.now() + 3000;
+        while (wakeUps().length === 0 && Date.now() < deadline)
+          await new Promise((resolve) => setTimeout(resolve, 20));
+        assert.deepEqual(wakeUps(), [['alone']]);
       } finally {
         await listener.end();
         await broker.close();

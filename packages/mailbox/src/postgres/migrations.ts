@@ -35,6 +35,23 @@ CREATE INDEX messages_leased ON messages (leased_until, seq) WHERE state = 1;
 CREATE INDEX messages_expiring ON messages (expires_at) WHERE state = 2;
 `,
   },
+  {
+    version: 2,
+    name: 'messages addressed by mid alone; keys and names compared bytewise',
+    // A claim and a confirm each write a new version of the message row, with an entry in every
+    // index of the table: the primary key on seq was one more B-tree write per version, for a
+    // key the store no longer looks rows up by (mid is unique and not null; seq still orders
+    // queued messages inside messages_ready). Keys and names are ASCII identifiers, compared
+    // bytewise (COLLATE "C") instead of through the locale. Both rebuild indexes: the time
+    // this migration takes grows with the table.
+    sql: `
+ALTER TABLE messages DROP CONSTRAINT messages_pkey;
+ALTER TABLE messages ALTER COLUMN mid TYPE text COLLATE "C", ALTER COLUMN mailbox TYPE text COLLATE "C",
+  ALTER COLUMN receiver TYPE text COLLATE "C", ALTER COLUMN blob TYPE text COLLATE "C";
+ALTER TABLE blobs ALTER COLUMN key TYPE text COLLATE "C";
+ALTER TABLE mailboxes ALTER COLUMN name TYPE text COLLATE "C";
+`,
+  },
 ]);
 
 export function quoteIdent(name: string): string {

@@ -105,19 +105,19 @@ const SY_CLAIMS_SQL = `WITH req AS MATERIALIZED (
            AS r(mailbox, max, lease_ms, consumer, idx)),
        mb AS MATERIALIZED (SELECT mailbox, max(hi) AS total FROM req GROUP BY mailbox ORDER BY mailbox),
        c AS MATERIALIZED (
-         SELECT l.seq, l.due, mb.mailbox FROM mb CROSS JOIN LATERAL (
-           SELECT seq, due FROM messages WHERE mailbox = mb.mailbox AND state = 0 AND due <= $6::bigint
+         SELECT l.mid, l.seq, l.due, mb.mailbox FROM mb CROSS JOIN LATERAL (
+           SELECT mid, seq, due FROM messages WHERE mailbox = mb.mailbox AND state = 0 AND due <= $6::bigint
            ORDER BY due, seq LIMIT mb.total FOR UPDATE SKIP LOCKED) l),
-       n AS MATERIALIZED (SELECT seq, mailbox, row_number() OVER (PARTITION BY mailbox ORDER BY due, seq) AS rn FROM c),
+       n AS MATERIALIZED (SELECT mid, mailbox, row_number() OVER (PARTITION BY mailbox ORDER BY due, seq) AS rn FROM c),
        a AS MATERIALIZED (
-         SELECT n.seq, n.rn, req.idx, req.lease_ms, req.consumer FROM n
+         SELECT n.mid, n.rn, req.idx, req.lease_ms, req.consumer FROM n
          JOIN req ON req.mailbox = n.mailbox AND n.rn > req.lo AND n.rn <= req.hi),
        f AS MATERIALIZED (SELECT s.*, nextval('fence_seq') AS fence FROM (SELECT * FROM a ORDER BY idx, rn) s),
        u AS (
          UPDATE messages m SET state = 1, due = NULL, delivery_count = m.delivery_count + 1,
            lid = replace(gen_random_uuid()::text, '-', ''), fence = f.fence, leased_until = $6::bigint + f.lease_ms,
            fetch_time = $6::bigint, consumer = f.consumer
-         FROM f WHERE m.seq = f.seq
+         FROM f WHERE m.mid = f.mid
          RETURNING f.idx, f.rn, ${COLS}, (SELECT b.data FROM blobs b WHERE b.key = m.blob) AS data)
        SELECT u.*, NULL::text AS nd_mailbox, NULL::bigint AS next_due FROM u
        UNION ALL
@@ -127,32 +127,60 @@ const SY_CLAIMS_SQL = `WITH req AS MATERIALIZED (
          ORDER BY due, seq LIMIT 1)
        FROM mb LEFT JOIN u ON false`;
 
-/** Fast path: the sends, with the rows of mids that existed before (for duplicate sends) and the created mids. */
+/**
+ * Fast path: the sends, with the created mids and the rows of the mids that existed before
+ * (duplicate sends; only those are looked up).
+ */
 const FAST_SEND_SQL = SY_SEND_SQL.replace(
   /SELECT mid FROM ins\s*$/,
   `SELECT ${COLS}, b.data, (SELECT array_agg(mid) FROM ins) AS created_mids
-   FROM (SELECT 1) one LEFT JOIN (messages m JOIN input t ON t.mid = m.mid LEFT JOIN blobs b ON b.key = m.blob) ON true`,
+   FROM (SELECT 1) one LEFT JOIN (messages m JOIN (SELECT mid FROM input EXCEPT SELECT mid FROM ins) t ON t.mid = m.mid
+     LEFT JOIN blobs b ON b.key = m.blob) ON true`,
 );
 
-/** Fast path: confirms, saying for each mid whether it was confirmed and whether it exists. */
-const FAST_CONFIRM_SQL = `WITH a AS (SELECT * FROM unnest($1::text[], $2::text[]) AS a(mid, lid)),
-  upd AS (
-    UPDATE messages m SET state = 2, status = 1, leased_until = NULL, expires_at = $3::bigint + mb.retention_ms,
-      history = m.history || json_build_object('n', m.delivery_count, 'c', coalesce(m.consumer, ''),
-        'f', m.fetch_time, 'e', $3::bigint, 'o', 1)::text || E'\\n'
-    FROM a, mailboxes mb
-    WHERE m.mid = a.mid AND m.lid = a.lid AND m.state = 1 AND m.leased_until > $3::bigint AND mb.name = m.mailbox
-    RETURNING m.mid)
-  SELECT a.mid, EXISTS (SELECT 1 FROM upd WHERE upd.mid = a.mid) AS ok,
-    EXISTS (SELECT 1 FROM messages x WHERE x.mid = a.mid) AS found FROM a`;
+/**
+ * How every batch transaction starts. Plans come from prepared statements, and a cached generic
+ * plan keeps the costs of the moment it was made: one planned while `messages` was small would
+ * scan the whole table on every batch once it is large (there may be no statistics either, if
+ * autovacuum is off). Every statement of a batch reaches its rows through an index, so a batch
+ * forbids sequential scans, and uses generic plans (no planning per batch). No JIT either: a
+ * batch's statements are short, and a plan that costs a forbidden scan would pass the JIT threshold.
+ */
+const BEGIN_SQL =
+  'BEGIN; SET LOCAL enable_seqscan = off; SET LOCAL plan_cache_mode = force_generic_plan; SET LOCAL jit = off';
+/** Results of `BEGIN_SQL`. */
+const BEGIN_RESULTS = 4;
+
+/**
+ * Fast path: confirms; returns the mids it confirmed. The rows are found through the unique
+ * index on mid (`= ANY`), each (mid, lid) pair checked against the batch's pairs. The lease
+ * test is written so that no index can serve it (a CASE): otherwise the planner, with no
+ * statistics to say how many rows are leased, may scan `messages_leased` for every row whose
+ * lease is still running — dead versions included until a VACUUM, so with 30 s leases every
+ * claim of the last 30 s — on every batch.
+ */
+const FAST_CONFIRM_SQL = `UPDATE messages m SET state = 2, status = 1, leased_until = NULL, expires_at = $3::bigint + mb.retention_ms,
+    history = m.history || json_build_object('n', m.delivery_count, 'c', coalesce(m.consumer, ''),
+      'f', m.fetch_time, 'e', $3::bigint, 'o', 1)::text || E'\\n'
+  FROM mailboxes mb
+  WHERE m.mid = ANY($1::text[]) AND (m.mid, m.lid) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+    AND CASE WHEN m.state = 1 THEN m.leased_until > $3::bigint ELSE false END AND mb.name = m.mailbox
+  RETURNING m.mid`;
+
+/** Which of the mids exist. */
+const FOUND_SQL = 'SELECT mid FROM messages WHERE mid = ANY($1::text[])';
 
 /**
  * One NOTIFY for the candidate mailboxes that still have due messages after the
- * batch's claims (or got messages due later: `sticky`).
+ * batch's claims (or got messages due later: `sticky`). "Has a due message" is a probe of one
+ * index entry per mailbox (LATERAL … LIMIT 1): an EXISTS could be planned, in a generic plan,
+ * as a hash of every due message of the schema, built on every batch.
  */
 const FAST_NOTIFY_SQL = `SELECT pg_notify($1, json_build_object('s', $2::text, 'm', array_agg(c.mb))::text)
   FROM unnest($3::text[], $4::boolean[]) AS c(mb, sticky)
-  WHERE c.sticky OR EXISTS (SELECT 1 FROM messages WHERE mailbox = c.mb AND state = 0 AND due <= $5::bigint)
+  LEFT JOIN LATERAL (SELECT true AS due FROM messages WHERE mailbox = c.mb AND state = 0 AND due <= $5::bigint LIMIT 1) d
+    ON true
+  WHERE c.sticky OR d.due
   HAVING count(*) > 0`;
 
 /** A value as an SQL literal (strings, finite numbers, booleans, null, and one-dimensional arrays of them). */
@@ -574,7 +602,7 @@ export class PostgresStore implements MessageStore {
         try {
           const fast = this.#fastText(ops, nowMs);
           if (fast !== undefined) return await this.#fastApply(client, ops, nowMs, fast);
-          await client.query('BEGIN');
+          await client.query(BEGIN_SQL);
           const results = await this.#applyAll(ctx, ops);
           const notify = this.#notifySql(ctx.wake, nowMs);
           if (notify !== undefined) await this.#prepare(client);
@@ -616,7 +644,7 @@ export class PostgresStore implements MessageStore {
       } else if (op.kind === 'claim') claims.push(op);
       else return undefined;
     }
-    const parts = ['BEGIN'];
+    const parts = [BEGIN_SQL];
     const plan: FastPlan = { sql: '', sends, confirms, claims, first: [], wake: new Map() };
     if (sends.length > 0) {
       const first = new Map<string, NewMessage>();
@@ -659,7 +687,7 @@ export class PostgresStore implements MessageStore {
   ): Promise<StoreResult[]> {
     await this.#prepare(client);
     const res = (await client.query(plan.sql)) as unknown as QueryResult[];
-    let k = 1; // results[0] is BEGIN
+    let k = BEGIN_RESULTS;
     const out = new Map<StoreOp, StoreResult>();
     if (plan.sends.length > 0) {
       const rows = res[k++]!.rows as (Row & { created_mids: string[] | null })[];
@@ -697,16 +725,19 @@ export class PostgresStore implements MessageStore {
       }
     }
     if (plan.confirms.length > 0) {
-      const rows = res[k++]!.rows as { mid: string; ok: boolean; found: boolean }[];
-      const byMid = new Map(rows.map((r) => [r.mid, r]));
-      for (const op of plan.confirms) {
-        const r = byMid.get(op.mid);
+      const ok = new Set((res[k++]!.rows as { mid: string }[]).map((r) => r.mid));
+      const failed = plan.confirms.filter((op) => !ok.has(op.mid)).map((op) => op.mid);
+      // After the COMMIT: a row that existed then may be gone by now (expired, purged), which
+      // answers not-found where lease-invalid was as true a moment before; both refuse the ack.
+      const found = new Set<string>();
+      if (failed.length > 0)
+        for (const r of (await client.query<{ mid: string }>(FOUND_SQL, [failed])).rows) found.add(r.mid);
+      for (const op of plan.confirms)
         out.set(op, {
           kind: 'ack',
-          outcome: r?.ok === true ? 'ok' : r?.found === true ? 'lease-invalid' : 'not-found',
+          outcome: ok.has(op.mid) ? 'ok' : found.has(op.mid) ? 'lease-invalid' : 'not-found',
           wake: null,
         });
-      }
     }
     if (plan.claims.length > 0) {
       const rs = claimResults(
@@ -913,15 +944,15 @@ export class PostgresStore implements MessageStore {
         const r = await client.query<Row & { rn: number | null; next_due: number | null }>({
           name: 'sy_claim',
           text: `WITH c AS MATERIALIZED (
-             SELECT seq, due FROM messages WHERE mailbox = $1 AND state = 0 AND due <= $2::bigint
+             SELECT mid, seq, due FROM messages WHERE mailbox = $1 AND state = 0 AND due <= $2::bigint
              ORDER BY due, seq LIMIT $3 FOR UPDATE SKIP LOCKED),
-           n AS MATERIALIZED (SELECT seq, row_number() OVER (ORDER BY due, seq) AS rn FROM c),
-           f AS MATERIALIZED (SELECT seq, rn, nextval('fence_seq') AS fence FROM (SELECT seq, rn FROM n ORDER BY rn) s),
+           n AS MATERIALIZED (SELECT mid, row_number() OVER (ORDER BY due, seq) AS rn FROM c),
+           f AS MATERIALIZED (SELECT mid, rn, nextval('fence_seq') AS fence FROM (SELECT mid, rn FROM n ORDER BY rn) s),
            u AS (
              UPDATE messages m SET state = 1, due = NULL, delivery_count = m.delivery_count + 1,
                lid = replace(gen_random_uuid()::text, '-', ''), fence = f.fence, leased_until = $2::bigint + $4::bigint,
                fetch_time = $2::bigint, consumer = $5
-             FROM f WHERE m.seq = f.seq
+             FROM f WHERE m.mid = f.mid
              RETURNING f.rn, ${COLS}, (SELECT b.data FROM blobs b WHERE b.key = m.blob) AS data)
            SELECT u.*, NULL::bigint AS next_due FROM u
            UNION ALL
@@ -980,7 +1011,7 @@ export class PostgresStore implements MessageStore {
       case 'expire': {
         const count = await this.#deleteRows(
           client,
-          'SELECT seq FROM messages WHERE state = 2 AND expires_at <= $1::bigint ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED',
+          'SELECT mid FROM messages WHERE state = 2 AND expires_at <= $1::bigint ORDER BY expires_at LIMIT $2 FOR UPDATE SKIP LOCKED',
           [now, op.limit],
         );
         return { kind: 'expire', count };
@@ -999,7 +1030,7 @@ export class PostgresStore implements MessageStore {
         await ensureMailboxes(client, [op.target], [op.defaults], now);
         const res = await client.query(
           `UPDATE messages SET mailbox = $1, status = 8, delivery_count = 0, due = $2::bigint
-           WHERE seq IN (SELECT seq FROM messages WHERE mailbox = $3 AND state = 0 ORDER BY due, seq LIMIT $4
+           WHERE mid IN (SELECT mid FROM messages WHERE mailbox = $3 AND state = 0 ORDER BY due, seq LIMIT $4
                          FOR UPDATE SKIP LOCKED)`,
           [op.target, now, op.mailbox, op.limit],
         );
@@ -1010,7 +1041,7 @@ export class PostgresStore implements MessageStore {
       case 'purge': {
         const count = await this.#deleteRows(
           client,
-          'SELECT seq FROM messages WHERE mailbox = $1 AND state = 0 ORDER BY due, seq LIMIT $2 FOR UPDATE SKIP LOCKED',
+          'SELECT mid FROM messages WHERE mailbox = $1 AND state = 0 ORDER BY due, seq LIMIT $2 FOR UPDATE SKIP LOCKED',
           [op.mailbox, op.limit],
         );
         return { kind: 'purge', count };
@@ -1022,10 +1053,10 @@ export class PostgresStore implements MessageStore {
     }
   }
 
-  /** Deletes the messages `select` picks (by seq) and takes one blob reference per message. */
+  /** Deletes the messages `select` picks (by mid) and takes one blob reference per message. */
   async #deleteRows(client: PoolClient, select: string, values: unknown[]): Promise<number> {
     const r = await client.query<{ n: number }>(
-      `WITH d AS (DELETE FROM messages WHERE seq IN (${select}) RETURNING blob),
+      `WITH d AS (DELETE FROM messages WHERE mid IN (${select}) RETURNING blob),
        c AS (SELECT blob, count(*) AS n FROM d GROUP BY blob),
        u AS (UPDATE blobs b SET refs = b.refs - c.n FROM c WHERE b.key = c.blob)
        SELECT coalesce(sum(n), 0)::bigint AS n FROM c`,
@@ -1050,7 +1081,7 @@ export class PostgresStore implements MessageStore {
    */
   async #retry(ctx: BatchCtx, rows: SettingsRow[], endedAt: number[], outcome: 2 | 4): Promise<string[]> {
     if (rows.length === 0) return [];
-    const seqs: number[] = [];
+    const mids: string[] = [];
     const statuses: number[] = [];
     const mailboxes: string[] = [];
     const dues: number[] = [];
@@ -1061,7 +1092,7 @@ export class PostgresStore implements MessageStore {
       const settings = settingsOf(r);
       const next = afterAttempt(settings, r.mailbox, r.delivery_count, at);
       if (next.dead && !dead.has(next.mailbox)) dead.set(next.mailbox, settings);
-      seqs.push(r.seq);
+      mids.push(r.mid);
       statuses.push(next.dead ? MessageStatus.Dead : outcome);
       mailboxes.push(next.mailbox);
       dues.push(next.dueMs);
@@ -1072,9 +1103,9 @@ export class PostgresStore implements MessageStore {
     await ctx.client.query(
       `UPDATE messages m SET state = 0, status = u.status, mailbox = u.mailbox, due = u.due, leased_until = NULL,
          history = m.history || u.line
-       FROM unnest($1::bigint[], $2::smallint[], $3::text[], $4::bigint[], $5::text[]) AS u(seq, status, mailbox, due, line)
-       WHERE m.seq = u.seq`,
-      [seqs, statuses, mailboxes, dues, lines],
+       FROM unnest($1::text[], $2::smallint[], $3::text[], $4::bigint[], $5::text[]) AS u(mid, status, mailbox, due, line)
+       WHERE m.mid = u.mid`,
+      [mids, statuses, mailboxes, dues, lines],
     );
     return mailboxes;
   }
