@@ -140,7 +140,16 @@ export function encodeBodyParts(body: unknown): { encoded: string; decoded: Body
   return { encoded: out, decoded };
 }
 
+/** Characters encodeURIComponent leaves as they are: a field of only these encodes to itself. */
+const UNRESERVED_RE = /^[A-Za-z0-9\-_.!~*'()]*$/;
+
+/** A percent-decoded field (a field with no `%` decodes to itself). */
+function decodeField(s: string): string {
+  return s.includes('%') ? decodeURIComponent(s) : s;
+}
+
 function encodeField(s: string, what: string): string {
+  if (UNRESERVED_RE.test(s)) return s;
   try {
     return encodeURIComponent(s);
   } catch (error) {
@@ -162,13 +171,15 @@ export function decodeBody(encoded: string): Body {
     if (end === -1) end = encoded.length;
     const eq = encoded.indexOf('=', start);
     const split = eq === -1 || eq > end ? end : eq;
-    const key = decodeURIComponent(encoded.slice(start, split));
-    const value = split === end ? '' : decodeURIComponent(encoded.slice(split + 1, end));
+    const key = decodeField(encoded.slice(start, split));
+    const value = split === end ? '' : decodeField(encoded.slice(split + 1, end));
     const prev = Object.hasOwn(body, key) ? body[key] : undefined;
     // A "__proto__" field must stay an own data property, never set the prototype.
-    if (prev === undefined)
-      Object.defineProperty(body, key, { value, enumerable: true, writable: true, configurable: true });
-    else if (typeof prev === 'string') body[key] = [prev, value];
+    if (prev === undefined) {
+      if (key === '__proto__')
+        Object.defineProperty(body, key, { value, enumerable: true, writable: true, configurable: true });
+      else body[key] = value;
+    } else if (typeof prev === 'string') body[key] = [prev, value];
     else prev.push(value);
     start = end + 1;
   }
