@@ -10,20 +10,12 @@ import { HEADER_SIZE, PAYLOAD_ALLOWANCE, createStreamCodec, type Frame } from '.
 import { resolveServerOptions, type ResolvedServerOptions, type ServerOptions } from './options.js';
 import { ErrorMass, ServerSession, type SourceFunc } from './server-session.js';
 
-/** Outbox bytes at which `send` reports congestion (the engine's `highWaterMark`); half of it resumes. */
-const OUTBOX_HIGH_WATER_MARK = 256 * 1024;
-
 /** Engine options that fit the stream protocol's limits. */
 export function engineOptionsFor(maxFrameSize: number): EngineOptions {
   const largest = Math.min(2 ** 31, maxFrameSize + PAYLOAD_ALLOWANCE + HEADER_SIZE);
   return {
     maxFrameSize: largest,
     maxOutboxSize: Math.max(64 * 1024 * 1024, 2 * largest),
-    // A source pump fills DATA frames while the previous write is still in the kernel's hands:
-    // with wire's default mark (64 KiB) one DATA frame filled the outbox and the pump stopped
-    // until it drained, so the server alternated producing and waiting instead of overlapping.
-    highWaterMark: OUTBOX_HIGH_WATER_MARK,
-    lowWaterMark: OUTBOX_HIGH_WATER_MARK / 2,
   };
 }
 
