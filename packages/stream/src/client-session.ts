@@ -34,9 +34,10 @@ import type { ResolvedClientOptions } from './options.js';
 /** The frames of one source: one at a time, or a batch (every frame already arrived) at a time. */
 export interface Frames extends AsyncIterable<Uint8Array> {
   /**
-   * Batches of frames, as they arrived (one protocol DATA frame's worth or what is buffered).
-   * One `await` per batch instead of per frame: the fast way to read small frames.
-   * The arrays belong to the caller.
+   * Batches of frames, as they arrived: whole DATA frames, as many as are buffered up to the
+   * client's `frameBufferSize` frames (one DATA frame of more is handed over whole). One
+   * `await` per batch instead of per frame: the fast way to read small frames. The arrays
+   * belong to the caller.
    */
   batches(): AsyncIterable<Uint8Array[]>;
 }
