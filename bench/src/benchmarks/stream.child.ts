@@ -6,6 +6,7 @@ import { rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import { isSupported, listenShmTransport } from '@switchyard/shm';
 import { StreamServer } from '@switchyard/stream';
 import { ProtocolEngine, lengthPrefixed } from '@switchyard/wire';
 import { GRPC_METHOD } from '../lib/grpc-method.js';
@@ -118,11 +119,29 @@ async function main(): Promise<void> {
   rmSync(unix('wire'), { force: true });
   const wireUnix = await wire.listen(`unix:${unix('wire')}`);
 
+  // --- the same two over @switchyard/shm's duplex (a wire Transport), one connection each:
+  // a duplex is one client–server pair, and both clients keep theirs for every run ---
+  const shm = isSupported() ? { stream: `sy-bench-stream-${tag}`, wire: `sy-bench-wire-${tag}` } : null;
+  if (shm !== null) {
+    // The client comes to shm after TCP and Unix sockets: minutes later.
+    const listen = { fallback: 'never', timeoutMs: 30 * 60_000 } as const;
+    const failed = (error: unknown): void => {
+      process.stderr.write(`shm listen failed: ${String(error)}\n`);
+    };
+    listenShmTransport(shm.stream, listen).then((t) => {
+      stream.accept(t, serve);
+    }, failed);
+    listenShmTransport(shm.wire, listen).then((t) => {
+      wire.manage(t);
+    }, failed);
+  }
+
   process.stdout.write(
     JSON.stringify({
       stream: { tcp: stream.addresses[0], unix: stream.addresses[1] },
       grpc: { tcp: `127.0.0.1:${grpcPort}`, unix: `unix:${unix('grpc')}` },
       wire: { tcp: wireTcp.address, unix: wireUnix.address },
+      shm,
     }) + '\n',
   );
   const stop = (): void => {

@@ -8,8 +8,9 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createInterface } from 'node:readline';
 import * as grpc from '@grpc/grpc-js';
+import { connectShmTransport } from '@switchyard/shm';
 import { StreamClient } from '@switchyard/stream';
-import { ProtocolEngine, lengthPrefixed } from '@switchyard/wire';
+import { ProtocolEngine, lengthPrefixed, type Connection } from '@switchyard/wire';
 import { GRPC_METHOD } from '../lib/grpc-method.js';
 import { progress, report, type Row } from '../lib/report.js';
 
@@ -17,6 +18,8 @@ interface Addresses {
   stream: { tcp: string; unix: string };
   grpc: { tcp: string; unix: string };
   wire: { tcp: string; unix: string };
+  /** Duplex names of @switchyard/shm (null where its addon does not load). */
+  shm: { stream: string; wire: string } | null;
 }
 
 type GrpcStreamClient = grpc.Client & {
@@ -35,7 +38,9 @@ async function streamRun(
   const start = performance.now();
   let n = 0;
   for await (const source of client.post(address, job({ count, size }))) {
-    for await (const batch of source.frames.batches()) n += batch.length;
+    // Like the flood's onFrame: the consumer's code sees every frame (and checks its size).
+    for await (const batch of source.frames.batches())
+      for (const frame of batch) if (frame.length === size) n++;
   }
   if (n !== count) throw new Error(`stream: got ${n} of ${count} frames`);
   return (count * 1000) / (performance.now() - start);
@@ -53,6 +58,47 @@ async function grpcRun(client: GrpcStreamClient, count: number, size: number): P
   return (count * 1000) / (performance.now() - start);
 }
 
+/**
+ * The wire flood over one persistent connection (an shm duplex is one client–server pair):
+ * the same request and the same onFrame counting as `wireRun`, without a connect per run.
+ */
+class WireFlood {
+  readonly #engine: ProtocolEngine<Uint8Array>;
+  #conn: Connection<Uint8Array> | null = null;
+  #left = 0;
+  #size = 0;
+  #done: () => void = () => undefined;
+
+  constructor() {
+    this.#engine = new ProtocolEngine<Uint8Array>({
+      codec: () => lengthPrefixed(),
+      handler: {
+        onFrame: (_conn, frame) => {
+          if (frame.length === this.#size && --this.#left === 0) this.#done();
+        },
+      },
+    });
+  }
+
+  async run(name: string, count: number, size: number): Promise<number> {
+    this.#conn ??= this.#engine.manage(await connectShmTransport(name, { fallback: 'never' }));
+    const finished = new Promise<void>((resolve) => (this.#done = resolve));
+    this.#left = count;
+    this.#size = size;
+    const request = Buffer.alloc(8);
+    request.writeUInt32BE(count, 0);
+    request.writeUInt32BE(size, 4);
+    const start = performance.now();
+    this.#conn.send(request);
+    await finished;
+    return (count * 1000) / (performance.now() - start);
+  }
+
+  close(): Promise<void> {
+    return this.#engine.close();
+  }
+}
+
 async function wireRun(address: string, count: number, size: number): Promise<number> {
   let n = 0;
   let done!: () => void;
@@ -60,8 +106,8 @@ async function wireRun(address: string, count: number, size: number): Promise<nu
   const engine = new ProtocolEngine<Uint8Array>({
     codec: () => lengthPrefixed(),
     handler: {
-      onFrame: () => {
-        if (++n === count) done();
+      onFrame: (_conn, frame) => {
+        if (frame.length === size && ++n === count) done();
       },
     },
   });
@@ -95,6 +141,12 @@ export default async function streamBench(args: string[]): Promise<void> {
     const [line] = (await once(createInterface({ input: child.stdout }), 'line')) as [string];
     const addresses = JSON.parse(line) as Addresses;
     const client = new StreamClient();
+    const shm = addresses.shm;
+    const shmClient =
+      shm === null
+        ? null
+        : new StreamClient({ dial: () => connectShmTransport(shm.stream, { fallback: 'never' }) });
+    const shmFlood = shm === null ? null : new WireFlood();
     const GrpcClient = grpc.makeGenericClientConstructor({ Stream: GRPC_METHOD }, 'Bench');
 
     const sizes = [
@@ -102,31 +154,45 @@ export default async function streamBench(args: string[]): Promise<void> {
       { size: 1024, label: '1 KiB', stream: 1_000_000, grpc: 100_000, wire: 1_500_000 },
       { size: 65536, label: '64 KiB', stream: 20_000, grpc: 10_000, wire: 20_000 },
     ];
-    const transports = ['tcp', 'unix'] as const;
+    const transports = shm === null ? (['tcp', 'unix'] as const) : (['tcp', 'unix', 'shm'] as const);
     const runs = 3;
     const bar = progress('stream throughput', transports.length * sizes.length * 3 * runs);
     const rows: Row[] = [];
     for (const transport of transports) {
-      const grpcClient = new GrpcClient(
-        addresses.grpc[transport],
-        grpc.credentials.createInsecure(),
-      ) as unknown as GrpcStreamClient;
+      // grpc-js has no shm transport: its column is empty there.
+      const grpcClient =
+        transport === 'shm'
+          ? null
+          : (new GrpcClient(
+              addresses.grpc[transport],
+              grpc.credentials.createInsecure(),
+            ) as unknown as GrpcStreamClient);
+      const streamOnce = (count: number, size: number): Promise<number> =>
+        transport === 'shm'
+          ? streamRun(shmClient!, 'shm:bench', count, size)
+          : streamRun(client, addresses.stream[transport], count, size);
+      const grpcOnce = (count: number, size: number): Promise<number> =>
+        grpcClient === null ? Promise.resolve(Number.NaN) : grpcRun(grpcClient, count, size);
+      const wireOnce = (count: number, size: number): Promise<number> =>
+        transport === 'shm'
+          ? shmFlood!.run(shm!.wire, count, size)
+          : wireRun(addresses.wire[transport], count, size);
       for (const s of sizes) {
         const n = (k: number): number => Math.max(1, Math.round(k * scale));
         const st: number[] = [];
         const gr: number[] = [];
         const wi: number[] = [];
         // A warm-up run of each (JIT, buffer pools, TCP windows), not counted.
-        await streamRun(client, addresses.stream[transport], n(s.stream / 4), s.size);
-        await grpcRun(grpcClient, n(s.grpc / 4), s.size);
-        await wireRun(addresses.wire[transport], n(s.wire / 4), s.size);
+        await streamOnce(n(s.stream / 4), s.size);
+        await grpcOnce(n(s.grpc / 4), s.size);
+        await wireOnce(n(s.wire / 4), s.size);
         // Interleaved runs, medians: the machine is shared and noisy.
         for (let r = 0; r < runs; r++) {
-          st.push(await streamRun(client, addresses.stream[transport], n(s.stream), s.size));
+          st.push(await streamOnce(n(s.stream), s.size));
           bar.tick();
-          gr.push(await grpcRun(grpcClient, n(s.grpc), s.size));
+          gr.push(await grpcOnce(n(s.grpc), s.size));
           bar.tick();
-          wi.push(await wireRun(addresses.wire[transport], n(s.wire), s.size));
+          wi.push(await wireOnce(n(s.wire), s.size));
           bar.tick();
         }
         const [stream, grpcRate, wire] = [median(st), median(gr), median(wi)];
@@ -137,14 +203,18 @@ export default async function streamBench(args: string[]): Promise<void> {
           case: `${s.label} frames, ${unit}`,
           transport,
           stream: scaleOf(stream),
-          'grpc-js': scaleOf(grpcRate),
+          'grpc-js': grpcClient === null ? '—' : scaleOf(grpcRate),
           'wire flood': scaleOf(wire),
-          '× grpc-js': Number((stream / grpcRate).toFixed(2)),
+          '× grpc-js': grpcClient === null ? '—' : Number((stream / grpcRate).toFixed(2)),
           '% of wire': Math.round((stream / wire) * 100),
+          // Every run's ratio (stream / flood of the same round): the spread on a shared machine.
+          'runs, % of wire': st.map((v, i) => Math.round((v / wi[i]!) * 100)).join(' / '),
         });
       }
-      grpcClient.close();
+      grpcClient?.close();
     }
+    await shmClient?.close();
+    await shmFlood?.close();
     bar.stop();
     report(
       'stream',
@@ -152,6 +222,7 @@ export default async function streamBench(args: string[]): Promise<void> {
       rows,
       [
         'stream: @switchyard/stream, frames read with frames.batches(); grpc-js: @grpc/grpc-js server streaming with raw Buffer serializers; wire flood: @switchyard/wire lengthPrefixed frames decoded one by one into onFrame.',
+        'shm: @switchyard/shm duplex (ShmTransport, a wire Transport), one connection kept for every run by both stream and flood; grpc-js has none.',
       ],
     );
 

@@ -108,7 +108,7 @@ export async function streamConformance(label: string, makePair: MakeTransportPa
           };
         },
         {},
-        { frameBufferSize: 32 },
+        { streamWindowFrames: 32 },
       );
       const it = r.client.post('memory:conformance', new Uint8Array(0))[Symbol.asyncIterator]();
       const source = (await it.next()).value as Source;

@@ -63,7 +63,9 @@ export interface SourceFrame {
   readonly header: Uint8Array;
 }
 /**
- * Outgoing: `records` (stored form) with `lz4` marks, or null marks when none is compressed.
+ * Outgoing: `records` (stored form; the first `count` entries, the array may be longer) with
+ * `lz4` marks, or null marks when none is compressed. The frame is encoded when it is sent, so
+ * a sender may reuse the array afterwards.
  * Incoming: `payload`, the records back to back (validated by the decoder), `records` null.
  */
 export interface DataFrame {
@@ -74,6 +76,12 @@ export interface DataFrame {
   readonly payload: Uint8Array | null;
   /** Records in the frame. */
   readonly count: number;
+  /**
+   * Outgoing, optional: the sum of the records' lengths, when the sender knows it; the frame's
+   * size is then known without a pass over the records (it is asked for more than once per
+   * frame: to check the fit, and by the engine for a frame larger than its slab).
+   */
+  readonly bytes?: number;
 }
 export interface EndFrame {
   readonly type: 4;
@@ -182,8 +190,10 @@ export function encodedSize(frame: Frame): number {
       return HEADER_SIZE + 4 + frame.header.length;
     case FrameType.DATA: {
       if (frame.payload !== null) return HEADER_SIZE + frame.payload.length;
+      if (frame.bytes !== undefined) return HEADER_SIZE + 4 * frame.count + frame.bytes;
       let n = HEADER_SIZE;
-      for (const r of frame.records ?? []) n += 4 + r.length;
+      const records = frame.records ?? [];
+      for (let i = 0; i < frame.count && i < records.length; i++) n += 4 + records[i]!.length;
       return n;
     }
     case FrameType.END:
@@ -251,7 +261,8 @@ export function encodeFrame(
       if (frame.records !== null) {
         const records = frame.records;
         const lz4 = frame.lz4;
-        for (let i = 0; i < records.length; i++) {
+        const n = Math.min(frame.count, records.length);
+        for (let i = 0; i < n; i++) {
           const r = records[i]!;
           writeU32(buf, p, lz4 !== null && lz4[i] === true ? (r.length | RECORD_LZ4) >>> 0 : r.length);
           buf.set(r, p + 4);

@@ -31,8 +31,20 @@ export interface ClientOptions extends CommonOptions {
   masterReadTimeoutMs?: number;
   /** Writing the request (outbox drain) after it was queued; 0 = off (default). */
   masterWriteTimeoutMs?: number;
-  /** Frame window per source: frames buffered before the server must wait. Default 1024. */
+  /**
+   * chanserv's frame channel: frames of one source the client holds decoded for the
+   * application, and the most `frames.batches()` hands over at once (a single DATA frame of
+   * more is handed over whole). Also the least frame window (`streamWindowFrames`). Default 1024.
+   */
   frameBufferSize?: number;
+  /**
+   * Frame window per source: frames the server may send on a source before it must wait for
+   * credit (the REQUEST's frame window). 0 (default) derives it from the byte window:
+   * max(`frameBufferSize`, `streamWindowBytes` / 64), so frames of 64 bytes and more are
+   * bounded by the byte window alone (4 MiB: 65 536 frames of 64 B), the way a TCP window
+   * bounds one of chanserv's per-source connections; smaller frames by count.
+   */
+  streamWindowFrames?: number;
   /** Source window per request: announced sources buffered before the server waits. Default 128. */
   sourceBufferSize?: number;
   /** Byte window per source (stored bytes). Default 4 MiB. */
@@ -107,6 +119,7 @@ export const CLIENT_DEFAULTS: Readonly<Required<Omit<ClientOptions, Hooks>>> = O
   masterReadTimeoutMs: 0,
   masterWriteTimeoutMs: 0,
   frameBufferSize: 1024,
+  streamWindowFrames: 0,
   sourceBufferSize: 128,
   streamWindowBytes: 4 * 1024 * 1024,
   maxConcurrentRequests: 16_384,
@@ -131,6 +144,12 @@ export const SERVER_DEFAULTS: Readonly<Required<Omit<ServerOptions, Hooks>>> = O
 });
 
 const MAX_WINDOW = 0x7fffffff;
+
+/**
+ * The derived frame window gives a source one frame of window per this many bytes of its
+ * byte window: at and above this frame size the byte window is what binds.
+ */
+export const WINDOW_BYTES_PER_FRAME = 64;
 
 function checkInt(name: string, value: unknown, min: number, max: number): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
@@ -185,6 +204,7 @@ export function resolveClientOptions(options: ClientOptions = {}): ResolvedClien
     maxFrameSize: [1, 0x7fffffff - 65_536],
     connectionWindowBytes: [1, MAX_WINDOW],
     frameBufferSize: [1, MAX_WINDOW],
+    streamWindowFrames: [0, MAX_WINDOW],
     sourceBufferSize: [1, MAX_WINDOW],
     streamWindowBytes: [1, MAX_WINDOW],
     maxConcurrentRequests: [1, 1 << 30],
@@ -195,8 +215,13 @@ export function resolveClientOptions(options: ClientOptions = {}): ResolvedClien
   }
   const onError = checkFunction('onError', options.onError);
   const dial = checkFunction('dial', options.dial);
+  const streamWindowFrames =
+    numbers.streamWindowFrames > 0
+      ? numbers.streamWindowFrames
+      : Math.max(numbers.frameBufferSize, Math.floor(numbers.streamWindowBytes / WINDOW_BYTES_PER_FRAME));
   return Object.freeze({
     ...numbers,
+    streamWindowFrames,
     ...(onError === undefined ? {} : { onError }),
     ...(directory === undefined ? {} : { directory }),
     ...(dial === undefined ? {} : { dial }),

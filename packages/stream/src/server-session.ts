@@ -136,8 +136,14 @@ class ServerSource {
   closed = false;
   readonly waiter = new Waiter();
   iterator: Iterator<Uint8Array> | AsyncIterator<Uint8Array> | null = null;
-  // Records waiting to go out in one DATA frame (stored form).
+  /**
+   * Records waiting to go out in one DATA frame (stored form): the first `batchCount` entries.
+   * The array is reused from frame to frame (a DATA frame is encoded when it is sent): a fresh
+   * array per frame, grown by push, cost ~15 ns per record, the largest cost after the
+   * producer itself at 64 B.
+   */
   batch: Uint8Array[] = [];
+  batchCount = 0;
   lz4: boolean[] | null = null;
   batchBytes = 0;
   flushQueued = false;
@@ -600,11 +606,11 @@ export class ServerSession {
       const packed = compressRecord(frame);
       if (packed !== null) {
         stored = packed;
-        if (source.lz4 === null) source.lz4 = new Array<boolean>(source.batch.length).fill(false);
+        if (source.lz4 === null) source.lz4 = new Array<boolean>(source.batchCount).fill(false);
         source.lz4.push(true);
       } else if (source.lz4 !== null) source.lz4.push(false);
     } else if (source.lz4 !== null) source.lz4.push(false);
-    source.batch.push(stored);
+    source.batch[source.batchCount++] = stored;
     source.batchBytes += stored.length;
     source.frameCredit--;
     source.byteCredit -= stored.length;
@@ -621,7 +627,7 @@ export class ServerSession {
       while (
         this.#hasCredit(source) &&
         source.batchBytes < source.batchBytesMax &&
-        source.batch.length < source.batchFrames
+        source.batchCount < source.batchFrames
       ) {
         const r = it.next();
         if (r.done === true) return true;
@@ -632,8 +638,9 @@ export class ServerSession {
     const maxFrameSize = this.#options.maxFrameSize;
     const batch = source.batch;
     const lz4 = source.lz4;
-    const start = batch.length;
-    const limit = Math.min(source.batchFrames - batch.length, source.frameCredit);
+    const start = source.batchCount;
+    let k = start;
+    const limit = Math.min(source.batchFrames - start, source.frameCredit);
     const maxBytes = source.batchBytesMax;
     let bytes = source.batchBytes;
     let byteCredit = source.byteCredit;
@@ -653,7 +660,7 @@ export class ServerSession {
         if (n > maxFrameSize) {
           throw new StreamFrameTooLargeError(`frame of ${n} bytes exceeds maxFrameSize ${maxFrameSize}`);
         }
-        batch.push(frame);
+        batch[k++] = frame;
         if (lz4 !== null) lz4.push(false);
         bytes += n;
         byteCredit -= n;
@@ -661,7 +668,8 @@ export class ServerSession {
       }
     } finally {
       // Also on a throw: the records already taken go out before the ERROR, as with `#add`.
-      source.frameCredit -= batch.length - start;
+      source.frameCredit -= k - start;
+      source.batchCount = k;
       source.batchBytes = bytes;
       source.byteCredit = byteCredit;
       this.#connCredit = connCredit;
@@ -671,19 +679,21 @@ export class ServerSession {
 
   /** Sends the source's batch as one DATA frame; false when the outbox is over its mark. */
   #flush(source: ServerSource): boolean {
-    if (source.batch.length === 0 || source.closed) return true;
-    const records = source.batch;
+    const count = source.batchCount;
+    if (count === 0 || source.closed) return true;
     const lz4 = source.lz4;
-    source.batch = [];
+    const bytes = source.batchBytes;
+    source.batchCount = 0;
     source.lz4 = null;
     source.batchBytes = 0;
     return this.#send({
       type: FrameType.DATA,
       streamId: source.id,
-      records,
+      records: source.batch,
       lz4,
       payload: null,
-      count: records.length,
+      count,
+      bytes,
     });
   }
 
@@ -730,7 +740,7 @@ export class ServerSession {
             break;
           }
           this.#add(source, r.value);
-          if (source.batchBytes >= source.batchBytesMax || source.batch.length >= source.batchFrames)
+          if (source.batchBytes >= source.batchBytesMax || source.batchCount >= source.batchFrames)
             this.#flush(source);
           else this.#queueFlush(source);
         }
@@ -799,6 +809,7 @@ export class ServerSession {
   #releaseSource(source: ServerSource): void {
     source.closed = true;
     source.batch = [];
+    source.batchCount = 0;
     source.waiter.wake();
     this.#sources.delete(source.id);
     source.request.sources.delete(source);

@@ -238,7 +238,7 @@ test('chanAcceptTimeoutMs fails a request whose sources are not taken', async ()
 
 test('frameWriteTimeoutMs fails a source whose consumer stops taking frames', async () => {
   const { state, fn } = tracked(0, 1);
-  await using pair = await startPair('memory', fn, { frameWriteTimeoutMs: 100 }, { frameBufferSize: 16 });
+  await using pair = await startPair('memory', fn, { frameWriteTimeoutMs: 100 }, { streamWindowFrames: 16 });
   const it = pair.client.post(pair.address, text('x'))[Symbol.asyncIterator]();
   const source = (await it.next()).value as Source;
   // The timeout fires once the window is full and no credit came: the generator is finished.

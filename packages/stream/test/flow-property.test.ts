@@ -13,12 +13,16 @@ test('property: credit bounds the producer and delivers every frame in order', a
       fc.record({
         frameWindow: fc.integer({ min: 1, max: 40 }),
         byteWindow: fc.integer({ min: 1, max: 6000 }),
+        // The frame window given as streamWindowFrames, or derived from frameBufferSize and
+        // the byte window (max(frameBufferSize, streamWindowBytes / 64)).
+        derived: fc.boolean(),
         sizes: fc.array(fc.integer({ min: 0, max: 2500 }), { maxLength: 250 }),
         asyncProducer: fc.boolean(),
         batches: fc.boolean(),
         pauses: fc.array(fc.integer({ min: 0, max: 3 }), { minLength: 1, maxLength: 8 }),
       }),
-      async ({ frameWindow, byteWindow, sizes, asyncProducer, batches, pauses }) => {
+      async ({ frameWindow: given, byteWindow, derived, sizes, asyncProducer, batches, pauses }) => {
+        const frameWindow = derived ? Math.max(given, Math.floor(byteWindow / 64)) : given;
         let consumedFrames = 0;
         let consumedBytes = 0;
         let producedFrames = 0;
@@ -60,7 +64,9 @@ test('property: credit bounds the producer and delivers every frame in order', a
             };
           },
           {},
-          { frameBufferSize: frameWindow, streamWindowBytes: byteWindow },
+          derived
+            ? { frameBufferSize: given, streamWindowBytes: byteWindow }
+            : { streamWindowFrames: given, streamWindowBytes: byteWindow },
         );
         let index = 0;
         const take = (f: Uint8Array): void => {

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Source } from '@switchyard/stream';
-import { TRANSPORTS, collect, counter, eventually, startPair, str, text } from './helpers.js';
+import { TRANSPORTS, collect, counter, eventually, readCounter, startPair, str, text } from './helpers.js';
 
 for (const kind of TRANSPORTS) {
   test(`${kind}: a consumer that stops pulling stops the producer at the frame window`, async () => {
@@ -20,7 +20,7 @@ for (const kind of TRANSPORTS) {
         };
       },
       {},
-      { frameBufferSize: 64 },
+      { streamWindowFrames: 64 },
     );
     for await (const source of pair.client.post(pair.address, text('x'))) {
       let read = 0;
@@ -41,6 +41,81 @@ for (const kind of TRANSPORTS) {
     }
   });
 }
+
+for (const [size, window, what] of [
+  [100, 2622, 'the byte window (256 KiB / 100 B, plus one record of overdraft)'],
+  [4, 4096, 'the derived frame window (256 KiB / 64 = 4096 frames)'],
+] as const) {
+  test(`by default, ${size}-byte frames: a stalled consumer stops the producer at ${what}`, async () => {
+    let produced = 0;
+    await using pair = await startPair(
+      'unix',
+      async function* () {
+        yield {
+          frames: (function* () {
+            for (;;) {
+              produced++;
+              yield new Uint8Array(size);
+            }
+          })(),
+        };
+      },
+      {},
+      // frameBufferSize stays at its default (1024): it no longer caps the window.
+      { streamWindowBytes: 256 * 1024 },
+    );
+    const it = pair.client.post(pair.address, text('x'))[Symbol.asyncIterator]();
+    const source = (await it.next()).value as Source;
+    const frames = source.frames[Symbol.asyncIterator]();
+    await frames.next();
+    await eventually(() => produced >= window - 1, 3000, 'the window to fill');
+    const stalledAt = produced;
+    await sleep(150);
+    assert.equal(produced, stalledAt, 'the producer kept going while nobody pulled');
+    assert.ok(produced >= window - 1 && produced <= window, `produced ${produced}, window ${window}`);
+    await frames.return?.();
+    await it.return?.();
+  });
+}
+
+test('frameBufferSize bounds the frames one batch hands over; batches combine DATA frames up to it', async () => {
+  const count = 2000;
+  let produced = 0;
+  await using pair = await startPair(
+    'memory',
+    async function* () {
+      yield {
+        // Ten frames per turn: DATA frames of about ten records.
+        frames: (async function* () {
+          for (let i = 0; i < count; i++) {
+            if (i % 10 === 0) await new Promise((resolve) => setImmediate(resolve));
+            produced++;
+            yield counter(i);
+          }
+        })(),
+      };
+    },
+    {},
+    { frameBufferSize: 100 },
+  );
+  for await (const source of pair.client.post(pair.address, text('x'))) {
+    // Let everything arrive (the derived window, 65 536 frames, holds it all), then read.
+    await eventually(() => produced === count, 3000, 'the producer to finish');
+    await sleep(50);
+    const sizes: number[] = [];
+    let next = 0;
+    for await (const batch of source.frames.batches()) {
+      sizes.push(batch.length);
+      for (const f of batch) assert.equal(readCounter(f), next++);
+    }
+    assert.equal(next, count);
+    assert.ok(
+      sizes.every((n) => n >= 1 && n <= 100),
+      `batch sizes ${sizes.join(',')}`,
+    );
+    assert.ok(Math.max(...sizes) > 20, `batches were not combined: ${sizes.join(',')}`);
+  }
+});
 
 test('the byte window bounds the producer too', async () => {
   let produced = 0;

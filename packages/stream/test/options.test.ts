@@ -28,10 +28,25 @@ test('defaults carry chanserv’s values', () => {
   assert.equal(resolved.sourceBufferSize, 128);
 });
 
+test('the frame window per source is derived from the byte window unless given', () => {
+  assert.equal(CLIENT_DEFAULTS.streamWindowFrames, 0);
+  assert.equal(CLIENT_DEFAULTS.streamWindowBytes, 4 * 1024 * 1024);
+  // 4 MiB / 64 B: frames of 64 bytes and more are bounded by the byte window.
+  assert.equal(resolveClientOptions({}).streamWindowFrames, 65_536);
+  assert.equal(resolveClientOptions({ streamWindowBytes: 640_000 }).streamWindowFrames, 10_000);
+  // Never below frameBufferSize.
+  assert.equal(resolveClientOptions({ streamWindowBytes: 1000 }).streamWindowFrames, 1024);
+  assert.equal(resolveClientOptions({ frameBufferSize: 100_000 }).streamWindowFrames, 100_000);
+  // Given: taken as it is.
+  assert.equal(resolveClientOptions({ streamWindowFrames: 5 }).streamWindowFrames, 5);
+});
+
 test('bad client options are refused, naming the option', () => {
   const cases: [ClientOptions, RegExp][] = [
     [{ dialTimeoutMs: -1 }, /"dialTimeoutMs"/],
     [{ frameBufferSize: 0 }, /"frameBufferSize"/],
+    [{ streamWindowFrames: -1 }, /"streamWindowFrames"/],
+    [{ streamWindowFrames: 2 ** 31 }, /"streamWindowFrames"/],
     [{ sourceBufferSize: 1.5 }, /"sourceBufferSize"/],
     [{ maxFrameSize: 0 }, /"maxFrameSize"/],
     [{ streamWindowBytes: '1' as unknown as number }, /"streamWindowBytes"/],

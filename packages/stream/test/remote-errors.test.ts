@@ -13,6 +13,7 @@ import {
   StreamRefusedError,
   StreamRemoteError,
   StreamServer,
+  type ClientOptions,
   type ServerOptions,
   type Source,
   type SourceFunc,
@@ -90,9 +91,10 @@ test('a source function that returns no AsyncIterable is a typed error on that r
 });
 
 /** A client whose transport records the bytes it receives from the server. */
-function recordingClient(server: StreamServer, fn: SourceFunc) {
+function recordingClient(server: StreamServer, fn: SourceFunc, options: ClientOptions = {}) {
   const received: Uint8Array[] = [];
   const client = new StreamClient({
+    ...options,
     dial: () => {
       const [a, b] = memoryTransportPair();
       server.accept(b, fn);
@@ -155,7 +157,9 @@ async function lz4Run(frames: Uint8Array[], options: ServerOptions) {
   await client.close();
   await server.close();
   const bytes = Buffer.concat(received);
-  return { got, bytes: bytes.length, bits: lz4Bits(bytes) };
+  // Records are Buffers (plain or decompressed); compared by their bytes.
+  assert.ok(got.every((f) => Buffer.isBuffer(f)));
+  return { got: got.map((f) => Buffer.from(f)), bytes: bytes.length, bits: lz4Bits(bytes) };
 }
 
 test('LZ4 per frame: flagged in the record header, used only when smaller, transparent to the consumer', async () => {
@@ -387,7 +391,7 @@ test('a sync source sends its window as DATA frames of at most half of it, every
       })(),
     };
   };
-  const { client, received } = recordingClient(server, fn);
+  const { client, received } = recordingClient(server, fn, { streamWindowFrames: 1024 });
   const got: number[] = [];
   for await (const s of client.post('memory:x', text('x'))) {
     for await (const batch of s.frames.batches()) {
@@ -405,7 +409,7 @@ test('a sync source sends its window as DATA frames of at most half of it, every
     sizes.reduce((a, b) => a + b, 0),
     count,
   );
-  // The default window is 1024 frames: no DATA frame carries more than 512.
+  // A window of 1024 frames: no DATA frame carries more than 512.
   assert.ok(
     sizes.every((n) => n >= 1 && n <= 512),
     `records per DATA frame: ${sizes.join(',')}`,

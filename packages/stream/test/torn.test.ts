@@ -158,7 +158,7 @@ test('a peer that overruns the granted window is a protocol error: client memory
   };
   const client = new StreamClient({
     keepaliveIntervalMs: 0,
-    frameBufferSize: 4,
+    streamWindowFrames: 4,
     dial: () => {
       const [a, b] = memoryTransportPair();
       b.start({ data: () => undefined, end: () => b.end(), closed: () => undefined });
