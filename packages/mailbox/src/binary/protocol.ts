@@ -79,8 +79,14 @@ export function mailboxErrorOf(code: string, message: string, cause?: unknown): 
 const ms = (d: Date | null): number | null => (d === null ? null : d.getTime());
 const date = (v: unknown): Date | null => (typeof v === 'number' ? new Date(v) : null);
 
-/** A message (or a header, without `body`) as the binary API sends it: times as epoch ms. */
-export function wireMessage(m: MessageHeader & { readonly body?: Body }): Record<string, unknown> {
+/**
+ * A message (or a header, without `body`) as the binary API sends it: times as epoch ms.
+ * `withBody: false` leaves the body out (a send's answer: the sender has it).
+ */
+export function wireMessage(
+  m: MessageHeader & { readonly body?: Body },
+  withBody = true,
+): Record<string, unknown> {
   const w: Record<string, unknown> = {
     mid: m.mid,
     sender: m.sender,
@@ -100,7 +106,7 @@ export function wireMessage(m: MessageHeader & { readonly body?: Body }): Record
     dueAt: ms(m.dueAt),
     blobKey: m.blobKey,
     bodyBytes: m.bodyBytes,
-    body: m.body,
+    body: withBody ? m.body : undefined,
   };
   if (m.attempts !== undefined)
     w.attempts = m.attempts.map((a) => ({

@@ -301,9 +301,9 @@ export class MailboxBinaryServer {
       // The sender has the body: answers leave it out (the client puts it back), which halves
       // what a send costs to encode and decode.
       results: settled.map((s) => {
-        if (s.status !== 'fulfilled') return { error: itemError(s.reason) };
-        const { body: _body, ...header } = s.value;
-        return { ok: wireMessage(header) };
+        return s.status === 'fulfilled'
+          ? { ok: wireMessage(s.value, false) }
+          : { error: itemError(s.reason) };
       }),
     };
   }
@@ -321,14 +321,16 @@ export class MailboxBinaryServer {
   async #ack(principal: Principal | null, items: unknown[]): Promise<{ results: WireItemResult<null>[] }> {
     requireScope(principal, 'receive');
     const settled = await Promise.allSettled(
-      items.map(async (raw) => {
+      items.map((raw) => {
         const a = raw as WireAck;
         if (typeof a !== 'object' || a === null)
-          throw new MailboxInvalidArgumentError('ack must be an object');
+          return Promise.reject(new MailboxInvalidArgumentError('ack must be an object'));
+        // An unrestricted token (the common case) goes straight to the broker: no extra await.
         if (principal !== null && !principal.everyMailbox)
-          await this.#requireMessageMailbox(principal, a.mid);
-        await this.#broker.ack(a.mid, a.lid, a.status);
-        return null;
+          return this.#requireMessageMailbox(principal, a.mid).then(() =>
+            this.#broker.ack(a.mid, a.lid, a.status),
+          );
+        return this.#broker.ack(a.mid, a.lid, a.status);
       }),
     );
     return {
