@@ -119,9 +119,12 @@ class Batcher<T> {
       this.#queue.push({ item, resolve, reject });
       if (!this.#scheduled) {
         this.#scheduled = true;
-        // A microtask: every call made in this turn (e.g. the continuations of the previous
-        // batch's answers) joins the batch, and none waits for a timer.
-        queueMicrotask(() => this.#flush());
+        // setImmediate, not a microtask: every call made in this turn of the event loop joins
+        // the batch — the continuations of the previous batch's answers, and the acks of a
+        // consumer iterating over a chunk of pushed messages (a `for await` loop runs each
+        // iteration in its own microtask, so a microtask flush sent one ack per request). It
+        // runs in this loop iteration's check phase: no timer, no added wait for I/O.
+        setImmediate(() => this.#flush());
       }
     });
   }
