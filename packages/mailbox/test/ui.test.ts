@@ -351,7 +351,13 @@ describe('web UI in Chromium', { skip: missing ?? false }, () => {
     const sent = await server.broker.sendMany(
       Array.from({ length: 60 }, (_, i) => ({ sender: 'bulk', receiver: 'many', body: { i: String(i) } })),
     );
+    assert.equal(new Set(sent.map((m) => m.receivedAt.getTime())).size, 1, 'one batch, one millisecond');
     const { page, errors } = await browser.page(LAPTOP);
+    const asked: URLSearchParams[] = [];
+    page.on('request', (r) => {
+      const u = new URL(r.url());
+      if (u.pathname === '/v1/mailboxes/many/headers') asked.push(u.searchParams);
+    });
     await openUi(page, server.url);
     await page.click('[data-mailbox="many"] td.name .link');
     const seen: string[] = [];
@@ -372,6 +378,15 @@ describe('web UI in Chromium', { skip: missing ?? false }, () => {
     assert.deepEqual(
       seen,
       sent.map((m) => m.mid),
+    );
+    // The pages after the first follow the server's cursor, a page's worth at a time.
+    assert.deepEqual(
+      asked.map((q) => [q.get('limit'), q.has('after'), q.has('cursor')]),
+      [
+        ['25', false, false],
+        ['25', false, true],
+        ['25', false, true],
+      ],
     );
     await page.click('#page-prev');
     await waitText(page, '#page-info', 'Page 2 · 26–50');
