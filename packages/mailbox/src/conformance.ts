@@ -728,7 +728,7 @@ export function storeConformance(
         'x',
         'not a cursor!',
         `${next}=`,
-        next.slice(0, -1),
+        next.slice(0, 4), // "h1:"
         'aDE6MTozNR', // "h1:1:35" spelled non-canonically (stray trailing bits)
         b64('h1:-1:5'),
         b64('h1:01:2'),
