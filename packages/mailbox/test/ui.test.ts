@@ -434,6 +434,9 @@ describe('web UI in Chromium', { skip: missing ?? false }, () => {
     assert.ok(wide <= 0, `with the browser open the page is ${wide}px wider than the screen`);
     await page.locator('#browser').screenshot({ path: `${screenshotDir()}/browser-390x844.png` });
     await page.click('[data-mailbox="invoices"] td.name .link');
+    // The rows and the title render together: once the title names invoices, so do the rows
+    // (clicking earlier could open a message of the previous mailbox, one without attempts).
+    await waitText(page, '#br-title', /^Messages in invoices$/);
     await page.click('#messages tbody tr[data-mid]');
     await page.waitForSelector('[data-testid=attempts]');
     await screenshot(page, 'message-390x844', false);
