@@ -18,6 +18,7 @@ import {
   MailboxStoreError,
   MailboxError,
 } from './errors.js';
+import { decodeHeadersCursor, encodeHeadersCursor } from './headers-cursor.js';
 import { MemoryStore } from './memory-store.js';
 import type { Body, Message, MessageHeader } from './message.js';
 import {
@@ -33,6 +34,7 @@ import { checkInt, resolveMailboxSettings, resolveOptions } from './options.js';
 import { SqliteStore } from './sqlite-store.js';
 import { SqliteThreadStore } from './sqlite-thread.js';
 import type {
+  HeadersPosition,
   MailboxInfo,
   MailboxSettings,
   MessageStore,
@@ -74,10 +76,23 @@ export interface FetchManyOptions extends FetchOptions {
 }
 
 export interface HeadersOptions extends CallOptions {
-  /** Only messages received after this time. */
+  /** Only messages received after this time (exclusive, in ms). Not with `cursor`. */
   readonly after?: Date;
+  /**
+   * Continue after the last message of an earlier page: its `next` (from `headersPage`).
+   * Stable where `after` is not: messages received in one millisecond are neither skipped
+   * nor repeated across the page boundary. Not with `after`.
+   */
+  readonly cursor?: string;
   /** Most headers returned (default 100, at most 1000). */
   readonly limit?: number;
+}
+
+/** One page of a mailbox's pending messages, in (receivedAt, send order) order. */
+export interface HeadersPage {
+  readonly messages: MessageHeader[];
+  /** Pass as `cursor` for the page after this one; null when this page is the last. */
+  readonly next: string | null;
 }
 
 export interface LimitOptions extends CallOptions {
@@ -679,19 +694,35 @@ export class Broker {
     return (r as Extract<StoreResult, { kind: 'extend' }>).message!;
   }
 
-  /** Pending (queued or leased) messages of `receiver`, without bodies, oldest first. */
+  /**
+   * Pending (queued or leased) messages of `receiver`, without bodies, oldest first (received
+   * in the same millisecond: in send order). `headersPage` also says where the next page starts.
+   */
   async headers(receiver: string, options: HeadersOptions = {}): Promise<MessageHeader[]> {
+    return (await this.headersPage(receiver, options)).messages;
+  }
+
+  /**
+   * A page of `headers` with `next`, the cursor of the page after it: pass it back as `cursor`
+   * to list a mailbox page by page without skipping or repeating a message.
+   */
+  async headersPage(receiver: string, options: HeadersOptions = {}): Promise<HeadersPage> {
     checkSignal(options.signal);
     const mailbox = validateMailboxName(receiver, 'receiver');
     const limit = checkInt('limit', options.limit ?? 100, 1, 1000);
-    let after = -1;
+    // "After t" is every message past (t, the largest seq): received at t or before is out.
+    let from: HeadersPosition = { receivedAtMs: -1, seq: Number.MAX_SAFE_INTEGER };
+    if (options.after !== undefined && options.cursor !== undefined)
+      throw new MailboxInvalidArgumentError('after and cursor exclude each other');
     if (options.after !== undefined) {
       if (!(options.after instanceof Date) || Number.isNaN(options.after.getTime()))
         throw new MailboxInvalidArgumentError('after must be a valid Date');
-      after = options.after.getTime();
+      from = { receivedAtMs: options.after.getTime(), seq: Number.MAX_SAFE_INTEGER };
     }
+    if (options.cursor !== undefined) from = decodeHeadersCursor(options.cursor);
     this.#checkOpen();
-    return this.#store.headers(mailbox, after, limit);
+    const page = await this.#store.headers(mailbox, from, limit);
+    return { messages: page.headers, next: page.next === null ? null : encodeHeadersCursor(page.next) };
   }
 
   /** One message with its body and the record of every attempt, or null. */

@@ -636,6 +636,119 @@ export function storeConformance(
       assert.equal(leased[0]?.state, 'leased');
     });
 
+    it('headers pages by cursor: many messages in one millisecond, none skipped or repeated', async ({
+      broker,
+      clock,
+    }) => {
+      // 23 sends at one instant, then 4 a millisecond later: every page boundary but the last
+      // falls inside the first millisecond, where paging by `after` cannot tell them apart.
+      const sent: string[] = [];
+      for (let i = 0; i < 23; i++)
+        sent.push((await broker.send({ sender: 's', receiver: 'pg', body: { i: `${i}` } })).mid);
+      const t0 = clock.now();
+      clock.advance(1);
+      for (let i = 23; i < 27; i++)
+        sent.push((await broker.send({ sender: 's', receiver: 'pg', body: { i: `${i}` } })).mid);
+      const all = await broker.headers('pg', { limit: 1000 });
+      assert.equal(
+        all.filter((h) => h.receivedAt.getTime() === t0).length,
+        23,
+        'the first 23 share one millisecond',
+      );
+      assert.deepEqual(
+        all.map((h) => h.mid),
+        sent,
+        'one millisecond lists in send order',
+      );
+
+      const seen: string[] = [];
+      let cursor: string | null = null;
+      let pages = 0;
+      do {
+        const page: Awaited<ReturnType<Broker['headersPage']>> = await broker.headersPage('pg', {
+          limit: 5,
+          ...(cursor === null ? {} : { cursor }),
+        });
+        assert.ok(page.messages.length <= 5);
+        seen.push(...page.messages.map((h) => h.mid));
+        cursor = page.next;
+        pages++;
+        assert.ok(pages <= 6, 'paging ends');
+      } while (cursor !== null);
+      assert.deepEqual(seen, sent, 'every message exactly once, in order');
+      assert.equal(pages, 6);
+
+      // `next` is null exactly when nothing follows: a page that ends on the last message.
+      const exact = await broker.headersPage('pg', { limit: 27 });
+      assert.equal(exact.messages.length, 27);
+      assert.equal(exact.next, null);
+      const short = await broker.headersPage('pg', { limit: 26 });
+      assert.notEqual(short.next, null);
+      const tail = await broker.headersPage('pg', { limit: 26, cursor: short.next! });
+      assert.deepEqual(
+        tail.messages.map((h) => h.mid),
+        [sent[26]],
+      );
+      assert.equal(tail.next, null);
+
+      // A cursor stays valid while the mailbox changes: messages before it may go (confirmed),
+      // later ones are listed, and sends after it (even at the same instant) come next.
+      const first = await broker.headersPage('pg', { limit: 10 });
+      const leased = await broker.fetchMany('pg', { max: 3 });
+      for (const m of leased) await broker.ack(m.mid, m.lid!, 1);
+      const late = (await broker.send({ sender: 's', receiver: 'pg', body: { i: 'late' } })).mid;
+      const rest = await broker.headersPage('pg', { limit: 1000, cursor: first.next! });
+      assert.deepEqual(
+        rest.messages.map((h) => h.mid),
+        [...sent.slice(10), late],
+      );
+      assert.equal(rest.next, null);
+
+      // `after` keeps its meaning: received strictly after that millisecond.
+      const after = await broker.headersPage('pg', { after: new Date(t0), limit: 2 });
+      assert.deepEqual(
+        after.messages.map((h) => h.mid),
+        sent.slice(23, 25),
+      );
+      assert.deepEqual(
+        (await broker.headers('pg', { cursor: after.next!, limit: 1000 })).map((h) => h.mid),
+        [...sent.slice(25), late],
+      );
+      assert.deepEqual(await broker.headers('pg.dead', { limit: 5 }), [], 'no dead letters');
+    });
+
+    it('headers refuses a bad cursor, and after with cursor', async ({ broker }) => {
+      await broker.send({ sender: 's', receiver: 'bc', body: { x: '1' } });
+      await broker.send({ sender: 's', receiver: 'bc', body: { x: '2' } });
+      const { next } = await broker.headersPage('bc', { limit: 1 });
+      assert.ok(next !== null && /^[A-Za-z0-9_-]+$/.test(next), 'an opaque URL-safe token');
+      const b64 = (text: string): string => Buffer.from(text, 'latin1').toString('base64url');
+      const bad: unknown[] = [
+        '',
+        'x',
+        'not a cursor!',
+        `${next}=`,
+        next.slice(0, 4), // "h1:"
+        'aDE6MTozNR', // "h1:1:35" spelled non-canonically (stray trailing bits)
+        b64('h1:-1:5'),
+        b64('h1:01:2'),
+        b64('h2:1:2'),
+        b64('h1:1:2 '),
+        b64('h1:1'),
+        b64('h1:9007199254740993:1'),
+        'a'.repeat(65),
+        42,
+        null,
+      ];
+      for (const cursor of bad)
+        await rejectsWith(() => broker.headers('bc', { cursor } as never), 'MAILBOX_ERR_INVALID_ARGUMENT');
+      await rejectsWith(
+        () => broker.headersPage('bc', { cursor: next, after: new Date(0) }),
+        'MAILBOX_ERR_INVALID_ARGUMENT',
+      );
+      assert.equal((await broker.headers('bc', { cursor: next })).length, 1, 'the good cursor still works');
+    });
+
     it('mailboxes: created on first send or by configure, with settings and counts', async ({
       broker,
       clock,

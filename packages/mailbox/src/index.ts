@@ -22,6 +22,7 @@ export type {
   FetchManyOptions,
   FetchOptions,
   HeadersOptions,
+  HeadersPage,
   LimitOptions,
   SendInput,
 } from './broker.js';
@@ -50,6 +51,8 @@ export type { BrokerOptions, ResolvedBrokerOptions } from './options.js';
 export { afterAttempt } from './store.js';
 export type {
   BlobStore,
+  HeadersPosition,
+  HeadersRows,
   LeaseOutcome,
   MailboxInfo,
   MailboxSettings,
@@ -71,6 +74,8 @@ export { MailboxClient } from './client/client.js';
 export type {
   ClientCallOptions,
   ClientFetchOptions,
+  ClientHeadersOptions,
+  ClientHeadersPage,
   ClientSendInput,
   ConsumeContext,
   ConsumeOptions,

@@ -16,6 +16,8 @@ import {
 } from './message.js';
 import type {
   BlobStore,
+  HeadersPosition,
+  HeadersRows,
   MailboxInfo,
   MailboxSettings,
   MessageStore,
@@ -420,13 +422,25 @@ export class MemoryStore implements MessageStore {
     return rec === undefined ? null : this.#message(rec, parseAttempts(rec.history));
   }
 
-  async headers(mailbox: string, afterMs: number, limit: number): Promise<MessageHeader[]> {
+  async headers(mailbox: string, after: HeadersPosition, limit: number): Promise<HeadersRows> {
     this.#check();
+    const { receivedAtMs: at, seq } = after;
     const out: Rec[] = [];
     for (const rec of this.#d.messages.values())
-      if (rec.mailbox === mailbox && rec.state !== CONFIRMED && rec.receivedAt > afterMs) out.push(rec);
+      if (
+        rec.mailbox === mailbox &&
+        rec.state !== CONFIRMED &&
+        (rec.receivedAt > at || (rec.receivedAt === at && rec.seq > seq))
+      )
+        out.push(rec);
     out.sort((a, b) => a.receivedAt - b.receivedAt || a.seq - b.seq);
-    return out.slice(0, limit).map((r) => this.#header(r));
+    const page = out.slice(0, limit);
+    const last = page.at(-1);
+    return {
+      headers: page.map((r) => this.#header(r)),
+      next:
+        out.length > limit && last !== undefined ? { receivedAtMs: last.receivedAt, seq: last.seq } : null,
+    };
   }
 
   async mailboxes(nowMs: number): Promise<MailboxInfo[]> {

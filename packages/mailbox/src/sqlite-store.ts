@@ -43,7 +43,7 @@ import {
   MailboxStoreError,
   MailboxStoreLockedError,
 } from './errors.js';
-import type { Message, MessageHeader } from './message.js';
+import type { Message } from './message.js';
 import type { MessageRow } from './message-row.js';
 import { checkRowLease, headerOfRow } from './message-row.js';
 import {
@@ -57,6 +57,8 @@ import {
 } from './message.js';
 import type {
   BlobStore,
+  HeadersPosition,
+  HeadersRows,
   MailboxInfo,
   MailboxSettings,
   MessageStore,
@@ -131,6 +133,9 @@ const DEFAULT_MERGE_AT = 16_384;
 const COLS = `m.seq, m.mid, m.mailbox, m.sender, m.receiver, m.client_time, m.received_at, m.delay_ms, m.state,
   m.status, m.due, m.delivery_count, m.lid, m.fence, m.leased_until, m.fetch_time, m.consumer, m.blob,
   m.blob_id, m.body_bytes, m.history`;
+
+/** "Comes after the position (@at, @seq) in the (received_at, seq) order" (a `headers` page start). */
+const AFTER_POSITION = '(m.received_at > @at OR (m.received_at = @at AND m.seq > @seq))';
 
 interface Row extends MessageRow {
   blob_id: number;
@@ -343,8 +348,8 @@ class Statements {
     // No index of its own (it would cost every send, claim and ack): the queued rows of the
     // mailbox come from messages_ready, the leased ones from messages_leased.
     this.headers = db.prepare(
-      `SELECT * FROM (SELECT ${COLS} FROM messages m WHERE m.mailbox = @mailbox AND m.state = 0 AND m.received_at > @after
-       UNION ALL SELECT ${COLS} FROM messages m WHERE m.state = 1 AND m.mailbox = @mailbox AND m.received_at > @after)
+      `SELECT * FROM (SELECT ${COLS} FROM messages m WHERE m.mailbox = @mailbox AND m.state = 0 AND ${AFTER_POSITION}
+       UNION ALL SELECT ${COLS} FROM messages m WHERE m.state = 1 AND m.mailbox = @mailbox AND ${AFTER_POSITION})
        ORDER BY received_at, seq LIMIT @limit`,
     );
     this.counts = db.prepare(
@@ -859,8 +864,25 @@ export class SqliteStore implements MessageStore {
     });
   }
 
-  async headers(mailbox: string, afterMs: number, limit: number): Promise<MessageHeader[]> {
-    return this.#run((st) => (st.headers.all({ mailbox, after: afterMs, limit }) as Row[]).map(headerOfRow));
+  async headers(mailbox: string, after: HeadersPosition, limit: number): Promise<HeadersRows> {
+    return this.#run((st) => {
+      // One row more than asked tells whether another page follows.
+      const rows = st.headers.all({
+        mailbox,
+        at: after.receivedAtMs,
+        seq: after.seq,
+        limit: limit + 1,
+      }) as Row[];
+      const page = rows.slice(0, limit);
+      const last = page.at(-1);
+      return {
+        headers: page.map(headerOfRow),
+        next:
+          rows.length > limit && last !== undefined
+            ? { receivedAtMs: last.received_at, seq: last.seq }
+            : null,
+      };
+    });
   }
 
   async mailboxes(nowMs: number): Promise<MailboxInfo[]> {

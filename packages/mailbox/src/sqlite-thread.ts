@@ -12,9 +12,18 @@
 import { Worker } from 'node:worker_threads';
 import { MailboxClosedError, MailboxError, MailboxStoreError } from './errors.js';
 import type { MailboxErrorCode } from './errors.js';
-import type { Message, MessageHeader } from './message.js';
+import type { Message } from './message.js';
 import type { SqliteStoreOptions } from './sqlite-store.js';
-import type { BlobStore, MailboxInfo, MessageStore, StoreOp, StoreResult, StoreStats } from './store.js';
+import type {
+  BlobStore,
+  HeadersPosition,
+  HeadersRows,
+  MailboxInfo,
+  MessageStore,
+  StoreOp,
+  StoreResult,
+  StoreStats,
+} from './store.js';
 
 /** What the worker sends back for a call. */
 export type ThreadReply =
@@ -181,8 +190,8 @@ export class SqliteThreadStore implements MessageStore {
     return (await this.#call('get', [mid])) as Message | null;
   }
 
-  async headers(mailbox: string, afterMs: number, limit: number): Promise<MessageHeader[]> {
-    return (await this.#call('headers', [mailbox, afterMs, limit])) as MessageHeader[];
+  async headers(mailbox: string, after: HeadersPosition, limit: number): Promise<HeadersRows> {
+    return (await this.#call('headers', [mailbox, after, limit])) as HeadersRows;
   }
 
   async mailboxes(nowMs: number): Promise<MailboxInfo[]> {

@@ -10,6 +10,22 @@
 import type { Body, Message, MessageHeader } from './message.js';
 import { MessageStatus, deadLetterName, isDeadLetterName } from './message.js';
 
+/**
+ * A place in a mailbox's (receivedAt, seq) order; `headers()` lists what comes strictly after
+ * it. `{ receivedAtMs: t, seq: Number.MAX_SAFE_INTEGER }` is "received after t".
+ */
+export interface HeadersPosition {
+  readonly receivedAtMs: number;
+  readonly seq: number;
+}
+
+/** A page of `MessageStore.headers()`. */
+export interface HeadersRows {
+  readonly headers: MessageHeader[];
+  /** Where the next page starts (the last header's position), or null when this page is the last. */
+  readonly next: HeadersPosition | null;
+}
+
 /** Per-mailbox settings, fixed when the mailbox is created (first send or `configure`). */
 export interface MailboxSettings {
   /** Deliveries before the message moves to `<name>.dead`. Ignored in a dead-letter mailbox. */
@@ -131,8 +147,13 @@ export interface MessageStore {
   ): { readonly results: StoreResult[]; readonly flushed: Promise<void> };
   /** One message with its body and attempt record, or null. */
   get(mid: string): Promise<Message | null>;
-  /** Pending (queued or leased) messages of `mailbox` received after `afterMs`, oldest first. */
-  headers(mailbox: string, afterMs: number, limit: number): Promise<MessageHeader[]>;
+  /**
+   * Up to `limit` pending (queued or leased) messages of `mailbox` that come after `after` in
+   * the order (receivedAt, seq), oldest first; `next` is the position of the last one when more
+   * follow (else null). `seq` is the store's insertion order: unique, and fixed for a message's
+   * life, so a page boundary inside one millisecond neither skips nor repeats a message.
+   */
+  headers(mailbox: string, after: HeadersPosition, limit: number): Promise<HeadersRows>;
   mailboxes(nowMs: number): Promise<MailboxInfo[]>;
   stats(): Promise<StoreStats>;
   /**

@@ -338,3 +338,68 @@ test('the attempt record stops growing at 64 KiB (a message rejected forever sta
     }
   }
 });
+
+test('headers paging: any mix of same-millisecond sends and limits lists every message once, in send order', async () => {
+  // Each case: the clock steps (0 or 1 ms) between sends, a page size, and which messages are
+  // confirmed after the first page (the cursor must survive the mailbox changing under it).
+  await fc.assert(
+    fc.asyncProperty(
+      fc.array(fc.constantFrom(0, 0, 0, 1), { minLength: 1, maxLength: 40 }),
+      fc.integer({ min: 1, max: 12 }),
+      fc.integer({ min: 0, max: 5 }),
+      async (steps, limit, confirm) => {
+        const clock = new ManualClock();
+        await using broker = await Broker.open({ store: 'memory:', clock, sweepIntervalMs: 0 });
+        const sent: string[] = [];
+        for (const [i, step] of steps.entries()) {
+          clock.advance(step);
+          sent.push((await broker.send({ sender: 's', receiver: 'p', body: { i: String(i) } })).mid);
+        }
+        const first = await broker.headersPage('p', { limit });
+        const seen = first.messages.map((h) => h.mid);
+        const gone = new Set<string>();
+        const leased =
+          confirm === 0 ? [] : await broker.fetchMany('p', { max: Math.min(confirm, seen.length) });
+        for (const m of leased) {
+          await broker.ack(m.mid, m.lid!, 1);
+          gone.add(m.mid);
+        }
+        let next = first.next;
+        while (next !== null) {
+          const page = await broker.headersPage('p', { limit, cursor: next });
+          assert.ok(page.messages.length <= limit);
+          assert.ok(
+            page.messages.length > 0 || page.next === null,
+            'a page is empty only when it is the last',
+          );
+          seen.push(...page.messages.map((h) => h.mid));
+          next = page.next;
+        }
+        assert.deepEqual(seen, sent, 'every message once, in send order');
+        assert.deepEqual(
+          (await broker.headers('p', { limit: 1000 })).map((h) => h.mid),
+          sent.filter((mid) => !gone.has(mid)),
+        );
+      },
+    ),
+    { numRuns: 60 },
+  );
+});
+
+test('headers: a cursor string is either a position or MAILBOX_ERR_INVALID_ARGUMENT, nothing else', async () => {
+  await using broker = await Broker.open({ store: 'memory:', sweepIntervalMs: 0 });
+  await broker.send({ sender: 's', receiver: 'c', body: {} });
+  await fc.assert(
+    fc.asyncProperty(
+      fc.oneof(
+        fc.string({ maxLength: 80 }),
+        fc.base64String({ maxLength: 40 }).map((s) => s.replace(/=+$/, '')),
+      ),
+      async (cursor) => {
+        const result = await codeOf(() => broker.headers('c', { cursor }));
+        assert.ok(result === 'resolved' || result === 'MAILBOX_ERR_INVALID_ARGUMENT', result);
+      },
+    ),
+    { numRuns: 500 },
+  );
+});

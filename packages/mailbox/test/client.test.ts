@@ -104,6 +104,33 @@ describe('MailboxClient', () => {
       [m.mid],
     );
     assert.equal(await client.redrive('c2'), 1);
+
+    // Paging by cursor: 9 sent in one batch (one millisecond), read 4 at a time.
+    const many = await client.sendMany(
+      Array.from({ length: 9 }, (_, i) => ({ sender: 'a', receiver: 'c3', body: { i: String(i) } })),
+    );
+    const seen: string[] = [];
+    let page = await client.headersPage('c3', { limit: 4 });
+    for (;;) {
+      assert.ok(page.messages.every((h) => h.receivedAt instanceof Date));
+      seen.push(...page.messages.map((h) => h.mid));
+      if (page.next === null) break;
+      page = await client.headersPage('c3', { limit: 4, cursor: page.next });
+    }
+    assert.deepEqual(
+      seen,
+      many.map((m) => m.mid),
+    );
+    const firstDead = await client.deadLettersPage('c3', { limit: 1 });
+    assert.deepEqual(firstDead, { messages: [], next: null });
+    await assert.rejects(
+      client.headers('c3', { cursor: 'bogus!' }),
+      (e: unknown) => e instanceof MailboxError && e.code === 'MAILBOX_ERR_INVALID_ARGUMENT',
+    );
+    await assert.rejects(
+      client.deadLetters('c3', { cursor: 'Zm9v' }),
+      (e: unknown) => e instanceof MailboxError && e.code === 'MAILBOX_ERR_INVALID_ARGUMENT',
+    );
     assert.equal(await client.purge('c2'), 1);
     assert.ok((await client.mailboxes()).some((x) => x.name === 'c2.dead'));
     assert.equal(typeof (await client.stats()).sends, 'number');

@@ -140,6 +140,85 @@ describe('JSON API', () => {
     assert.deepEqual((await call('POST', '/v1/reenqueue')).json, { count: 0 });
   });
 
+  test('headers and dead letters page by cursor across one millisecond; bad cursors are 400', async () => {
+    await call('PUT', '/v1/mailboxes/pages', { maxDeliveries: 1, retryDelayMs: 0 });
+    // One sendMany is one batch: all 30 are received in the same millisecond.
+    const batch = await call('POST', '/v1/messages/batch', {
+      messages: Array.from({ length: 30 }, (_, i) => ({
+        sender: 's',
+        receiver: 'pages',
+        body: { i: String(i) },
+      })),
+    });
+    assert.equal(batch.status, 201, batch.text);
+    const sent: string[] = batch.json.messages.map((m: any) => m.mid);
+    assert.equal(new Set(batch.json.messages.map((m: any) => m.receivedAt)).size, 1);
+    const walk = async (route: string, limit: number): Promise<{ mids: string[]; pages: number }> => {
+      const mids: string[] = [];
+      let pages = 0;
+      let q = `limit=${limit}`;
+      for (;;) {
+        const r = await call('GET', `/v1/mailboxes/pages/${route}?${q}`);
+        assert.equal(r.status, 200, r.text);
+        mids.push(...r.json.messages.map((m: any) => m.mid));
+        pages++;
+        if (r.json.next === null) return { mids, pages };
+        assert.equal(typeof r.json.next, 'string');
+        q = `limit=${limit}&cursor=${encodeURIComponent(r.json.next)}`;
+      }
+    };
+    assert.deepEqual(await walk('headers', 7), { mids: sent, pages: 5 });
+    assert.deepEqual(
+      await walk('headers', 30),
+      { mids: sent, pages: 1 },
+      'next is null on an exact last page',
+    );
+
+    // Dead-letter the first 12 (maxDeliveries 1: one reject): /dead pages the same way.
+    const leased = (await call('POST', '/v1/mailboxes/pages/fetch', { max: 12 })).json.messages;
+    assert.equal(leased.length, 12);
+    for (const m of leased) await call('POST', `/v1/messages/${m.mid}/ack`, { lid: m.lid, status: 2 });
+    const dead = await walk('dead', 5);
+    assert.deepEqual(dead.mids.toSorted(), sent.slice(0, 12).toSorted());
+    assert.equal(dead.pages, 3);
+    assert.deepEqual((await walk('headers', 5)).mids, sent.slice(12));
+
+    const first = await call('GET', '/v1/mailboxes/pages/headers?limit=1');
+    const next = first.json.next as string;
+    await unchanged(async () => {
+      for (const cursor of [
+        '',
+        'x',
+        'bm90IGEgY3Vyc29y',
+        `${next}A`,
+        next.slice(0, 4),
+        '%00',
+        'a'.repeat(201),
+      ])
+        for (const route of ['headers', 'dead'])
+          isError(
+            await call('GET', `/v1/mailboxes/pages/${route}?cursor=${encodeURIComponent(cursor)}`),
+            400,
+            'MAILBOX_ERR_INVALID_ARGUMENT',
+          );
+      isError(
+        await call('GET', `/v1/mailboxes/pages/headers?cursor=${next}&after=2026-01-01T00:00:00Z`),
+        400,
+        'MAILBOX_ERR_INVALID_ARGUMENT',
+      );
+    });
+    const bad = await call('GET', '/v1/mailboxes/pages/headers?cursor=x');
+    assert.match(bad.json.error.message, /cursor/);
+    // `after` still pages by time, as before.
+    const at = batch.json.messages[0].receivedAt as string;
+    assert.deepEqual((await call('GET', `/v1/mailboxes/pages/headers?after=${at}`)).json, {
+      messages: [],
+      next: null,
+    });
+    await call('POST', '/v1/mailboxes/pages/purge');
+    await call('POST', '/v1/mailboxes/pages.dead/purge');
+  });
+
   test('batch acks: each ack its own result; a forged lid fails alone; bad lists are 400', async () => {
     await call('POST', '/v1/messages/batch', {
       messages: [1, 2, 3].map((i) => ({ sender: 's', receiver: 'acks', body: { i: String(i) } })),
@@ -348,6 +427,12 @@ describe('JSON API', () => {
       '/api/admin/headers',
     ])
       assert.ok(doc.json.paths[p], p);
+    const headersDoc = doc.json.paths['/v1/mailboxes/{name}/headers'].get;
+    assert.ok(
+      headersDoc.parameters.some((x: any) => x.name === 'cursor' && x.in === 'query'),
+      'the cursor parameter is documented',
+    );
+    assert.ok(doc.json.components.schemas.HeaderList.properties.next, 'the next cursor is documented');
     const home = await call('GET', '/');
     assert.equal(home.status, 200);
     assert.match(String(home.headers['content-type']), /text\/html/);

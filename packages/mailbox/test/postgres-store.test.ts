@@ -116,6 +116,12 @@ if (unavailable !== undefined) {
         rows.rows.map((r: { version: number }) => r.version),
         [1, 2],
       );
+      // Headers cursors order by (received_at, seq): seq is no longer the primary key after
+      // migration 2, but stays an identity column (unique, never rewritten, not null).
+      const seq = await pgExec(
+        `SELECT attidentity, attnotnull FROM pg_attribute WHERE attrelid = '"${schema}".messages'::regclass AND attname = 'seq'`,
+      );
+      assert.deepEqual(seq.rows, [{ attidentity: 'a', attnotnull: true }]);
       await pgExec(
         `INSERT INTO "${schema}".schema_migrations (version, name) VALUES (999, 'from the future')`,
       );

@@ -351,7 +351,13 @@ describe('web UI in Chromium', { skip: missing ?? false }, () => {
     const sent = await server.broker.sendMany(
       Array.from({ length: 60 }, (_, i) => ({ sender: 'bulk', receiver: 'many', body: { i: String(i) } })),
     );
+    assert.equal(new Set(sent.map((m) => m.receivedAt.getTime())).size, 1, 'one batch, one millisecond');
     const { page, errors } = await browser.page(LAPTOP);
+    const asked: URLSearchParams[] = [];
+    page.on('request', (r) => {
+      const u = new URL(r.url());
+      if (u.pathname === '/v1/mailboxes/many/headers') asked.push(u.searchParams);
+    });
     await openUi(page, server.url);
     await page.click('[data-mailbox="many"] td.name .link');
     const seen: string[] = [];
@@ -372,6 +378,15 @@ describe('web UI in Chromium', { skip: missing ?? false }, () => {
     assert.deepEqual(
       seen,
       sent.map((m) => m.mid),
+    );
+    // The pages after the first follow the server's cursor, a page's worth at a time.
+    assert.deepEqual(
+      asked.map((q) => [q.get('limit'), q.has('after'), q.has('cursor')]),
+      [
+        ['25', false, false],
+        ['25', false, true],
+        ['25', false, true],
+      ],
     );
     await page.click('#page-prev');
     await waitText(page, '#page-info', 'Page 2 · 26–50');
@@ -419,6 +434,9 @@ describe('web UI in Chromium', { skip: missing ?? false }, () => {
     assert.ok(wide <= 0, `with the browser open the page is ${wide}px wider than the screen`);
     await page.locator('#browser').screenshot({ path: `${screenshotDir()}/browser-390x844.png` });
     await page.click('[data-mailbox="invoices"] td.name .link');
+    // The rows and the title render together: once the title names invoices, so do the rows
+    // (clicking earlier could open a message of the previous mailbox, one without attempts).
+    await waitText(page, '#br-title', /^Messages in invoices$/);
     await page.click('#messages tbody tr[data-mid]');
     await page.waitForSelector('[data-testid=attempts]');
     await screenshot(page, 'message-390x844', false);

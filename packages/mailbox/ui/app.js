@@ -33,7 +33,7 @@ const state = {
   selected: null,
   view: 'pending',
   pages: [], // cursors of the pages before the current one
-  cursor: { at: null, skip: [] },
+  cursor: null, // the server's cursor of the current page, or null for the first page
   after: null, // the time filter (ms), or null
   next: null,
   rows: [],
@@ -426,37 +426,28 @@ for (const tab of $$('#browser .tab'))
   });
 
 /**
- * `after` is exclusive at millisecond resolution, so a page boundary inside one millisecond
- * would skip messages: the cursor asks from one millisecond earlier and drops the mids it
- * already showed at that instant.
+ * Pages follow the server's cursor (`next`), which orders by (receivedAt, send order): a page
+ * boundary inside one millisecond neither skips nor repeats a message. The first page starts at
+ * the time filter (inclusive) or at the oldest message.
  */
 async function loadPage() {
   const name = state.selected;
   if (name === null) return;
   const seq = ++state.loads;
-  const { at, skip } = state.cursor;
-  const limit = Math.min(1000, PAGE_SIZE + 1 + skip.length);
-  const q = new URLSearchParams({ limit: String(limit) });
-  if (at !== null) q.set('after', new Date(at - 1).toISOString());
+  const q = new URLSearchParams({ limit: String(PAGE_SIZE) });
+  if (state.cursor !== null) q.set('cursor', state.cursor);
+  else if (state.after !== null) q.set('after', new Date(state.after - 1).toISOString());
   const route = state.view === 'dead' ? 'dead' : 'headers';
-  let messages;
+  let page;
   try {
-    ({ messages } = await api('GET', `/v1/mailboxes/${seg(name)}/${route}?${q}`));
+    page = await api('GET', `/v1/mailboxes/${seg(name)}/${route}?${q}`);
   } catch (error) {
     if (seq === state.loads) renderRows([], String(error.message ?? error));
     return;
   }
   if (seq !== state.loads) return; // a later load (another page or mailbox) wins
-  const skipped = new Set(skip);
-  const rows = messages.filter((m) => !skipped.has(m.mid));
-  const more = rows.length > PAGE_SIZE;
-  state.rows = rows.slice(0, PAGE_SIZE);
-  const last = state.rows.at(-1);
-  if (more && last) {
-    const lastAt = new Date(last.receivedAt).getTime();
-    const tied = state.rows.filter((m) => new Date(m.receivedAt).getTime() === lastAt).map((m) => m.mid);
-    state.next = { at: lastAt, skip: at === lastAt ? [...skip, ...tied] : tied };
-  } else state.next = null;
+  state.rows = page.messages;
+  state.next = page.next ?? null;
   renderRows(state.rows);
 }
 
@@ -554,9 +545,9 @@ $('#page-first').addEventListener('click', () => {
   void loadPage();
 });
 
-/** The first page: from the time filter (inclusive), or from the oldest message. */
+/** The first page has no cursor: it starts from the time filter, or from the oldest message. */
 function firstCursor() {
-  return { at: state.after, skip: [] };
+  return null;
 }
 
 function applyFilter(value) {

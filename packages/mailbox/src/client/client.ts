@@ -43,6 +43,21 @@ export interface ClientCallOptions {
   readonly signal?: AbortSignal;
 }
 
+export interface ClientHeadersOptions extends ClientCallOptions {
+  /** Only messages received after this time (exclusive, in ms). Not with `cursor`. */
+  readonly after?: Date;
+  /** The `next` of an earlier page: continue after its last message. Not with `after`. */
+  readonly cursor?: string;
+  /** Most headers returned (1–1000, default 100). */
+  readonly limit?: number;
+}
+
+export interface ClientHeadersPage {
+  readonly messages: MessageHeader[];
+  /** Pass as `cursor` for the page after this one; null when this page is the last. */
+  readonly next: string | null;
+}
+
 export interface ClientFetchOptions extends ClientCallOptions {
   readonly leaseMs?: number;
   readonly waitMs?: number;
@@ -312,34 +327,37 @@ export class MailboxClient {
     }
   }
 
-  async headers(
-    receiver: string,
-    options: ClientCallOptions & { after?: Date; limit?: number } = {},
-  ): Promise<MessageHeader[]> {
-    const q = new URLSearchParams();
-    if (options.after !== undefined) q.set('after', options.after.toISOString());
-    if (options.limit !== undefined) q.set('limit', String(options.limit));
-    const qs = q.size > 0 ? `?${q.toString()}` : '';
-    const r = (await this.request(
-      'GET',
-      `/v1/mailboxes/${enc(receiver)}/headers${qs}`,
-      undefined,
-      options,
-    )) as {
-      messages: Record<string, unknown>[];
-    };
-    return r.messages.map((m) => reviveMessage<MessageHeader>(m));
+  /** Pending messages of `receiver`, without bodies, oldest first (see `headersPage` to page on). */
+  async headers(receiver: string, options: ClientHeadersOptions = {}): Promise<MessageHeader[]> {
+    return (await this.headersPage(receiver, options)).messages;
   }
 
-  async deadLetters(
-    receiver: string,
-    options: ClientCallOptions & { limit?: number } = {},
-  ): Promise<MessageHeader[]> {
-    const qs = options.limit === undefined ? '' : `?limit=${options.limit}`;
-    const r = (await this.request('GET', `/v1/mailboxes/${enc(receiver)}/dead${qs}`, undefined, options)) as {
+  /** A page of `headers` with `next`: pass it back as `cursor` for the page after it (null: the last). */
+  async headersPage(receiver: string, options: ClientHeadersOptions = {}): Promise<ClientHeadersPage> {
+    return this.#headersPage(`/v1/mailboxes/${enc(receiver)}/headers`, options);
+  }
+
+  /** The dead letters of `receiver` (the pending messages of `<receiver>.dead`). */
+  async deadLetters(receiver: string, options: ClientHeadersOptions = {}): Promise<MessageHeader[]> {
+    return (await this.deadLettersPage(receiver, options)).messages;
+  }
+
+  /** A page of `deadLetters` with `next`, as `headersPage`. */
+  async deadLettersPage(receiver: string, options: ClientHeadersOptions = {}): Promise<ClientHeadersPage> {
+    return this.#headersPage(`/v1/mailboxes/${enc(receiver)}/dead`, options);
+  }
+
+  async #headersPage(path: string, options: ClientHeadersOptions): Promise<ClientHeadersPage> {
+    const q = new URLSearchParams();
+    if (options.after !== undefined) q.set('after', options.after.toISOString());
+    if (options.cursor !== undefined) q.set('cursor', options.cursor);
+    if (options.limit !== undefined) q.set('limit', String(options.limit));
+    const qs = q.size > 0 ? `?${q.toString()}` : '';
+    const r = (await this.request('GET', `${path}${qs}`, undefined, options)) as {
       messages: Record<string, unknown>[];
+      next?: string | null;
     };
-    return r.messages.map((m) => reviveMessage<MessageHeader>(m));
+    return { messages: r.messages.map((m) => reviveMessage<MessageHeader>(m)), next: r.next ?? null };
   }
 
   async redrive(receiver: string, options: ClientCallOptions & { limit?: number } = {}): Promise<number> {

@@ -84,7 +84,13 @@ const schemas: Record<string, object> = {
   },
   HeaderList: {
     type: 'object',
-    properties: { messages: { type: 'array', items: { $ref: '#/components/schemas/Header' } } },
+    properties: {
+      messages: { type: 'array', items: { $ref: '#/components/schemas/Header' } },
+      next: {
+        type: ['string', 'null'],
+        description: 'Pass as `cursor` for the next page; null when this page is the last.',
+      },
+    },
   },
   Mailbox: {
     type: 'object',

@@ -146,7 +146,20 @@ export const headersQuery = {
   type: 'object',
   additionalProperties: false,
   properties: {
-    after: { type: 'string', format: 'date-time' },
+    after: {
+      type: 'string',
+      format: 'date-time',
+      description:
+        'Only messages received after this time (exclusive, millisecond resolution). Not with cursor: ' +
+        'paging by time skips or repeats messages received in the same millisecond.',
+    },
+    cursor: {
+      type: 'string',
+      maxLength: 200,
+      description:
+        'Continue after the previous page: its `next`. Opaque; pages by (receivedAt, send order), so ' +
+        'no message is skipped or repeated. Not with after.',
+    },
     limit: {
       type: 'string',
       pattern: '^[1-9][0-9]{0,3}$',

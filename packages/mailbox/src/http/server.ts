@@ -11,6 +11,7 @@ import type { ServerResponse } from 'node:http';
 import { parse as parseQuery } from 'node:querystring';
 import { channel } from 'node:diagnostics_channel';
 import { Broker } from '../broker.js';
+import type { HeadersOptions } from '../broker.js';
 import { parseGoDuration } from '../client/duration.js';
 import {
   MailboxError,
@@ -133,6 +134,22 @@ function dateParam(name: string, value: string): Date {
 
 function asDate(name: string, v: string | undefined): Date | undefined {
   return v === undefined ? undefined : dateParam(name, v);
+}
+
+interface HeadersQuery {
+  after?: string;
+  cursor?: string;
+  limit?: string;
+}
+
+/** The query of a headers page as broker options (the broker checks the cursor and the limit). */
+function headersOptions(q: HeadersQuery): HeadersOptions {
+  const after = asDate('after', q.after);
+  return {
+    ...(after === undefined ? {} : { after }),
+    ...(q.cursor === undefined ? {} : { cursor: q.cursor }),
+    limit: Number(q.limit ?? 100),
+  };
 }
 
 /** The running server. */
@@ -756,7 +773,7 @@ export class MailboxServer {
       },
     );
 
-    route<unknown, { after?: string; limit?: string }, { name: string }>(
+    route<unknown, HeadersQuery, { name: string }>(
       {
         methods: ['GET'],
         url: '/v1/mailboxes/:name/headers',
@@ -770,17 +787,11 @@ export class MailboxServer {
       async (req) => {
         const name = validateMailboxName(req.params.name, 'mailbox');
         requireMailbox(req.principal, name);
-        const after = asDate('after', req.query.after);
-        return {
-          messages: await broker.headers(name, {
-            ...(after ? { after } : {}),
-            limit: Number(req.query.limit ?? 100),
-          }),
-        };
+        return broker.headersPage(name, headersOptions(req.query));
       },
     );
 
-    route<unknown, { after?: string; limit?: string }, { name: string }>(
+    route<unknown, HeadersQuery, { name: string }>(
       {
         methods: ['GET'],
         url: '/v1/mailboxes/:name/dead',
@@ -795,13 +806,7 @@ export class MailboxServer {
         const name = validateMailboxName(req.params.name, 'mailbox');
         requireMailbox(req.principal, name);
         const dead = name.endsWith('.dead') ? name : `${name}.dead`;
-        const after = asDate('after', req.query.after);
-        return {
-          messages: await broker.headers(dead, {
-            ...(after ? { after } : {}),
-            limit: Number(req.query.limit ?? 100),
-          }),
-        };
+        return broker.headersPage(dead, headersOptions(req.query));
       },
     );
 

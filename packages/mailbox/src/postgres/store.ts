@@ -25,12 +25,14 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { ClientConfig, Notification, PoolClient, QueryResult, QueryResultRow } from 'pg';
 import { MailboxClosedError, MailboxInvalidArgumentError, MailboxStoreError } from '../errors.js';
-import type { Message, MessageHeader } from '../message.js';
+import type { Message } from '../message.js';
 import { MessageStatus, decodeBody, formatAttempt, parseAttempts } from '../message.js';
 import type { MessageRow } from '../message-row.js';
 import { checkRowLease, headerOfRow } from '../message-row.js';
 import type {
   BlobStore,
+  HeadersPosition,
+  HeadersRows,
   MailboxInfo,
   MailboxSettings,
   MessageStore,
@@ -1121,16 +1123,25 @@ export class PostgresStore implements MessageStore {
     return r === undefined ? null : { ...message(r), attempts: parseAttempts(r.history) };
   }
 
-  async headers(mailbox: string, afterMs: number, limit: number): Promise<MessageHeader[]> {
+  async headers(mailbox: string, after: HeadersPosition, limit: number): Promise<HeadersRows> {
+    // seq is no longer the primary key (migration 2) but is still the identity column: unique,
+    // never rewritten, so (received_at, seq) is a total order of a mailbox's messages. One row
+    // more than asked tells whether another page follows.
     const rows = await this.#query<Row>(
       `SELECT * FROM (
-         SELECT ${COLS} FROM messages m WHERE m.mailbox = $1 AND m.state = 0 AND m.received_at > $2::bigint
+         SELECT ${COLS} FROM messages m WHERE m.mailbox = $1 AND m.state = 0 AND (m.received_at, m.seq) > ($2::bigint, $3::bigint)
          UNION ALL
-         SELECT ${COLS} FROM messages m WHERE m.state = 1 AND m.mailbox = $1 AND m.received_at > $2::bigint) h
-       ORDER BY received_at, seq LIMIT $3`,
-      [mailbox, afterMs, limit],
+         SELECT ${COLS} FROM messages m WHERE m.state = 1 AND m.mailbox = $1 AND (m.received_at, m.seq) > ($2::bigint, $3::bigint)) h
+       ORDER BY received_at, seq LIMIT $4`,
+      [mailbox, after.receivedAtMs, after.seq, limit + 1],
     );
-    return rows.map(headerOfRow);
+    const page = rows.slice(0, limit);
+    const last = page.at(-1);
+    return {
+      headers: page.map(headerOfRow),
+      next:
+        rows.length > limit && last !== undefined ? { receivedAtMs: last.received_at, seq: last.seq } : null,
+    };
   }
 
   async mailboxes(nowMs: number): Promise<MailboxInfo[]> {
