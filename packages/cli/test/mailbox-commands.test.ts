@@ -66,6 +66,19 @@ test('send, headers, fetch, ack, mailboxes, stats: tables and --json', async () 
   assert.match(headers.stdout, /^MID +STATE +STATUS +DELIVERIES +RECEIVED +DUE +SENDER +BYTES\n/);
   assert.match(headers.stdout, new RegExp(`${mid} +queued +notDelivered +0 `));
   assert.equal((JSON.parse((await cli(['headers', 'work', '--json'])).stdout) as unknown[]).length, 2);
+  // Paged: one per page, the next page's command printed, every message once.
+  const first = await cli(['headers', 'work', '--limit', '1']);
+  const next = /next page: switchyard headers work --cursor (\S+)\n$/.exec(first.stdout)?.[1];
+  assert.ok(next, first.stdout);
+  const second = await cli(['headers', 'work', '--limit', '1', '--cursor', next, '--json']);
+  assert.equal(second.code, 0, second.stderr);
+  const page2 = JSON.parse(second.stdout) as { mid: string }[];
+  assert.equal(page2.length, 1);
+  assert.ok(!first.stdout.includes(page2[0]!.mid), 'the second page holds the other message');
+  assert.equal(second.stderr, '', 'no next page after the last');
+  const bad = await cli(['headers', 'work', '--cursor', 'not-a-cursor']);
+  assert.notEqual(bad.code, 0);
+  assert.match(bad.stderr, /MAILBOX_ERR_INVALID_ARGUMENT|cursor/);
 
   const fetched = await cli(['fetch', 'work', '--lease', '1m']);
   assert.equal(fetched.code, 0, fetched.stderr);

@@ -22,12 +22,21 @@ export function registerHeadersCommand(
       .command('headers')
       .description('list the pending (queued or leased) messages of a mailbox, oldest first')
       .argument('<receiver>', 'mailbox (its dead letters: <name>.dead)')
-      .option('--limit <n>', 'most messages (at most 1000)', positiveInt, 100),
-  ).action((receiver: string, o: ClientOptions & { limit: number }) =>
+      .option('--limit <n>', 'most messages (at most 1000)', positiveInt, 100)
+      .option('--cursor <next>', 'continue after a previous page (the cursor it printed)'),
+  ).action((receiver: string, o: ClientOptions & { limit: number; cursor?: string }) =>
     run('headers', io, setExitCode, async () => {
-      const list = await clientFrom(o).headers(receiver, { limit: o.limit });
+      const page = await clientFrom(o).headersPage(receiver, {
+        limit: o.limit,
+        ...(o.cursor === undefined ? {} : { cursor: o.cursor }),
+      });
+      const list = page.messages;
+      // More to come: the cursor of the next page (on stderr with --json, so stdout stays the array).
+      const more =
+        page.next === null ? '' : `next page: switchyard headers ${receiver} --cursor ${page.next}\n`;
       if (o.json === true) {
         io.stdout(`${JSON.stringify(list)}\n`);
+        if (more !== '') io.stderr(more);
         return;
       }
       if (list.length === 0) {
@@ -46,7 +55,7 @@ export function registerHeadersCommand(
           h.sender,
           String(h.bodyBytes),
         ]);
-      io.stdout(table(rows));
+      io.stdout(table(rows) + more);
     }),
   );
 }
