@@ -150,6 +150,8 @@ export class Publisher {
   readonly #loanViews: (Uint8Array | undefined)[] | undefined;
   /** Blocks this publisher has loaned and not yet published or discarded. */
   #loaned = 0;
+  /** Ring entries in [tail, head) that hold a block (not inline): none of those blocks is free. */
+  #ringBlocks = 0;
   #head = 0;
   #tail = 0;
   #cursor = 0;
@@ -308,8 +310,10 @@ export class Publisher {
     const i32 = this.#i32;
     const count = this.#layout.blockCount;
     // Plain reads from the cursor: a hint (loan() checks again), and blocks come back in
-    // about the order they went out, so the first look usually finds one.
-    for (let n = 0, b = this.#cursor; n < count; n++, b = b + 1 === count ? 0 : b + 1) {
+    // about the order they went out, so the first look usually finds one. No look at all
+    // when the ring and the loans hold every block.
+    const candidates = count - this.#ringBlocks - this.#loaned;
+    for (let n = 0, b = this.#cursor; n < candidates; n++, b = b + 1 === count ? 0 : b + 1) {
       if (i32[this.#tableIndex + b * TABLE_WORDS] === 0) return true;
     }
     // No free block: one would come free only by releasing a ring entry no guard shares.
@@ -366,10 +370,17 @@ export class Publisher {
     );
   }
 
-  /** A free block, claimed with LOAN_BIT, or -1. Round-robin: blocks come back roughly in order. */
+  /**
+   * A free block, claimed with LOAN_BIT, or -1. Round-robin: blocks come back roughly in
+   * order, so the block at the cursor is usually free. When the ring entries and the loans
+   * hold every block (`blockCount` = `ringDepth` and the ring full), none can be free: -1
+   * without a look, and the caller frees the oldest entry's block, which is then at the
+   * cursor. A scan of the table happens only while samples hold blocks out of order.
+   */
   #findFree(): number {
     const i32 = this.#i32;
     const count = this.#layout.blockCount;
+    if (this.#ringBlocks + this.#loaned >= count) return -1;
     let b = this.#cursor;
     for (let n = 0; n < count; n++) {
       const s = this.#tableIndex + b * TABLE_WORDS;
@@ -452,7 +463,10 @@ export class Publisher {
     i32[this.#cursors + CURSOR_TAIL_HI] = Math.floor(this.#tail / HI);
     i32[this.#cursors + CURSOR_TAIL_LO] = this.#tail | 0;
     // An inline message holds no block: its entry is simply overwritten next.
-    if (block !== INLINE_BLOCK) Atomics.sub(i32, this.#tableIndex + block * TABLE_WORDS, 1);
+    if (block !== INLINE_BLOCK) {
+      this.#ringBlocks--;
+      Atomics.sub(i32, this.#tableIndex + block * TABLE_WORDS, 1);
+    }
     this.#evicted++;
     return true;
   }
@@ -485,6 +499,7 @@ export class Publisher {
     // that parks sets the count, then looks at the entry).
     Atomics.store(i32, e, lo);
     this.#loaned--;
+    this.#ringBlocks++;
     this.#afterPublish(seq);
   }
 

@@ -53,6 +53,10 @@ const onLag = channel('switchyard:shm:pubsub-lag');
 const onDead = channel('switchyard:shm:pubsub-publisher-dead');
 
 const HI = 2 ** 32;
+/** A sample's block word for an inline copy in copy slot `s`: `COPY_SLOT_BASE - s` (≤ -2). */
+const COPY_SLOT_BASE = -2;
+/** Bytes of a subscriber's private copy area for inline messages (see Subscriber#copyInline). */
+const COPY_AREA_BYTES = 64 * 1024;
 /** Regions with at most this many blocks keep one view per block (see Subscriber#view). */
 const VIEW_CACHE_BLOCKS = 1 << 16;
 // Longest single futex sleep of `block` and `recvSync`: bounds how late a stale heartbeat is noticed.
@@ -112,7 +116,9 @@ export class Sample {
   release(): void {
     if (this.#released) return;
     this.#released = true;
-    if (this.#block !== INLINE_BLOCK) this.#subscriber.releaseBlock(this.#block);
+    const block = this.#block;
+    if (block >= 0) this.#subscriber.releaseBlock(block);
+    else if (block !== INLINE_BLOCK) this.#subscriber.releaseCopy(COPY_SLOT_BASE - block);
   }
 
   [Symbol.dispose](): void {
@@ -131,7 +137,6 @@ export class Subscriber {
   readonly #options: ResolvedSubscriberOptions;
   readonly #mapping: Mapping;
   readonly #buffer: ArrayBufferLike;
-  readonly #u8: Uint8Array;
   readonly #i32: Int32Array;
   readonly #i64: BigInt64Array;
   readonly #mask: number;
@@ -160,6 +165,18 @@ export class Subscriber {
   readonly #parker = new DoorbellPark();
   #heartbeatSeenMs = 0;
   #emptyPolls = 0;
+  /** Private copies of inline messages: fixed slots, made on the first inline message. */
+  #copyWords: Int32Array | undefined;
+  /** Per copy slot: 1 while a sample holds it. */
+  #copyUsed: Uint8Array | undefined;
+  /** The last view made of each copy slot (reused while the length stays). */
+  #copyViews: (Uint8Array | undefined)[] = [];
+  /** Int32 words per copy slot. */
+  #copySlotWords = 0;
+  /** The next copy slot to try. */
+  #copyCursor = 0;
+  /** The slot the last #copyInline used (a COPY_SLOT_BASE code), or INLINE_BLOCK: its own buffer. */
+  #copySlot = INLINE_BLOCK;
 
   private constructor(
     name: string,
@@ -174,7 +191,6 @@ export class Subscriber {
     this.#options = options;
     this.#mapping = mapping;
     this.#buffer = mapping.buffer;
-    this.#u8 = mapping.bytes;
     this.#i32 = new Int32Array(mapping.buffer);
     this.#i64 = new BigInt64Array(mapping.buffer, 0, FIXED_HEADER_BYTES >> 3);
     this.#mask = header.ringDepth - 1;
@@ -341,16 +357,16 @@ export class Subscriber {
           // reference count, no shared line written.
           const length = i32[e + 3] as number;
           if (length >= 0 && length <= this.#inlineMax) {
-            const start = (e << 2) + INLINE_HEADER_BYTES;
-            const copy = this.#u8.slice(start, start + length);
+            const copy = this.#copyInline(e + (INLINE_HEADER_BYTES >> 2), length);
             if (Atomics.load(i32, e) === lo) {
               this.#next = next + 1;
               i32[this.#positionIndex] = (next + 1) | 0;
               if (missed > 0) this.#lagged(missed);
               const gap = missed + this.#pendingMissed;
               this.#pendingMissed = 0;
-              return new Sample(this, INLINE_BLOCK, copy, next, gap);
+              return new Sample(this, this.#claimCopy(), copy, next, gap);
             }
+            // Torn: the copy is dropped (its slot was not marked in use).
           }
         } else if (block >= 0 && block < this.#held.length) {
           const t = this.#tableIndex + block * TABLE_WORDS;
@@ -394,6 +410,69 @@ export class Subscriber {
       this.#next = resume;
       this.#storePosition();
     }
+  }
+
+  /**
+   * Copies an inline payload (`length` bytes from Int32 index `from` of the region) into a
+   * free slot of this subscriber's private copy area, or, when every slot near the cursor is
+   * held by a sample, into a buffer of its own. The copy is a word loop (a builtin copy or a
+   * `slice` costs more than the 16 words of a 64 B message); it may be torn, and is used only
+   * if the entry's seqlock word did not move meanwhile. `#claimCopy` then marks the slot held.
+   */
+  #copyInline(from: number, length: number): Uint8Array {
+    const i32 = this.#i32;
+    const words = (length + 3) >> 2;
+    let used = this.#copyUsed;
+    if (used === undefined) {
+      const slotWords = ((this.#inlineMax + 15) >> 4) << 2;
+      const slots = Math.max(16, Math.min(1024, Math.floor(COPY_AREA_BYTES / (slotWords << 2))));
+      this.#copySlotWords = slotWords;
+      this.#copyWords = new Int32Array(slots * slotWords);
+      used = this.#copyUsed = new Uint8Array(slots);
+      this.#copyViews = new Array<Uint8Array | undefined>(slots).fill(undefined);
+    }
+    const slots = used.length;
+    let slot = this.#copyCursor;
+    // Samples are usually released in order: the cursor's slot is free. A few more looks,
+    // then a buffer of its own (a subscriber holding many samples).
+    for (let n = 0; used[slot] !== 0; n++) {
+      if (n === 8) {
+        this.#copySlot = INLINE_BLOCK;
+        const own = new Uint8Array(words << 2);
+        const own32 = new Int32Array(own.buffer);
+        for (let w = 0; w < words; w++) own32[w] = i32[from + w] as number;
+        return own.subarray(0, length);
+      }
+      slot = slot + 1 === slots ? 0 : slot + 1;
+    }
+    const copy = this.#copyWords as Int32Array;
+    const to = slot * this.#copySlotWords;
+    for (let w = 0; w < words; w++) copy[to + w] = i32[from + w] as number;
+    this.#copySlot = COPY_SLOT_BASE - slot;
+    let view = this.#copyViews[slot];
+    if (view === undefined || view.length !== length) {
+      view = new Uint8Array(copy.buffer, to << 2, length);
+      this.#copyViews[slot] = view;
+    }
+    return view;
+  }
+
+  /** Marks the copy slot of the last `#copyInline` held; returns the sample's block word. */
+  #claimCopy(): number {
+    const code = this.#copySlot;
+    if (code !== INLINE_BLOCK) {
+      const slot = COPY_SLOT_BASE - code;
+      const used = this.#copyUsed as Uint8Array;
+      used[slot] = 1;
+      this.#copyCursor = slot + 1 === used.length ? 0 : slot + 1;
+    }
+    return code;
+  }
+
+  /** @internal Frees copy slot `slot` (an inline sample was released). */
+  releaseCopy(slot: number): void {
+    const used = this.#copyUsed;
+    if (used !== undefined) used[slot] = 0;
   }
 
   /**

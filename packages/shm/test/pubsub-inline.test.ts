@@ -21,7 +21,7 @@ function intact(sample: Sample, length: number): boolean {
   return sample.bytes.length === length && sample.bytes.every((b, i) => b === want[i]);
 }
 
-test('inlineMaxBytes: validated, 0 by default, recorded in the header (format version 2)', () => {
+test('inlineMaxBytes: validated, 64 by default (0 with a ring of 1), recorded in the header (format version 2)', () => {
   const bad = [
     { inlineMaxBytes: -1 },
     { inlineMaxBytes: 1.5 },
@@ -35,7 +35,34 @@ test('inlineMaxBytes: validated, 0 by default, recorded in the header (format ve
       message: /inlineMaxBytes/,
     });
   }
-  const plain = Publisher.create('inline-off', { dir: dir.path, blockCount: 4, ringDepth: 4, blockSize: 64 });
+  const byDefault = Publisher.create('inline-default', {
+    dir: dir.path,
+    blockCount: 4,
+    ringDepth: 4,
+    blockSize: 64,
+  });
+  assert.equal(byDefault.config.inlineMaxBytes, 64);
+  const on = Subscriber.open('inline-default', { dir: dir.path });
+  assert.equal(on.header.inlineMaxBytes, 64);
+  assert.equal(on.header.ringEntryBytes, 128, 'align64(16 + 64)');
+  on.close();
+  byDefault.close();
+  // A ring of one entry cannot carry inline messages (the seqlock needs two): blocks only.
+  const single = Publisher.create('inline-single', {
+    dir: dir.path,
+    blockCount: 1,
+    ringDepth: 1,
+    blockSize: 64,
+  });
+  assert.equal(single.config.inlineMaxBytes, 0);
+  single.close();
+  const plain = Publisher.create('inline-off', {
+    dir: dir.path,
+    blockCount: 4,
+    ringDepth: 4,
+    blockSize: 64,
+    inlineMaxBytes: 0,
+  });
   assert.equal(plain.config.inlineMaxBytes, 0);
   const off = Subscriber.open('inline-off', { dir: dir.path });
   assert.equal(off.header.inlineMaxBytes, 0);
@@ -108,6 +135,53 @@ test('inline messages: no block taken, whole and private to the sample; larger o
     a.release();
     b.release();
     assert.ok(intact(subscriber.tryRecv()!, 64));
+  } finally {
+    subscriber.close();
+    publisher.close();
+  }
+});
+
+test('inline copies: held ones stay intact however many follow, in any release order, beyond the copy slots', () => {
+  // The subscriber copies inline messages into fixed slots of its own memory (1024 of them
+  // for 64-byte messages) and reuses a slot only after its sample is released; past that,
+  // each copy gets a buffer of its own.
+  const name = 'inline-copies';
+  const publisher = Publisher.create(name, { dir: dir.path, blockCount: 2, ringDepth: 2, blockSize: 64 });
+  const subscriber = Subscriber.open(name, { dir: dir.path });
+  try {
+    assert.equal(publisher.config.inlineMaxBytes, 64, 'inline by default');
+    const held = new Map<number, Sample>();
+    let seq = 0;
+    const receive = (): void => {
+      publisher.send(pattern(seq, 1 + (seq % 64)));
+      const sample = subscriber.tryRecv()!;
+      assert.equal(sample.sequence, BigInt(seq));
+      held.set(seq++, sample);
+    };
+    for (let i = 0; i < 1500; i++) receive();
+    const check = (): void => {
+      for (const [n, sample] of held) assert.ok(intact(sample, 1 + (n % 64)), `held message ${n} intact`);
+    };
+    check();
+    // Release every third, newest first, then receive more: freed slots are reused, the
+    // others never.
+    for (let n = 1499; n >= 0; n -= 3) {
+      held.get(n)!.release();
+      held.delete(n);
+    }
+    for (let i = 0; i < 2000; i++) {
+      receive();
+      if (i % 2 === 0) {
+        const [oldest, sample] = held.entries().next().value as [number, Sample];
+        sample.release();
+        sample.release();
+        held.delete(oldest);
+      }
+    }
+    check();
+    for (const sample of held.values()) sample.release();
+    assert.equal(subscriber.missed, 0);
+    assert.equal(inspectRegionFile(regionPath(dir.path, name)).blocks.free, 2, 'no block taken');
   } finally {
     subscriber.close();
     publisher.close();

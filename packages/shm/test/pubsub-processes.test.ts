@@ -81,7 +81,14 @@ test("'block', two processes: a subscriber that keeps up misses nothing; content
 
 test('guards across processes: held blocks are never reused; PoolExhausted until the holder releases', async () => {
   const name = 'held';
-  const publisher = Publisher.create(name, { dir: dir.path, blockCount: 8, ringDepth: 4, blockSize: 256 });
+  // Every message in a block (small ones would otherwise travel inline and hold none).
+  const publisher = Publisher.create(name, {
+    dir: dir.path,
+    blockCount: 8,
+    ringDepth: 4,
+    blockSize: 256,
+    inlineMaxBytes: 0,
+  });
   const holder = new PubSubChild(['hold', name, JSON.stringify({ dir: dir.path }), '4']);
   try {
     await holder.message('ready');
@@ -287,6 +294,7 @@ test('a subscriber SIGKILLed while holding samples: the publisher takes its bloc
     ringDepth: 4,
     blockSize: 256,
     heartbeatIntervalMs: 50,
+    inlineMaxBytes: 0,
   });
   const holder = new PubSubChild(['hold', name, JSON.stringify({ dir: dir.path }), '4']);
   try {
