@@ -51,7 +51,9 @@ const onCreate = channel('switchyard:shm:pubsub-create');
 const onClose = channel('switchyard:shm:pubsub-close');
 const onExhausted = channel('switchyard:shm:pubsub-pool-exhausted');
 
-const HI = 2 ** 32;
+/** 2^-32: `Math.floor(n * PER_HI)` is the high word of n, exactly (a multiplication by a power of
+ * two, cheaper than a division by 2^32). */
+const PER_HI = 2 ** -32;
 
 /** Counters of a publisher (all since create). */
 export interface PublisherStats {
@@ -460,7 +462,7 @@ export class Publisher {
     // the block reads the tail and knows how many it missed.
     this.#tail = tail + 1;
     // Plain stores: the atomic subtraction below publishes them to whoever sees its result.
-    i32[this.#cursors + CURSOR_TAIL_HI] = Math.floor(this.#tail / HI);
+    i32[this.#cursors + CURSOR_TAIL_HI] = Math.floor(this.#tail * PER_HI);
     i32[this.#cursors + CURSOR_TAIL_LO] = this.#tail | 0;
     // An inline message holds no block: its entry is simply overwritten next.
     if (block !== INLINE_BLOCK) {
@@ -477,7 +479,7 @@ export class Publisher {
     const i32 = this.#i32;
     const seq = this.#head;
     const lo = seq | 0;
-    const hi = Math.floor(seq / HI);
+    const hi = Math.floor(seq * PER_HI);
     if (seq - this.#tail >= this.#layout.ringDepth && !this.#evict()) {
       // Only when another loan took the last ring entry first: give the block back.
       this.discardBlock(block);
@@ -523,7 +525,7 @@ export class Publisher {
     // seq − 1 is older than this message (a reader of it waits) and newer than the one the
     // entry held (ringDepth ≥ 2: a reader of that one sees it lapped).
     Atomics.store(i32, e, (lo - 1) | 0);
-    i32[e + 1] = Math.floor(seq / HI);
+    i32[e + 1] = Math.floor(seq * PER_HI);
     i32[e + 2] = INLINE_BLOCK;
     i32[e + 3] = data.length;
     this.#bytes.set(data, (e << 2) + INLINE_HEADER_BYTES);
@@ -537,7 +539,7 @@ export class Publisher {
     this.#head = seq + 1;
     // The head is a hint for subscribers that attach (they read it with a retry loop);
     // readers tell "not yet" from "lapped" by the entry's sequence alone.
-    i32[this.#cursors + CURSOR_HEAD_HI] = Math.floor(this.#head / HI);
+    i32[this.#cursors + CURSOR_HEAD_HI] = Math.floor(this.#head * PER_HI);
     i32[this.#cursors + CURSOR_HEAD_LO] = this.#head | 0;
     this.#published++;
     if (Atomics.load(i32, I_PARKED) !== 0) this.#wake();

@@ -188,6 +188,49 @@ test('inline copies: held ones stay intact however many follow, in any release o
   }
 });
 
+test('inline messages published back to back are taken together, served in order, one at a time', () => {
+  const name = 'inline-ahead';
+  const publisher = Publisher.create(name, { dir: dir.path, blockCount: 16, ringDepth: 16, blockSize: 256 });
+  const subscriber = Subscriber.open(name, { dir: dir.path });
+  try {
+    // 10 inline, one in a block (100 bytes > 64), 3 inline.
+    for (let seq = 0; seq < 14; seq++) publisher.send(pattern(seq, seq === 10 ? 100 : 8 + seq));
+    const first = subscriber.tryRecv()!;
+    assert.equal(first.sequence, 0n);
+    assert.equal(subscriber.position, 1n, 'position counts what was served, not what was copied ahead');
+    // The ring (depth 16) is overwritten many times: the messages the subscriber had copied
+    // with the first one still arrive whole; then it is told what it missed.
+    for (let seq = 14; seq < 100; seq++) publisher.send(pattern(seq, 8));
+    const served: Sample[] = [first];
+    for (let s = subscriber.tryRecv(); s !== null; s = subscriber.tryRecv()) served.push(s);
+    const sequences = served.map((s) => Number(s.sequence));
+    assert.deepEqual(sequences.slice(0, 10), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9], 'taken ahead, in order');
+    for (const s of served.slice(0, 10))
+      assert.ok(intact(s, 8 + Number(s.sequence)), `message ${s.sequence} whole`);
+    assert.equal(served[10]!.missed, Number(served[10]!.sequence) - 10, 'then the lag is counted');
+    assert.equal(subscriber.missed, served[10]!.missed);
+    assert.equal(sequences.at(-1), 99);
+    for (const s of served.slice(10)) assert.ok(intact(s, 8), `message ${s.sequence} whole`);
+    for (const s of served) s.release();
+    // A block message ends a run taken ahead; order is kept across kinds.
+    publisher.send(pattern(100, 8));
+    publisher.send(pattern(101, 200));
+    publisher.send(pattern(102, 8));
+    const kinds = [subscriber.tryRecv()!, subscriber.tryRecv()!, subscriber.tryRecv()!];
+    assert.deepEqual(
+      kinds.map((s) => Number(s.sequence)),
+      [100, 101, 102],
+    );
+    assert.ok(intact(kinds[0]!, 8) && intact(kinds[1]!, 200) && intact(kinds[2]!, 8));
+    for (const s of kinds) s.release();
+    assert.equal(subscriber.tryRecv(), null);
+    assert.equal(subscriber.position, 103n);
+  } finally {
+    subscriber.close();
+    publisher.close();
+  }
+});
+
 test("inline messages with slowSubscriber 'block': never overwritten unread", () => {
   const name = 'inline-block';
   const publisher = Publisher.create(name, {
