@@ -1,5 +1,5 @@
 // The processes of the shm pub/sub benchmark (see shm.ts). One JSON line on stdout reports.
-//   pub <name> <dir> <size> <count> <send|loan> <blockSize> <blockCount> <ringDepth> [inlineMaxBytes]
+//   pub <name> <dir> <size> <count> <send|loan> <blockSize> <blockCount> <ringDepth> [inlineMaxBytes|default]
 //        publisher ('block' policy: nothing is lost); waits for "go" on stdin
 //   sub <name> <dir> <count> <spin|adaptive>   subscriber: reads in place, touches first and last byte
 //   pong <name> <dir> <spin|parked>            ShmChannel server: echoes every message
@@ -33,7 +33,7 @@ function isFull(error: unknown): boolean {
 }
 
 async function publish(): Promise<void> {
-  const [size, count, how, blockSize, blockCount, ringDepth, inlineMaxBytes = '0'] = args;
+  const [size, count, how, blockSize, blockCount, ringDepth, inlineMaxBytes = 'default'] = args;
   const n = Number(count);
   const length = Number(size);
   const publisher = Publisher.create(name, {
@@ -43,7 +43,8 @@ async function publish(): Promise<void> {
     ringDepth: Number(ringDepth),
     slowSubscriber: 'block',
     staleTimeoutMs: 30_000,
-    inlineMaxBytes: Number(inlineMaxBytes),
+    // 'default': left to the package (PUBSUB_DEFAULTS.inlineMaxBytes).
+    ...(inlineMaxBytes === 'default' ? {} : { inlineMaxBytes: Number(inlineMaxBytes) }),
   });
   say({ created: true });
   await waitForGo();

@@ -154,6 +154,8 @@ export class Publisher {
   #loaned = 0;
   /** Ring entries in [tail, head) that hold a block (not inline): none of those blocks is free. */
   #ringBlocks = 0;
+  /** The block word this publisher last wrote in each ring entry (a private copy). */
+  readonly #entryBlocks: Int32Array;
   #head = 0;
   #tail = 0;
   #cursor = 0;
@@ -183,6 +185,7 @@ export class Publisher {
     this.#i32 = new Int32Array(this.#mapping.buffer);
     this.#i64 = new BigInt64Array(this.#mapping.buffer, 0, FIXED_HEADER_BYTES >> 3);
     this.#mask = layout.ringDepth - 1;
+    this.#entryBlocks = new Int32Array(layout.ringDepth).fill(INLINE_BLOCK);
     this.#ringIndex = layout.ringOffset >> 2;
     this.#ringWords = layout.ringEntryBytes >> 2;
     this.#inlineMax = layout.inlineMaxBytes > 0 ? layout.inlineMaxBytes : -1;
@@ -456,8 +459,9 @@ export class Publisher {
     if (!this.#canEvict()) return false;
     const i32 = this.#i32;
     const tail = this.#tail;
-    const e = this.#ringIndex + (tail & this.#mask) * this.#ringWords;
-    const block = i32[e + 2] as number;
+    // Our own record of the entry's block, not the entry: reading the shared line here would
+    // fetch it from a subscriber's cache, and writing it right after would fetch it again.
+    const block = this.#entryBlocks[tail & this.#mask] as number;
     // Advance the tail before dropping the reference: a reader that then fails to take
     // the block reads the tail and knows how many it missed.
     this.#tail = tail + 1;
@@ -495,6 +499,7 @@ export class Publisher {
     Atomics.store(i32, t, 1);
     const e = this.#ringIndex + (seq & this.#mask) * this.#ringWords;
     i32[e + 2] = block;
+    this.#entryBlocks[seq & this.#mask] = block;
     i32[e + 1] = hi;
     // The entry's low sequence word last: a reader that sees it sees the rest. Being a
     // full fence, it also orders the parked-count load below after the entry (a subscriber
@@ -527,6 +532,7 @@ export class Publisher {
     Atomics.store(i32, e, (lo - 1) | 0);
     i32[e + 1] = Math.floor(seq * PER_HI);
     i32[e + 2] = INLINE_BLOCK;
+    this.#entryBlocks[seq & this.#mask] = INLINE_BLOCK;
     i32[e + 3] = data.length;
     this.#bytes.set(data, (e << 2) + INLINE_HEADER_BYTES);
     Atomics.store(i32, e, lo);
