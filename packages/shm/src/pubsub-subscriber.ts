@@ -182,7 +182,7 @@ export class Subscriber {
   #copyCursor = 0;
   /** Inline messages taken ahead (see #takeInline), served in order: a ring of AHEAD_MAX. */
   readonly #aheadCode = new Int32Array(AHEAD_MAX);
-  readonly #aheadSeq = new Float64Array(AHEAD_MAX);
+  readonly #aheadSeq: number[] = new Array<number>(AHEAD_MAX).fill(0);
   readonly #aheadViews: (Uint8Array | undefined)[] = new Array<Uint8Array | undefined>(AHEAD_MAX).fill(
     undefined,
   );
