@@ -85,7 +85,9 @@ export interface RecvSyncOptions {
  * A received message, in place in the publisher's block: `bytes` is a view into shared
  * memory, valid until `release()` (or `[Symbol.dispose]`, so `using sample = …` works). The
  * block is not reused while any guard holds it. Release promptly: held guards take blocks
- * out of the pool (`SHM_ERR_POOL_EXHAUSTED` once every block is out).
+ * out of the pool (`SHM_ERR_POOL_EXHAUSTED` once every block is out). A message sent inline
+ * (at most `inlineMaxBytes`, 64 by default) is the subscriber's own copy instead, in a slot
+ * of its copy area, likewise valid until `release()` (which returns the slot).
  */
 export class Sample {
   readonly bytes: Uint8Array;
