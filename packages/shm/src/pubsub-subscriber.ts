@@ -633,27 +633,39 @@ export class Subscriber {
    * with `signal.reason`, `SHM_ERR_PUBLISHER_DEAD`, or `SHM_ERR_CLOSED` (publisher closed
    * and drained, or this subscriber closed).
    */
-  async recv(options: RecvOptions = {}): Promise<Sample> {
-    if (this.#closed) throw new ShmClosedError('the subscriber is closed');
-    const first = this.#look();
-    if (first !== null) return first;
-    const { signal } = options;
-    if (signal !== undefined && !(signal instanceof AbortSignal)) {
-      throw new ShmInvalidArgumentError('option "signal" must be an AbortSignal');
-    }
-    const wait = options.wait === undefined ? this.#options.wait : checkWait(options.wait);
-    signal?.throwIfAborted();
-    switch (wait) {
-      case 'spin':
-        return this.#recvSpinning(signal);
-      case 'yield':
-        return this.#recvPolling(signal, 0);
-      case 'backoff':
-        return this.#recvPolling(signal, this.#options.maxBackoffMs);
-      case 'block':
-        return this.recvSync({ wait: 'block' });
-      case 'adaptive':
-        return this.#recvAdaptive(signal);
+  recv(options: RecvOptions = {}): Promise<Sample> {
+    // Not an async function: a message found at once, or while `adaptive` spins, costs one
+    // settled promise rather than a chain of async functions resolving one another (each
+    // link a few more microtask turns). Errors still reject, never throw.
+    try {
+      if (this.#closed) throw new ShmClosedError('the subscriber is closed');
+      const first = this.#look();
+      if (first !== null) return Promise.resolve(first);
+      const { signal } = options;
+      if (signal !== undefined && !(signal instanceof AbortSignal)) {
+        throw new ShmInvalidArgumentError('option "signal" must be an AbortSignal');
+      }
+      const wait = options.wait === undefined ? this.#options.wait : checkWait(options.wait);
+      signal?.throwIfAborted();
+      switch (wait) {
+        case 'spin':
+          return this.#recvSpinning(signal);
+        case 'yield':
+          return this.#recvPolling(signal, 0);
+        case 'backoff':
+          return this.#recvPolling(signal, this.#options.maxBackoffMs);
+        case 'block':
+          return Promise.resolve(this.recvSync({ wait: 'block' }));
+        case 'adaptive': {
+          const spun = this.#spin(this.#options.spinMicros);
+          if (spun !== null) return Promise.resolve(spun);
+          return this.#recvAdaptive(signal, true);
+        }
+      }
+    } catch (error) {
+      // As it was thrown: an abort rejects with `signal.reason`, whatever it is.
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors
+      return Promise.reject(error);
     }
   }
 
@@ -746,10 +758,13 @@ export class Subscriber {
     }
   }
 
-  async #recvAdaptive(signal: AbortSignal | undefined): Promise<Sample> {
-    for (;;) {
-      const spun = this.#spin(this.#options.spinMicros);
-      if (spun !== null) return spun;
+  /** `spun`: the caller has just spun `spinMicros` in vain (the first round parks at once). */
+  async #recvAdaptive(signal: AbortSignal | undefined, spun: boolean): Promise<Sample> {
+    for (let round = 0; ; round++) {
+      if (round > 0 || !spun) {
+        const sample = this.#spin(this.#options.spinMicros);
+        if (sample !== null) return sample;
+      }
       this.#checkAlive();
       if (!this.#ensureBell()) return this.#recvPolling(signal, this.#options.maxBackoffMs);
       const sample = await this.#parker.park(

@@ -288,6 +288,13 @@ test('recv rejects with the signal reason; close() rejects a pending recv; publi
   const aborted = subscriber.recv({ signal: controller.signal });
   setTimeout(() => controller.abort(new Error('enough')), 5);
   await assert.rejects(aborted, { message: 'enough' });
+  // Already aborted, with a reason that is no Error: rejected with it as it is, never thrown.
+  const early = subscriber.recv({ signal: AbortSignal.abort('no more') });
+  assert.ok(early instanceof Promise);
+  await assert.rejects(early, (reason) => reason === 'no more');
+  const bad = subscriber.recv({ signal: 'nope' as unknown as AbortSignal });
+  await assert.rejects(bad, { code: 'SHM_ERR_INVALID_ARGUMENT' });
+  await assert.rejects(subscriber.recv({ wait: 'sometimes' as never }), { code: 'SHM_ERR_INVALID_ARGUMENT' });
   const pending = subscriber.recv();
   setTimeout(() => subscriber.close(), 5);
   await assert.rejects(pending, { code: 'SHM_ERR_CLOSED' });
