@@ -317,8 +317,8 @@ export class Publisher {
     // Plain reads from the cursor: a hint (loan() checks again), and blocks come back in
     // about the order they went out, so the first look usually finds one. No look at all
     // when the ring and the loans hold every block.
-    const candidates = count - this.#ringBlocks - this.#loaned;
-    for (let n = 0, b = this.#cursor; n < candidates; n++, b = b + 1 === count ? 0 : b + 1) {
+    const looks = this.#ringBlocks + this.#loaned >= count ? 0 : count;
+    for (let n = 0, b = this.#cursor; n < looks; n++, b = b + 1 === count ? 0 : b + 1) {
       if (i32[this.#tableIndex + b * TABLE_WORDS] === 0) return true;
     }
     // No free block: one would come free only by releasing a ring entry no guard shares.

@@ -179,6 +179,24 @@ test('blockCount = ringDepth, ring full: every send frees the oldest entry’s b
   }
 });
 
+test('isWritable finds a free block anywhere in the pool, not only next to the cursor', () => {
+  using dir = shmDir();
+  using p = pair(dir.path, 'far-free', { blockCount: 4, ringDepth: 2, blockSize: 64, inlineMaxBytes: 0 });
+  p.publisher.send(bytes(0));
+  p.publisher.send(bytes(1));
+  const held = [p.subscriber.tryRecv()!, p.subscriber.tryRecv()!]; // blocks 0 and 1, held
+  const first = p.publisher.loan(); // block 2
+  const second = p.publisher.loan(); // block 3; the cursor wraps to block 0
+  first.discard(); // block 2 is free again, three places from the cursor
+  assert.equal(p.publisher.isWritable, true);
+  p.publisher.send(bytes(2));
+  const got = p.subscriber.tryRecv()!;
+  assert.deepEqual([...got.bytes], [2]);
+  got.release();
+  second.discard();
+  for (const h of held) h.release();
+});
+
 test('a slow subscriber is told how many it missed and reads only whole, current messages', () => {
   using dir = shmDir();
   using p = pair(dir.path, 'lag', { blockCount: 16, ringDepth: 8, blockSize: 64 });
