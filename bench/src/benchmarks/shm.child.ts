@@ -1,5 +1,5 @@
 // The processes of the shm pub/sub benchmark (see shm.ts). One JSON line on stdout reports.
-//   pub <name> <dir> <size> <count> <send|loan> <blockSize> <blockCount> <ringDepth> [inlineMaxBytes]
+//   pub <name> <dir> <size> <count> <send|loan> <blockSize> <blockCount> <ringDepth> [inlineMaxBytes|default]
 //        publisher ('block' policy: nothing is lost); waits for "go" on stdin
 //   sub <name> <dir> <count> <spin|adaptive>   subscriber: reads in place, touches first and last byte
 //   pong <name> <dir> <spin|parked>            ShmChannel server: echoes every message
@@ -33,7 +33,7 @@ function isFull(error: unknown): boolean {
 }
 
 async function publish(): Promise<void> {
-  const [size, count, how, blockSize, blockCount, ringDepth, inlineMaxBytes = '0'] = args;
+  const [size, count, how, blockSize, blockCount, ringDepth, inlineMaxBytes = 'default'] = args;
   const n = Number(count);
   const length = Number(size);
   const publisher = Publisher.create(name, {
@@ -43,11 +43,13 @@ async function publish(): Promise<void> {
     ringDepth: Number(ringDepth),
     slowSubscriber: 'block',
     staleTimeoutMs: 30_000,
-    inlineMaxBytes: Number(inlineMaxBytes),
+    // 'default': left to the package (PUBSUB_DEFAULTS.inlineMaxBytes).
+    ...(inlineMaxBytes === 'default' ? {} : { inlineMaxBytes: Number(inlineMaxBytes) }),
   });
   say({ created: true });
   await waitForGo();
   const payload = new Uint8Array(length).fill(7);
+  const cpu0 = process.cpuUsage();
   const start = now();
   say({ startNs: String(start) });
   let full = 0;
@@ -92,7 +94,14 @@ async function publish(): Promise<void> {
     }
   }
   const elapsed = Number(now() - start);
-  say({ published: n, full, publisherMsgsPerSec: (n * 1e9) / elapsed, stats: publisher.stats });
+  const cpu = process.cpuUsage(cpu0);
+  say({
+    published: n,
+    full,
+    publisherMsgsPerSec: (n * 1e9) / elapsed,
+    cpuMicros: cpu.user + cpu.system,
+    stats: publisher.stats,
+  });
   // Keep the region until the subscriber has read everything.
   for await (const line of createInterface({ input: process.stdin })) if (line === 'close') break;
   publisher.close();
@@ -106,12 +115,14 @@ async function subscribe(): Promise<void> {
   let read = 0;
   let bytes = 0;
   let touched = 0;
+  let cpu0: NodeJS.CpuUsage | undefined;
   while (read < n) {
     let sample: Sample | null = subscriber.tryRecv();
     if (sample === null) {
       if (wait === 'spin') continue;
       sample = await subscriber.recv({ wait: 'adaptive' });
     }
+    if (cpu0 === undefined) cpu0 = process.cpuUsage();
     const view = sample.bytes;
     touched += (view[0] as number) + (view[view.length - 1] as number);
     bytes += view.length;
@@ -119,7 +130,16 @@ async function subscribe(): Promise<void> {
     read++;
   }
   const lastNs = now();
-  say({ read, bytes, lastNs: String(lastNs), elapsedNs: 1, touched, missed: subscriber.missed });
+  const cpu = process.cpuUsage(cpu0);
+  say({
+    read,
+    bytes,
+    lastNs: String(lastNs),
+    elapsedNs: 1,
+    touched,
+    missed: subscriber.missed,
+    cpuMicros: cpu.user + cpu.system,
+  });
   subscriber.close();
 }
 

@@ -214,9 +214,10 @@ export interface PubSubConfig {
   prefault?: boolean;
   /**
    * `send` carries messages of at most this many bytes inline, in the ring entry: no block,
-   * no reference count (a subscriber gets a private copy). 0 (default): every message takes
-   * a block. At most `blockSize` and 4080; needs `ringDepth` ≥ 2. Each ring entry then takes
-   * `align64(16 + inlineMaxBytes)` bytes.
+   * no reference count (a subscriber gets a private copy). Default 64 (0 when `ringDepth`
+   * is 1); 0: every message takes a block. At most `blockSize` and 4080; needs `ringDepth`
+   * ≥ 2. Each ring entry then takes `align64(16 + inlineMaxBytes)` bytes (128 by default).
+   * `loan()` always hands out a block.
    */
   inlineMaxBytes?: number;
 }
@@ -244,7 +245,7 @@ export const PUBSUB_DEFAULTS: ResolvedPubSubConfig = Object.freeze({
   subscriberSlots: 8,
   dir: '/dev/shm',
   prefault: true,
-  inlineMaxBytes: 0,
+  inlineMaxBytes: 64,
 });
 
 /** Validates a `PubSubConfig`; every message names the option. */
@@ -295,9 +296,10 @@ export function resolvePubSubConfig(config: PubSubConfig = {}): ResolvedPubSubCo
   }
   const prefault = config.prefault ?? d.prefault;
   if (typeof prefault !== 'boolean') throw new ShmInvalidArgumentError('option "prefault" must be a boolean');
+  // The default carries small messages inline wherever the ring allows it (ringDepth ≥ 2).
   const inlineMaxBytes = integer(
     'inlineMaxBytes',
-    config.inlineMaxBytes ?? d.inlineMaxBytes,
+    config.inlineMaxBytes ?? (ringDepth >= 2 ? d.inlineMaxBytes : 0),
     0,
     Math.min(MAX_INLINE_BYTES, blockSize),
   );

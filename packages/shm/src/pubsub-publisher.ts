@@ -51,7 +51,9 @@ const onCreate = channel('switchyard:shm:pubsub-create');
 const onClose = channel('switchyard:shm:pubsub-close');
 const onExhausted = channel('switchyard:shm:pubsub-pool-exhausted');
 
-const HI = 2 ** 32;
+/** 2^-32: `Math.floor(n * PER_HI)` is the high word of n, exactly (a multiplication by a power of
+ * two, cheaper than a division by 2^32). */
+const PER_HI = 2 ** -32;
 
 /** Counters of a publisher (all since create). */
 export interface PublisherStats {
@@ -150,6 +152,10 @@ export class Publisher {
   readonly #loanViews: (Uint8Array | undefined)[] | undefined;
   /** Blocks this publisher has loaned and not yet published or discarded. */
   #loaned = 0;
+  /** Ring entries in [tail, head) that hold a block (not inline): none of those blocks is free. */
+  #ringBlocks = 0;
+  /** The block word this publisher last wrote in each ring entry (a private copy). */
+  readonly #entryBlocks: Int32Array;
   #head = 0;
   #tail = 0;
   #cursor = 0;
@@ -179,6 +185,7 @@ export class Publisher {
     this.#i32 = new Int32Array(this.#mapping.buffer);
     this.#i64 = new BigInt64Array(this.#mapping.buffer, 0, FIXED_HEADER_BYTES >> 3);
     this.#mask = layout.ringDepth - 1;
+    this.#entryBlocks = new Int32Array(layout.ringDepth).fill(INLINE_BLOCK);
     this.#ringIndex = layout.ringOffset >> 2;
     this.#ringWords = layout.ringEntryBytes >> 2;
     this.#inlineMax = layout.inlineMaxBytes > 0 ? layout.inlineMaxBytes : -1;
@@ -308,8 +315,10 @@ export class Publisher {
     const i32 = this.#i32;
     const count = this.#layout.blockCount;
     // Plain reads from the cursor: a hint (loan() checks again), and blocks come back in
-    // about the order they went out, so the first look usually finds one.
-    for (let n = 0, b = this.#cursor; n < count; n++, b = b + 1 === count ? 0 : b + 1) {
+    // about the order they went out, so the first look usually finds one. No look at all
+    // when the ring and the loans hold every block.
+    const looks = this.#ringBlocks + this.#loaned >= count ? 0 : count;
+    for (let n = 0, b = this.#cursor; n < looks; n++, b = b + 1 === count ? 0 : b + 1) {
       if (i32[this.#tableIndex + b * TABLE_WORDS] === 0) return true;
     }
     // No free block: one would come free only by releasing a ring entry no guard shares.
@@ -366,10 +375,17 @@ export class Publisher {
     );
   }
 
-  /** A free block, claimed with LOAN_BIT, or -1. Round-robin: blocks come back roughly in order. */
+  /**
+   * A free block, claimed with LOAN_BIT, or -1. Round-robin: blocks come back roughly in
+   * order, so the block at the cursor is usually free. When the ring entries and the loans
+   * hold every block (`blockCount` = `ringDepth` and the ring full), none can be free: -1
+   * without a look, and the caller frees the oldest entry's block, which is then at the
+   * cursor. A scan of the table happens only while samples hold blocks out of order.
+   */
   #findFree(): number {
     const i32 = this.#i32;
     const count = this.#layout.blockCount;
+    if (this.#ringBlocks + this.#loaned >= count) return -1;
     let b = this.#cursor;
     for (let n = 0; n < count; n++) {
       const s = this.#tableIndex + b * TABLE_WORDS;
@@ -443,16 +459,20 @@ export class Publisher {
     if (!this.#canEvict()) return false;
     const i32 = this.#i32;
     const tail = this.#tail;
-    const e = this.#ringIndex + (tail & this.#mask) * this.#ringWords;
-    const block = i32[e + 2] as number;
+    // Our own record of the entry's block, not the entry: reading the shared line here would
+    // fetch it from a subscriber's cache, and writing it right after would fetch it again.
+    const block = this.#entryBlocks[tail & this.#mask] as number;
     // Advance the tail before dropping the reference: a reader that then fails to take
     // the block reads the tail and knows how many it missed.
     this.#tail = tail + 1;
     // Plain stores: the atomic subtraction below publishes them to whoever sees its result.
-    i32[this.#cursors + CURSOR_TAIL_HI] = Math.floor(this.#tail / HI);
+    i32[this.#cursors + CURSOR_TAIL_HI] = Math.floor(this.#tail * PER_HI);
     i32[this.#cursors + CURSOR_TAIL_LO] = this.#tail | 0;
     // An inline message holds no block: its entry is simply overwritten next.
-    if (block !== INLINE_BLOCK) Atomics.sub(i32, this.#tableIndex + block * TABLE_WORDS, 1);
+    if (block !== INLINE_BLOCK) {
+      this.#ringBlocks--;
+      Atomics.sub(i32, this.#tableIndex + block * TABLE_WORDS, 1);
+    }
     this.#evicted++;
     return true;
   }
@@ -463,7 +483,7 @@ export class Publisher {
     const i32 = this.#i32;
     const seq = this.#head;
     const lo = seq | 0;
-    const hi = Math.floor(seq / HI);
+    const hi = Math.floor(seq * PER_HI);
     if (seq - this.#tail >= this.#layout.ringDepth && !this.#evict()) {
       // Only when another loan took the last ring entry first: give the block back.
       this.discardBlock(block);
@@ -479,12 +499,14 @@ export class Publisher {
     Atomics.store(i32, t, 1);
     const e = this.#ringIndex + (seq & this.#mask) * this.#ringWords;
     i32[e + 2] = block;
+    this.#entryBlocks[seq & this.#mask] = block;
     i32[e + 1] = hi;
     // The entry's low sequence word last: a reader that sees it sees the rest. Being a
     // full fence, it also orders the parked-count load below after the entry (a subscriber
     // that parks sets the count, then looks at the entry).
     Atomics.store(i32, e, lo);
     this.#loaned--;
+    this.#ringBlocks++;
     this.#afterPublish(seq);
   }
 
@@ -508,8 +530,9 @@ export class Publisher {
     // seq − 1 is older than this message (a reader of it waits) and newer than the one the
     // entry held (ringDepth ≥ 2: a reader of that one sees it lapped).
     Atomics.store(i32, e, (lo - 1) | 0);
-    i32[e + 1] = Math.floor(seq / HI);
+    i32[e + 1] = Math.floor(seq * PER_HI);
     i32[e + 2] = INLINE_BLOCK;
+    this.#entryBlocks[seq & this.#mask] = INLINE_BLOCK;
     i32[e + 3] = data.length;
     this.#bytes.set(data, (e << 2) + INLINE_HEADER_BYTES);
     Atomics.store(i32, e, lo);
@@ -522,7 +545,7 @@ export class Publisher {
     this.#head = seq + 1;
     // The head is a hint for subscribers that attach (they read it with a retry loop);
     // readers tell "not yet" from "lapped" by the entry's sequence alone.
-    i32[this.#cursors + CURSOR_HEAD_HI] = Math.floor(this.#head / HI);
+    i32[this.#cursors + CURSOR_HEAD_HI] = Math.floor(this.#head * PER_HI);
     i32[this.#cursors + CURSOR_HEAD_LO] = this.#head | 0;
     this.#published++;
     if (Atomics.load(i32, I_PARKED) !== 0) this.#wake();

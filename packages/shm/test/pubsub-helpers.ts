@@ -25,6 +25,8 @@ export interface SubSummary {
   firstError: string;
   ended: string;
   lastSeq: number;
+  /** The subscriber's first sequence (messages before it were published before it attached). */
+  start: number;
 }
 
 /** A child process speaking JSON lines on stdout and taking commands on stdin. */

@@ -51,6 +51,8 @@ test('pub/sub against a model: guards stay intact, gaps are counted, the pool ru
           blockSize: 64,
           prefault: false,
           slowSubscriber,
+          // Blocks only: inline messages are modelled in pubsub-inline.test.ts.
+          inlineMaxBytes: 0,
         });
         const subscriber = Subscriber.open(name, { dir: dir.path });
         const held: Sample[] = [];

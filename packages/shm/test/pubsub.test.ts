@@ -91,7 +91,7 @@ test('loan: written in place, published by length; discard gives the block back'
 
 test('DataTooLarge above the block size; PoolExhausted when every block is out, until one is released', () => {
   using dir = shmDir();
-  using p = pair(dir.path, 'limits', { blockCount: 4, ringDepth: 4, blockSize: 64 });
+  using p = pair(dir.path, 'limits', { blockCount: 4, ringDepth: 4, blockSize: 64, inlineMaxBytes: 0 });
   assert.throws(() => p.publisher.send(new Uint8Array(65)), {
     code: 'SHM_ERR_DATA_TOO_LARGE',
     name: 'ShmDataTooLargeError',
@@ -117,12 +117,84 @@ test('DataTooLarge above the block size; PoolExhausted when every block is out, 
 
 test('a block held by a guard is never reused, however many messages follow', () => {
   using dir = shmDir();
-  using p = pair(dir.path, 'guard', { blockCount: 8, ringDepth: 4, blockSize: 64 });
+  using p = pair(dir.path, 'guard', { blockCount: 8, ringDepth: 4, blockSize: 64, inlineMaxBytes: 0 });
   p.publisher.send(text('keep me'));
   const kept = p.subscriber.tryRecv()!;
   for (let i = 0; i < 1000; i++) p.publisher.send(new Uint8Array(64).fill(i & 0xff));
   assert.equal(str(kept.bytes), 'keep me');
   kept.release();
+});
+
+test('blockCount = ringDepth, ring full: every send frees the oldest entry’s block and takes it; guards still hold', () => {
+  using dir = shmDir();
+  // Overwrite: the ring and the pool are the same size, so each send past the first lap must
+  // give up the oldest entry's block first (found without a scan of the table).
+  {
+    using p = pair(dir.path, 'full-overwrite', {
+      blockCount: 8,
+      ringDepth: 8,
+      blockSize: 64,
+      inlineMaxBytes: 0,
+    });
+    p.publisher.send(text('kept'));
+    const kept = p.subscriber.tryRecv()!;
+    for (let i = 0; i < 1000; i++) p.publisher.send(new Uint8Array(64).fill(i & 0xff));
+    assert.equal(p.publisher.stats.published, 1001);
+    assert.equal(str(kept.bytes), 'kept', 'the held block was never reused');
+    // The subscriber lapped: it gets the 7 newest whole (the kept guard's block is out of
+    // the pool, so the ring holds one message less), and the count of what it missed.
+    const first = p.subscriber.tryRecv()!;
+    assert.equal(first.missed, 1000 - 7);
+    assert.equal(first.sequence, 994n);
+    assert.deepEqual(first.bytes, new Uint8Array(64).fill(993 & 0xff));
+    first.release();
+    let n = 1;
+    for (let s = p.subscriber.tryRecv(); s !== null; s = p.subscriber.tryRecv(), n++) {
+      assert.equal(s.bytes[0], Number(s.sequence - 1n) & 0xff);
+      s.release();
+    }
+    assert.equal(n, 7);
+    kept.release();
+  }
+  // Block: a full ring refuses (WOULD_BLOCK), and each message read makes room for one more.
+  {
+    using p = pair(dir.path, 'full-block', {
+      blockCount: 8,
+      ringDepth: 8,
+      blockSize: 64,
+      inlineMaxBytes: 0,
+      slowSubscriber: 'block',
+    });
+    for (let i = 0; i < 8; i++) p.publisher.send(bytes(i));
+    assert.equal(p.publisher.isWritable, false);
+    assert.throws(() => p.publisher.send(bytes(8)), { code: 'SHM_ERR_WOULD_BLOCK' });
+    for (let i = 8; i < 200; i++) {
+      const s = p.subscriber.tryRecv()!;
+      assert.equal(s.bytes[0], (i - 8) & 0xff);
+      s.release();
+      assert.equal(p.publisher.isWritable, true);
+      p.publisher.send(bytes(i & 0xff));
+      assert.throws(() => p.publisher.send(bytes(0)), { code: 'SHM_ERR_WOULD_BLOCK' });
+    }
+  }
+});
+
+test('isWritable finds a free block anywhere in the pool, not only next to the cursor', () => {
+  using dir = shmDir();
+  using p = pair(dir.path, 'far-free', { blockCount: 4, ringDepth: 2, blockSize: 64, inlineMaxBytes: 0 });
+  p.publisher.send(bytes(0));
+  p.publisher.send(bytes(1));
+  const held = [p.subscriber.tryRecv()!, p.subscriber.tryRecv()!]; // blocks 0 and 1, held
+  const first = p.publisher.loan(); // block 2
+  const second = p.publisher.loan(); // block 3; the cursor wraps to block 0
+  first.discard(); // block 2 is free again, three places from the cursor
+  assert.equal(p.publisher.isWritable, true);
+  p.publisher.send(bytes(2));
+  const got = p.subscriber.tryRecv()!;
+  assert.deepEqual([...got.bytes], [2]);
+  got.release();
+  second.discard();
+  for (const h of held) h.release();
 });
 
 test('a slow subscriber is told how many it missed and reads only whole, current messages', () => {
@@ -234,6 +306,13 @@ test('recv rejects with the signal reason; close() rejects a pending recv; publi
   const aborted = subscriber.recv({ signal: controller.signal });
   setTimeout(() => controller.abort(new Error('enough')), 5);
   await assert.rejects(aborted, { message: 'enough' });
+  // Already aborted, with a reason that is no Error: rejected with it as it is, never thrown.
+  const early = subscriber.recv({ signal: AbortSignal.abort('no more') });
+  assert.ok(early instanceof Promise);
+  await assert.rejects(early, (reason) => reason === 'no more');
+  const bad = subscriber.recv({ signal: 'nope' as unknown as AbortSignal });
+  await assert.rejects(bad, { code: 'SHM_ERR_INVALID_ARGUMENT' });
+  await assert.rejects(subscriber.recv({ wait: 'sometimes' as never }), { code: 'SHM_ERR_INVALID_ARGUMENT' });
   const pending = subscriber.recv();
   setTimeout(() => subscriber.close(), 5);
   await assert.rejects(pending, { code: 'SHM_ERR_CLOSED' });
