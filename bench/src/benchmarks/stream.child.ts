@@ -122,6 +122,8 @@ async function main(): Promise<void> {
   // --- the same two over @switchyard/shm's duplex (a wire Transport), one connection each:
   // a duplex is one client–server pair, and both clients keep theirs for every run ---
   const shm = isSupported() ? { stream: `sy-bench-stream-${tag}`, wire: `sy-bench-wire-${tag}` } : null;
+  /** Destroyed on stop: a closed duplex removes its region from /dev/shm (exit alone left 16 MiB each). */
+  const shmTransports: { destroy(): void }[] = [];
   if (shm !== null) {
     // The client comes to shm after TCP and Unix sockets: minutes later.
     const listen = { fallback: 'never', timeoutMs: 30 * 60_000 } as const;
@@ -129,9 +131,11 @@ async function main(): Promise<void> {
       process.stderr.write(`shm listen failed: ${String(error)}\n`);
     };
     listenShmTransport(shm.stream, listen).then((t) => {
+      shmTransports.push(t);
       stream.accept(t, serve);
     }, failed);
     listenShmTransport(shm.wire, listen).then((t) => {
+      shmTransports.push(t);
       wire.manage(t);
     }, failed);
   }
@@ -146,6 +150,7 @@ async function main(): Promise<void> {
   );
   const stop = (): void => {
     for (const name of ['stream', 'grpc', 'wire']) rmSync(unix(name), { force: true });
+    for (const t of shmTransports) t.destroy();
     process.exit(0);
   };
   process.on('SIGTERM', stop);
