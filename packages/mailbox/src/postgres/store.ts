@@ -25,7 +25,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { ClientConfig, Notification, PoolClient, QueryResult, QueryResultRow } from 'pg';
 import { MailboxClosedError, MailboxInvalidArgumentError, MailboxStoreError } from '../errors.js';
-import type { Message, MessageHeader } from '../message.js';
+import type { Message, MessageHeader, MessageStatusValue } from '../message.js';
 import { MessageStatus, decodeBody, formatAttempt, parseAttempts } from '../message.js';
 import type { MessageRow } from '../message-row.js';
 import { checkRowLease, headerOfRow } from '../message-row.js';
@@ -78,6 +78,39 @@ const COLS = `m.seq, m.mid, m.mailbox, m.sender, m.receiver, m.client_time, m.re
   m.status, m.due, m.delivery_count, m.lid, m.fence, m.leased_until, m.fetch_time, m.consumer, m.blob,
   m.body_bytes, m.history`;
 
+/**
+ * What a batch claim returns per leased row, in this order (rows come as arrays: `ClaimRow`):
+ * only what the message needs that the claim does not already know (it knows the state, the
+ * lease's end, the fetch time; the attempt record is for `get`).
+ */
+const CLAIM_COLS = `f.idx, f.rn, m.mid, m.mailbox, m.sender, m.receiver, m.client_time, m.received_at, m.delay_ms,
+  m.status, m.delivery_count, m.lid, m.fence, m.blob, m.body_bytes, (SELECT b.data FROM blobs b WHERE b.key = m.blob) AS data`;
+
+/**
+ * A row of a batch claim (`CLAIM_COLS`, then the mailbox and next due time of the row that
+ * says when a mailbox's next message comes due, NULL in leased rows).
+ */
+type ClaimRow = [
+  idx: number,
+  rn: number,
+  mid: string,
+  mailbox: string,
+  sender: string,
+  receiver: string,
+  clientTime: number,
+  receivedAt: number,
+  delayMs: number,
+  status: MessageStatusValue,
+  deliveryCount: number,
+  lid: string,
+  fence: number,
+  blob: string,
+  bodyBytes: number,
+  data: Buffer | null,
+  ndMailbox: string | null,
+  nextDue: number | null,
+];
+
 /** The sends of a batch: mailboxes created if new, messages inserted unless their mid exists, blob references. */
 const SY_SEND_SQL = `WITH input AS (
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::integer[], $8::text[])
@@ -118,7 +151,7 @@ const SY_CLAIMS_SQL = `WITH req AS MATERIALIZED (
            lid = replace(gen_random_uuid()::text, '-', ''), fence = f.fence, leased_until = $6::bigint + f.lease_ms,
            fetch_time = $6::bigint, consumer = f.consumer
          FROM f WHERE m.mid = f.mid
-         RETURNING f.idx, f.rn, ${COLS}, (SELECT b.data FROM blobs b WHERE b.key = m.blob) AS data)
+         RETURNING ${CLAIM_COLS})
        SELECT u.*, NULL::text AS nd_mailbox, NULL::bigint AS next_due FROM u
        UNION ALL
        -- When the next message of each mailbox comes due, for its claims that got nothing (rows
@@ -686,14 +719,23 @@ export class PostgresStore implements MessageStore {
     plan: FastPlan,
   ): Promise<StoreResult[]> {
     await this.#prepare(client);
-    const res = (await client.query(plan.sql)) as unknown as QueryResult[];
+    // Rows as arrays: the claims' rows are read by position (`ClaimRow`), without an object per row.
+    const res = (await client.query({ text: plan.sql, rowMode: 'array' })) as unknown as QueryResult<
+      unknown[]
+    >[];
     let k = BEGIN_RESULTS;
     const out = new Map<StoreOp, StoreResult>();
     if (plan.sends.length > 0) {
-      const rows = res[k++]!.rows as (Row & { created_mids: string[] | null })[];
-      const created = new Set(rows[0]?.created_mids ?? []);
+      // COLS, data, created_mids: one row, plus one per mid that existed before (duplicate sends).
+      const result = res[k++]!;
+      const rows = result.rows;
+      const created = new Set((rows[0]?.[rows[0].length - 1] as string[] | null | undefined) ?? []);
       const existing = new Map<string, Message>();
-      for (const row of rows) if (row.mid !== null) existing.set(row.mid, message(row));
+      for (const row of rows)
+        if (row[1] !== null) {
+          const named = objectRow<Row>(result.fields, row);
+          existing.set(named.mid, message(named));
+        }
       const made = new Map<string, Message>();
       const missing: string[] = [];
       for (const op of plan.sends) {
@@ -725,7 +767,7 @@ export class PostgresStore implements MessageStore {
       }
     }
     if (plan.confirms.length > 0) {
-      const ok = new Set((res[k++]!.rows as { mid: string }[]).map((r) => r.mid));
+      const ok = new Set((res[k++]!.rows as [mid: string][]).map((r) => r[0]));
       const failed = plan.confirms.filter((op) => !ok.has(op.mid)).map((op) => op.mid);
       // After the COMMIT: a row that existed then may be gone by now (expired, purged), which
       // answers not-found where lease-invalid was as true a moment before; both refuse the ack.
@@ -740,15 +782,7 @@ export class PostgresStore implements MessageStore {
         });
     }
     if (plan.claims.length > 0) {
-      const rs = claimResults(
-        plan.claims,
-        res[k]!.rows as (Row & {
-          idx: number;
-          rn: number;
-          nd_mailbox: string | null;
-          next_due: number | null;
-        })[],
-      );
+      const rs = claimResults(plan.claims, res[k]!.rows as ClaimRow[], now);
       plan.claims.forEach((op, i) => out.set(op, rs[i]!));
     }
     return ops.map((op) => {
@@ -880,11 +914,10 @@ export class PostgresStore implements MessageStore {
    */
   async #claims(ctx: BatchCtx, ops: Extract<StoreOp, { kind: 'claim' }>[]): Promise<StoreResult[]> {
     const { client, now } = ctx;
-    const r = await client.query<
-      Row & { idx: number; rn: number; nd_mailbox: string | null; next_due: number | null }
-    >({
+    const r = await client.query<ClaimRow>({
       name: 'sy_claims',
       text: SY_CLAIMS_SQL,
+      rowMode: 'array',
       values: [
         ops.map((op) => op.mailbox),
         ops.map((op) => op.max),
@@ -894,7 +927,7 @@ export class PostgresStore implements MessageStore {
         now,
       ],
     });
-    const results = claimResults(ops, r.rows);
+    const results = claimResults(ops, r.rows, now);
     // A claim that got fewer than asked left nothing due, so the sends of this batch need wake no one.
     ops.forEach((op, i) => {
       if (results[i]!.messages.length < op.max && ctx.wake.get(op.mailbox) === false)
@@ -1262,25 +1295,67 @@ function sameSettings(a: MailboxSettings, b: MailboxSettings): boolean {
   );
 }
 
+/** A row read as an array, as the object node-postgres would have made of it. */
+function objectRow<R>(fields: readonly { name: string }[], row: readonly unknown[]): R {
+  const o: Record<string, unknown> = {};
+  for (let i = 0; i < fields.length; i++) o[fields[i]!.name] = row[i];
+  return o as R;
+}
+
 /** Deals the rows of a merged claim statement out to its claims, in order. */
 function claimResults(
   ops: readonly Extract<StoreOp, { kind: 'claim' }>[],
-  all: readonly (Row & { idx: number; rn: number; nd_mailbox: string | null; next_due: number | null })[],
+  all: readonly ClaimRow[],
+  now: number,
 ): Extract<StoreResult, { kind: 'claim' }>[] {
-  const got: Row[][] = ops.map(() => []);
+  const got: ClaimRow[][] = ops.map(() => []);
   const next = new Map<string, number>();
-  const rows: (Row & { idx: number; rn: number })[] = [];
+  let sorted = true;
+  let last: ClaimRow | undefined;
   for (const row of all) {
-    if (row.nd_mailbox !== null) {
-      if (row.next_due !== null) next.set(row.nd_mailbox, row.next_due);
-    } else rows.push(row);
+    if (row[16] !== null) {
+      if (row[17] !== null) next.set(row[16], row[17]);
+      continue;
+    }
+    if (last !== undefined && (row[0] < last[0] || (row[0] === last[0] && row[1] < last[1]))) sorted = false;
+    last = row;
+    got[row[0]]!.push(row);
   }
-  for (const row of rows.sort((a, b) => a.idx - b.idx || a.rn - b.rn)) got[row.idx]!.push(row);
-  return ops.map((op, i) =>
-    got[i]!.length > 0
-      ? { kind: 'claim', messages: got[i]!.map(message), nextDueMs: null }
-      : { kind: 'claim', messages: [], nextDueMs: next.get(op.mailbox) ?? null },
-  );
+  if (!sorted) for (const rows of got) rows.sort((a, b) => a[1] - b[1]);
+  return ops.map((op, i) => {
+    const rows = got[i]!;
+    if (rows.length === 0) return { kind: 'claim', messages: [], nextDueMs: next.get(op.mailbox) ?? null };
+    const messages = new Array<Message>(rows.length);
+    const leasedUntil = now + op.leaseMs;
+    for (let j = 0; j < rows.length; j++) messages[j] = claimedMessage(rows[j]!, leasedUntil, now);
+    return { kind: 'claim', messages, nextDueMs: null };
+  });
+}
+
+/** The message a claim leased, built straight from its row (state, lease end and fetch time are the claim's own). */
+function claimedMessage(r: ClaimRow, leasedUntil: number, now: number): Message {
+  const data = r[15];
+  return {
+    mid: r[2],
+    sender: r[4],
+    receiver: r[5],
+    mailbox: r[3],
+    clientTime: new Date(r[6]),
+    receivedAt: new Date(r[7]),
+    sendWhen: new Date(r[7] + r[8]),
+    delayMs: r[8],
+    state: 'leased',
+    status: r[9],
+    deliveryCount: r[10],
+    lid: r[11],
+    fence: r[12],
+    leasedUntil: new Date(leasedUntil),
+    fetchTime: new Date(now),
+    dueAt: null,
+    blobKey: r[13],
+    bodyBytes: r[14],
+    body: decodeBody(data === null ? '' : data.toString('utf8')),
+  };
 }
 
 /**
