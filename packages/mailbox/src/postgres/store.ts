@@ -185,20 +185,23 @@ const BEGIN_SQL =
 const BEGIN_RESULTS = 4;
 
 /**
- * Fast path: confirms; returns the mids it confirmed. The rows are found through the unique
- * index on mid (`= ANY`), each (mid, lid) pair checked against the batch's pairs. The lease
- * test is written so that no index can serve it (a CASE): otherwise the planner, with no
- * statistics to say how many rows are leased, may scan `messages_leased` for every row whose
- * lease is still running — dead versions included until a VACUUM, so with 30 s leases every
- * claim of the last 30 s — on every batch.
+ * Fast path: confirms (of distinct mids); returns one row, the mids it did not confirm (NULL
+ * when it confirmed them all: the common case costs no row per confirm). The rows are found
+ * through the unique index on mid (`= ANY`), each (mid, lid) pair checked against the batch's
+ * pairs. The lease test is written so that no index can serve it (a CASE): otherwise the
+ * planner, with no statistics to say how many rows are leased, may scan `messages_leased` for
+ * every row whose lease is still running — dead versions included until a VACUUM, so with 30 s
+ * leases every claim of the last 30 s — on every batch.
  */
-const FAST_CONFIRM_SQL = `UPDATE messages m SET state = 2, status = 1, leased_until = NULL, expires_at = $3::bigint + mb.retention_ms,
-    history = m.history || json_build_object('n', m.delivery_count, 'c', coalesce(m.consumer, ''),
-      'f', m.fetch_time, 'e', $3::bigint, 'o', 1)::text || E'\\n'
-  FROM mailboxes mb
-  WHERE m.mid = ANY($1::text[]) AND (m.mid, m.lid) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-    AND CASE WHEN m.state = 1 THEN m.leased_until > $3::bigint ELSE false END AND mb.name = m.mailbox
-  RETURNING m.mid`;
+const FAST_CONFIRM_SQL = `WITH u AS (
+    UPDATE messages m SET state = 2, status = 1, leased_until = NULL, expires_at = $3::bigint + mb.retention_ms,
+      history = m.history || json_build_object('n', m.delivery_count, 'c', coalesce(m.consumer, ''),
+        'f', m.fetch_time, 'e', $3::bigint, 'o', 1)::text || E'\\n'
+    FROM mailboxes mb
+    WHERE m.mid = ANY($1::text[]) AND (m.mid, m.lid) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+      AND CASE WHEN m.state = 1 THEN m.leased_until > $3::bigint ELSE false END AND mb.name = m.mailbox
+    RETURNING m.mid)
+  SELECT array_agg(a.mid) AS refused FROM unnest($1::text[]) AS a(mid) WHERE a.mid NOT IN (SELECT mid FROM u)`;
 
 /** Which of the mids exist. */
 const FOUND_SQL = 'SELECT mid FROM messages WHERE mid = ANY($1::text[])';
@@ -767,8 +770,8 @@ export class PostgresStore implements MessageStore {
       }
     }
     if (plan.confirms.length > 0) {
-      const ok = new Set((res[k++]!.rows as [mid: string][]).map((r) => r[0]));
-      const failed = plan.confirms.filter((op) => !ok.has(op.mid)).map((op) => op.mid);
+      const failed = (res[k++]!.rows as [refused: string[] | null][])[0]![0] ?? [];
+      const refused = new Set(failed);
       // After the COMMIT: a row that existed then may be gone by now (expired, purged), which
       // answers not-found where lease-invalid was as true a moment before; both refuse the ack.
       const found = new Set<string>();
@@ -777,7 +780,7 @@ export class PostgresStore implements MessageStore {
       for (const op of plan.confirms)
         out.set(op, {
           kind: 'ack',
-          outcome: ok.has(op.mid) ? 'ok' : found.has(op.mid) ? 'lease-invalid' : 'not-found',
+          outcome: !refused.has(op.mid) ? 'ok' : found.has(op.mid) ? 'lease-invalid' : 'not-found',
           wake: null,
         });
     }
