@@ -161,12 +161,13 @@ const SY_CLAIMS_SQL = `WITH req AS MATERIALIZED (
        FROM mb LEFT JOIN u ON false`;
 
 /**
- * Fast path: the sends, with the created mids and the rows of the mids that existed before
- * (duplicate sends; only those are looked up).
+ * Fast path: the sends, with the mids not created (NULL when all were: the common case costs
+ * no text per send) and the rows of the mids that existed before (duplicate sends; only those
+ * are looked up).
  */
 const FAST_SEND_SQL = SY_SEND_SQL.replace(
   /SELECT mid FROM ins\s*$/,
-  `SELECT ${COLS}, b.data, (SELECT array_agg(mid) FROM ins) AS created_mids
+  `SELECT ${COLS}, b.data, (SELECT array_agg(mid) FROM (SELECT mid FROM input EXCEPT SELECT mid FROM ins) x) AS not_created
    FROM (SELECT 1) one LEFT JOIN (messages m JOIN (SELECT mid FROM input EXCEPT SELECT mid FROM ins) t ON t.mid = m.mid
      LEFT JOIN blobs b ON b.key = m.blob) ON true`,
 );
@@ -229,22 +230,28 @@ function literal(v: unknown): string {
   if (typeof v === 'boolean') return v ? 'true' : 'false';
   if (typeof v === 'string') return `'${v.replaceAll("'", "''")}'`;
   if (Array.isArray(v)) {
-    const items = v.map((x: unknown) =>
-      x === null || x === undefined
-        ? 'NULL'
-        : typeof x === 'string'
-          ? `"${x.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`
-          : typeof x === 'number' && Number.isFinite(x)
-            ? String(x)
-            : typeof x === 'boolean'
-              ? String(x)
-              : (() => {
-                  throw new MailboxStoreError('cannot inline an array element');
-                })(),
-    );
-    return literal(`{${items.join(',')}}`);
+    // One pass: each element quoted for the array literal and, at once, for the SQL string.
+    let out = "'{";
+    for (let i = 0; i < v.length; i++) {
+      const x: unknown = v[i];
+      if (i > 0) out += ',';
+      if (x === null || x === undefined) out += 'NULL';
+      else if (typeof x === 'string') out += `"${arrayText(x)}"`;
+      else if ((typeof x === 'number' && Number.isFinite(x)) || typeof x === 'boolean') out += String(x);
+      else throw new MailboxStoreError('cannot inline an array element');
+    }
+    return out + "}'";
   }
   throw new MailboxStoreError(`cannot inline a ${typeof v}`);
+}
+
+/** A string as an element of an array literal inside an SQL string literal (without the double quotes). */
+function arrayText(x: string): string {
+  let e = x;
+  if (e.includes('\\')) e = e.replaceAll('\\', '\\\\');
+  if (e.includes('"')) e = e.replaceAll('"', '\\"');
+  if (e.includes("'")) e = e.replaceAll("'", "''");
+  return e;
 }
 
 /**
@@ -729,10 +736,10 @@ export class PostgresStore implements MessageStore {
     let k = BEGIN_RESULTS;
     const out = new Map<StoreOp, StoreResult>();
     if (plan.sends.length > 0) {
-      // COLS, data, created_mids: one row, plus one per mid that existed before (duplicate sends).
+      // COLS, data, not_created: one row, plus one per mid that existed before (duplicate sends).
       const result = res[k++]!;
       const rows = result.rows;
-      const created = new Set((rows[0]?.[rows[0].length - 1] as string[] | null | undefined) ?? []);
+      const notCreated = new Set((rows[0]![rows[0]!.length - 1] as string[] | null) ?? []);
       const existing = new Map<string, Message>();
       for (const row of rows)
         if (row[1] !== null) {
@@ -743,7 +750,7 @@ export class PostgresStore implements MessageStore {
       const missing: string[] = [];
       for (const op of plan.sends) {
         const m = op.message;
-        if (created.has(m.mid) && !made.has(m.mid)) {
+        if (!notCreated.has(m.mid) && !made.has(m.mid)) {
           const msg = newMessage(m, now);
           made.set(m.mid, msg);
           out.set(op, { kind: 'send', created: true, message: msg });
