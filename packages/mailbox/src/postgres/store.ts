@@ -81,10 +81,13 @@ const COLS = `m.seq, m.mid, m.mailbox, m.sender, m.receiver, m.client_time, m.re
 /**
  * What a batch claim returns per leased row, in this order (rows come as arrays: `ClaimRow`):
  * only what the message needs that the claim does not already know (it knows the state, the
- * lease's end, the fetch time; the attempt record is for `get`).
+ * lease's end, the fetch time; the attempt record is for `get`). The body comes as bytea's
+ * `escape` text (`unescapeBytea`): a canonical body is ASCII, so it arrives as the string
+ * itself, not as hex twice its size to be decoded into a Buffer and then into a string.
  */
 const CLAIM_COLS = `f.idx, f.rn, m.mid, m.mailbox, m.sender, m.receiver, m.client_time, m.received_at, m.delay_ms,
-  m.status, m.delivery_count, m.lid, m.fence, m.blob, m.body_bytes, (SELECT b.data FROM blobs b WHERE b.key = m.blob) AS data`;
+  m.status, m.delivery_count, m.lid, m.fence, m.blob, m.body_bytes,
+  (SELECT encode(b.data, 'escape') FROM blobs b WHERE b.key = m.blob) AS data`;
 
 /**
  * A row of a batch claim (`CLAIM_COLS`, then the mailbox and next due time of the row that
@@ -106,7 +109,7 @@ type ClaimRow = [
   fence: number,
   blob: string,
   bodyBytes: number,
-  data: Buffer | null,
+  data: string | null,
   ndMailbox: string | null,
   nextDue: number | null,
 ];
@@ -1364,8 +1367,30 @@ function claimedMessage(r: ClaimRow, leasedUntil: number, now: number): Message 
     dueAt: null,
     blobKey: r[13],
     bodyBytes: r[14],
-    body: decodeBody(data === null ? '' : data.toString('utf8')),
+    body: decodeBody(data === null ? '' : unescapeBytea(data)),
   };
+}
+
+/**
+ * The UTF-8 text of bytea in PostgreSQL's `escape` format: bytes 0x01–0x7f as themselves, a
+ * backslash doubled, every other byte as `\nnn` (octal). Text without a backslash is ASCII, so
+ * it is its own decoding.
+ */
+function unescapeBytea(s: string): string {
+  if (!s.includes('\\')) return s;
+  const bytes: number[] = [];
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c !== 0x5c) bytes.push(c);
+    else if (s.charCodeAt(i + 1) === 0x5c) {
+      bytes.push(0x5c);
+      i++;
+    } else {
+      bytes.push(parseInt(s.slice(i + 1, i + 4), 8));
+      i += 3;
+    }
+  }
+  return Buffer.from(bytes).toString('utf8');
 }
 
 /**
