@@ -107,15 +107,36 @@ async function measure(
   tick: () => void,
 ): Promise<Row> {
   let current: Phase = 'warmup';
-  const q = await open(schema, () => current);
+  const opened = await open(schema, () => current);
+  // This process's CPU time (user + system) over the end-to-end phase, per message received.
+  let received = 0;
+  let cpuAtStart: NodeJS.CpuUsage | undefined;
+  let cpuUs = NaN;
+  const q: Queue = {
+    ...opened,
+    consume: (stop, waitMs, onMessage) =>
+      opened.consume(stop, waitMs, (l) => {
+        if (current === 'e2e') received++;
+        onMessage(l);
+      }),
+  };
   try {
     const r = await runPhases(q, {
       phaseMs,
-      setPhase: (phase) => (current = phase),
+      setPhase: (phase) => {
+        current = phase;
+        if (phase === 'e2e') cpuAtStart = process.cpuUsage();
+      },
       settle,
       latencyConsumers: q.consumers,
       latencyDrainMs: 300,
-      tick,
+      tick: () => {
+        if (cpuAtStart !== undefined && Number.isNaN(cpuUs)) {
+          const d = process.cpuUsage(cpuAtStart);
+          cpuUs = d.user + d.system;
+        }
+        tick();
+      },
     });
     return {
       system: label,
@@ -124,6 +145,7 @@ async function measure(
       'fetch+ack/s from a backlog': Math.round(r.drain),
       'end to end msgs/s': Math.round(r.e2e),
       'p50 / p99 ms at 1 000 msg/s': latencyCell(r.latencies),
+      'process CPU µs/msg, end to end': received > 0 ? Math.round(cpuUs / received) : '–',
     };
   } finally {
     await q.close();
@@ -160,6 +182,8 @@ export default async function mailboxPg(args: string[]): Promise<void> {
       'the consumers at once. Latency (measured first, after 3 000 warm-up sends): send() call to receipt at a',
       'steady 1 000 msg/s. PostgreSQL 15 on this machine, synchronous_commit on (every commit is flushed);',
       'a CHECKPOINT before each phase. pg-boss runs with its pool of 10 connections, maintenance and schedules off.',
+      'Process CPU: user + system time of this one process (store or pg-boss, broker and the load) over the',
+      'end-to-end phase (from its CHECKPOINT to the last ack), divided by the messages received in it.',
     ],
   );
 }

@@ -245,6 +245,34 @@ if (unavailable !== undefined) {
       }
     });
 
+    test('a fetch reads a body stored as any bytes: backslashes, UTF-8, invalid bytes, in one or many claims', async () => {
+      const schema = fresh();
+      const broker = await Broker.open({ store: pgUrl(schema), sweepIntervalMs: 0 });
+      try {
+        const [m1, m2] = await broker.sendMany([
+          { sender: 's', receiver: 'raw', body: { x: '1' } },
+          { sender: 's', receiver: 'raw2', body: { x: '2' } },
+        ]);
+        // Canonical bodies are ASCII; bytes beyond that reach a blob only from outside the broker.
+        const raw = Buffer.concat([Buffer.from('x=caf\u00e9\\y\\\\&z=', 'utf8'), Buffer.from([0x80, 0x01])]);
+        await pgExec(`UPDATE "${schema}".blobs SET data = $1 WHERE key = ANY($2::text[])`, [
+          raw,
+          [m1!.blobKey, m2!.blobKey],
+        ]);
+        const expected = { x: 'caf\u00e9\\y\\\\', z: '\uFFFD\u0001' };
+        const one = await broker.fetch('raw');
+        assert.deepEqual(one?.body, expected);
+        const [a, b] = await Promise.all([
+          broker.fetchMany('raw2', { max: 1 }),
+          broker.fetchMany('raw', { max: 1 }),
+        ]);
+        assert.deepEqual(a?.[0]?.body, expected);
+        assert.deepEqual(b, []);
+      } finally {
+        await broker.close();
+      }
+    });
+
     test('a NUL in a consumer name does not fail the batch it rides in', async () => {
       const broker = await Broker.open({ store: pgUrl(fresh()), sweepIntervalMs: 0 });
       try {

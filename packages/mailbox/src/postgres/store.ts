@@ -25,7 +25,7 @@ import { randomBytes } from 'node:crypto';
 import pg from 'pg';
 import type { ClientConfig, Notification, PoolClient, QueryResult, QueryResultRow } from 'pg';
 import { MailboxClosedError, MailboxInvalidArgumentError, MailboxStoreError } from '../errors.js';
-import type { Message } from '../message.js';
+import type { Message, MessageStatusValue } from '../message.js';
 import { MessageStatus, decodeBody, formatAttempt, parseAttempts } from '../message.js';
 import type { MessageRow } from '../message-row.js';
 import { checkRowLease, headerOfRow } from '../message-row.js';
@@ -80,6 +80,42 @@ const COLS = `m.seq, m.mid, m.mailbox, m.sender, m.receiver, m.client_time, m.re
   m.status, m.due, m.delivery_count, m.lid, m.fence, m.leased_until, m.fetch_time, m.consumer, m.blob,
   m.body_bytes, m.history`;
 
+/**
+ * What a batch claim returns per leased row, in this order (rows come as arrays: `ClaimRow`):
+ * only what the message needs that the claim does not already know (it knows the state, the
+ * lease's end, the fetch time; the attempt record is for `get`). The body comes as bytea's
+ * `escape` text (`unescapeBytea`): a canonical body is ASCII, so it arrives as the string
+ * itself, not as hex twice its size to be decoded into a Buffer and then into a string.
+ */
+const CLAIM_COLS = `f.idx, f.rn, m.mid, m.mailbox, m.sender, m.receiver, m.client_time, m.received_at, m.delay_ms,
+  m.status, m.delivery_count, m.lid, m.fence, m.blob, m.body_bytes,
+  (SELECT encode(b.data, 'escape') FROM blobs b WHERE b.key = m.blob) AS data`;
+
+/**
+ * A row of a batch claim (`CLAIM_COLS`, then the mailbox and next due time of the row that
+ * says when a mailbox's next message comes due, NULL in leased rows).
+ */
+type ClaimRow = [
+  idx: number,
+  rn: number,
+  mid: string,
+  mailbox: string,
+  sender: string,
+  receiver: string,
+  clientTime: number,
+  receivedAt: number,
+  delayMs: number,
+  status: MessageStatusValue,
+  deliveryCount: number,
+  lid: string,
+  fence: number,
+  blob: string,
+  bodyBytes: number,
+  data: string | null,
+  ndMailbox: string | null,
+  nextDue: number | null,
+];
+
 /** The sends of a batch: mailboxes created if new, messages inserted unless their mid exists, blob references. */
 const SY_SEND_SQL = `WITH input AS (
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::integer[], $8::text[])
@@ -120,7 +156,7 @@ const SY_CLAIMS_SQL = `WITH req AS MATERIALIZED (
            lid = replace(gen_random_uuid()::text, '-', ''), fence = f.fence, leased_until = $6::bigint + f.lease_ms,
            fetch_time = $6::bigint, consumer = f.consumer
          FROM f WHERE m.mid = f.mid
-         RETURNING f.idx, f.rn, ${COLS}, (SELECT b.data FROM blobs b WHERE b.key = m.blob) AS data)
+         RETURNING ${CLAIM_COLS})
        SELECT u.*, NULL::text AS nd_mailbox, NULL::bigint AS next_due FROM u
        UNION ALL
        -- When the next message of each mailbox comes due, for its claims that got nothing (rows
@@ -130,12 +166,13 @@ const SY_CLAIMS_SQL = `WITH req AS MATERIALIZED (
        FROM mb LEFT JOIN u ON false`;
 
 /**
- * Fast path: the sends, with the created mids and the rows of the mids that existed before
- * (duplicate sends; only those are looked up).
+ * Fast path: the sends, with the mids not created (NULL when all were: the common case costs
+ * no text per send) and the rows of the mids that existed before (duplicate sends; only those
+ * are looked up).
  */
 const FAST_SEND_SQL = SY_SEND_SQL.replace(
   /SELECT mid FROM ins\s*$/,
-  `SELECT ${COLS}, b.data, (SELECT array_agg(mid) FROM ins) AS created_mids
+  `SELECT ${COLS}, b.data, (SELECT array_agg(mid) FROM (SELECT mid FROM input EXCEPT SELECT mid FROM ins) x) AS not_created
    FROM (SELECT 1) one LEFT JOIN (messages m JOIN (SELECT mid FROM input EXCEPT SELECT mid FROM ins) t ON t.mid = m.mid
      LEFT JOIN blobs b ON b.key = m.blob) ON true`,
 );
@@ -154,20 +191,23 @@ const BEGIN_SQL =
 const BEGIN_RESULTS = 4;
 
 /**
- * Fast path: confirms; returns the mids it confirmed. The rows are found through the unique
- * index on mid (`= ANY`), each (mid, lid) pair checked against the batch's pairs. The lease
- * test is written so that no index can serve it (a CASE): otherwise the planner, with no
- * statistics to say how many rows are leased, may scan `messages_leased` for every row whose
- * lease is still running — dead versions included until a VACUUM, so with 30 s leases every
- * claim of the last 30 s — on every batch.
+ * Fast path: confirms (of distinct mids); returns one row, the mids it did not confirm (NULL
+ * when it confirmed them all: the common case costs no row per confirm). The rows are found
+ * through the unique index on mid (`= ANY`), each (mid, lid) pair checked against the batch's
+ * pairs. The lease test is written so that no index can serve it (a CASE): otherwise the
+ * planner, with no statistics to say how many rows are leased, may scan `messages_leased` for
+ * every row whose lease is still running — dead versions included until a VACUUM, so with 30 s
+ * leases every claim of the last 30 s — on every batch.
  */
-const FAST_CONFIRM_SQL = `UPDATE messages m SET state = 2, status = 1, leased_until = NULL, expires_at = $3::bigint + mb.retention_ms,
-    history = m.history || json_build_object('n', m.delivery_count, 'c', coalesce(m.consumer, ''),
-      'f', m.fetch_time, 'e', $3::bigint, 'o', 1)::text || E'\\n'
-  FROM mailboxes mb
-  WHERE m.mid = ANY($1::text[]) AND (m.mid, m.lid) IN (SELECT * FROM unnest($1::text[], $2::text[]))
-    AND CASE WHEN m.state = 1 THEN m.leased_until > $3::bigint ELSE false END AND mb.name = m.mailbox
-  RETURNING m.mid`;
+const FAST_CONFIRM_SQL = `WITH u AS (
+    UPDATE messages m SET state = 2, status = 1, leased_until = NULL, expires_at = $3::bigint + mb.retention_ms,
+      history = m.history || json_build_object('n', m.delivery_count, 'c', coalesce(m.consumer, ''),
+        'f', m.fetch_time, 'e', $3::bigint, 'o', 1)::text || E'\\n'
+    FROM mailboxes mb
+    WHERE m.mid = ANY($1::text[]) AND (m.mid, m.lid) IN (SELECT * FROM unnest($1::text[], $2::text[]))
+      AND CASE WHEN m.state = 1 THEN m.leased_until > $3::bigint ELSE false END AND mb.name = m.mailbox
+    RETURNING m.mid)
+  SELECT array_agg(a.mid) AS refused FROM unnest($1::text[]) AS a(mid) WHERE a.mid NOT IN (SELECT mid FROM u)`;
 
 /** Which of the mids exist. */
 const FOUND_SQL = 'SELECT mid FROM messages WHERE mid = ANY($1::text[])';
@@ -195,22 +235,28 @@ function literal(v: unknown): string {
   if (typeof v === 'boolean') return v ? 'true' : 'false';
   if (typeof v === 'string') return `'${v.replaceAll("'", "''")}'`;
   if (Array.isArray(v)) {
-    const items = v.map((x: unknown) =>
-      x === null || x === undefined
-        ? 'NULL'
-        : typeof x === 'string'
-          ? `"${x.replaceAll('\\', '\\\\').replaceAll('"', '\\"')}"`
-          : typeof x === 'number' && Number.isFinite(x)
-            ? String(x)
-            : typeof x === 'boolean'
-              ? String(x)
-              : (() => {
-                  throw new MailboxStoreError('cannot inline an array element');
-                })(),
-    );
-    return literal(`{${items.join(',')}}`);
+    // One pass: each element quoted for the array literal and, at once, for the SQL string.
+    let out = "'{";
+    for (let i = 0; i < v.length; i++) {
+      const x: unknown = v[i];
+      if (i > 0) out += ',';
+      if (x === null || x === undefined) out += 'NULL';
+      else if (typeof x === 'string') out += `"${arrayText(x)}"`;
+      else if ((typeof x === 'number' && Number.isFinite(x)) || typeof x === 'boolean') out += String(x);
+      else throw new MailboxStoreError('cannot inline an array element');
+    }
+    return out + "}'";
   }
   throw new MailboxStoreError(`cannot inline a ${typeof v}`);
+}
+
+/** A string as an element of an array literal inside an SQL string literal (without the double quotes). */
+function arrayText(x: string): string {
+  let e = x;
+  if (e.includes('\\')) e = e.replaceAll('\\', '\\\\');
+  if (e.includes('"')) e = e.replaceAll('"', '\\"');
+  if (e.includes("'")) e = e.replaceAll("'", "''");
+  return e;
 }
 
 /**
@@ -688,19 +734,28 @@ export class PostgresStore implements MessageStore {
     plan: FastPlan,
   ): Promise<StoreResult[]> {
     await this.#prepare(client);
-    const res = (await client.query(plan.sql)) as unknown as QueryResult[];
+    // Rows as arrays: the claims' rows are read by position (`ClaimRow`), without an object per row.
+    const res = (await client.query({ text: plan.sql, rowMode: 'array' })) as unknown as QueryResult<
+      unknown[]
+    >[];
     let k = BEGIN_RESULTS;
     const out = new Map<StoreOp, StoreResult>();
     if (plan.sends.length > 0) {
-      const rows = res[k++]!.rows as (Row & { created_mids: string[] | null })[];
-      const created = new Set(rows[0]?.created_mids ?? []);
+      // COLS, data, not_created: one row, plus one per mid that existed before (duplicate sends).
+      const result = res[k++]!;
+      const rows = result.rows;
+      const notCreated = new Set((rows[0]![rows[0]!.length - 1] as string[] | null) ?? []);
       const existing = new Map<string, Message>();
-      for (const row of rows) if (row.mid !== null) existing.set(row.mid, message(row));
+      for (const row of rows)
+        if (row[1] !== null) {
+          const named = objectRow<Row>(result.fields, row);
+          existing.set(named.mid, message(named));
+        }
       const made = new Map<string, Message>();
       const missing: string[] = [];
       for (const op of plan.sends) {
         const m = op.message;
-        if (created.has(m.mid) && !made.has(m.mid)) {
+        if (!notCreated.has(m.mid) && !made.has(m.mid)) {
           const msg = newMessage(m, now);
           made.set(m.mid, msg);
           out.set(op, { kind: 'send', created: true, message: msg });
@@ -727,8 +782,8 @@ export class PostgresStore implements MessageStore {
       }
     }
     if (plan.confirms.length > 0) {
-      const ok = new Set((res[k++]!.rows as { mid: string }[]).map((r) => r.mid));
-      const failed = plan.confirms.filter((op) => !ok.has(op.mid)).map((op) => op.mid);
+      const failed = (res[k++]!.rows as [refused: string[] | null][])[0]![0] ?? [];
+      const refused = new Set(failed);
       // After the COMMIT: a row that existed then may be gone by now (expired, purged), which
       // answers not-found where lease-invalid was as true a moment before; both refuse the ack.
       const found = new Set<string>();
@@ -737,20 +792,12 @@ export class PostgresStore implements MessageStore {
       for (const op of plan.confirms)
         out.set(op, {
           kind: 'ack',
-          outcome: ok.has(op.mid) ? 'ok' : found.has(op.mid) ? 'lease-invalid' : 'not-found',
+          outcome: !refused.has(op.mid) ? 'ok' : found.has(op.mid) ? 'lease-invalid' : 'not-found',
           wake: null,
         });
     }
     if (plan.claims.length > 0) {
-      const rs = claimResults(
-        plan.claims,
-        res[k]!.rows as (Row & {
-          idx: number;
-          rn: number;
-          nd_mailbox: string | null;
-          next_due: number | null;
-        })[],
-      );
+      const rs = claimResults(plan.claims, res[k]!.rows as ClaimRow[], now);
       plan.claims.forEach((op, i) => out.set(op, rs[i]!));
     }
     return ops.map((op) => {
@@ -882,11 +929,10 @@ export class PostgresStore implements MessageStore {
    */
   async #claims(ctx: BatchCtx, ops: Extract<StoreOp, { kind: 'claim' }>[]): Promise<StoreResult[]> {
     const { client, now } = ctx;
-    const r = await client.query<
-      Row & { idx: number; rn: number; nd_mailbox: string | null; next_due: number | null }
-    >({
+    const r = await client.query<ClaimRow>({
       name: 'sy_claims',
       text: SY_CLAIMS_SQL,
+      rowMode: 'array',
       values: [
         ops.map((op) => op.mailbox),
         ops.map((op) => op.max),
@@ -896,7 +942,7 @@ export class PostgresStore implements MessageStore {
         now,
       ],
     });
-    const results = claimResults(ops, r.rows);
+    const results = claimResults(ops, r.rows, now);
     // A claim that got fewer than asked left nothing due, so the sends of this batch need wake no one.
     ops.forEach((op, i) => {
       if (results[i]!.messages.length < op.max && ctx.wake.get(op.mailbox) === false)
@@ -1273,25 +1319,89 @@ function sameSettings(a: MailboxSettings, b: MailboxSettings): boolean {
   );
 }
 
+/** A row read as an array, as the object node-postgres would have made of it. */
+function objectRow<R>(fields: readonly { name: string }[], row: readonly unknown[]): R {
+  const o: Record<string, unknown> = {};
+  for (let i = 0; i < fields.length; i++) o[fields[i]!.name] = row[i];
+  return o as R;
+}
+
 /** Deals the rows of a merged claim statement out to its claims, in order. */
 function claimResults(
   ops: readonly Extract<StoreOp, { kind: 'claim' }>[],
-  all: readonly (Row & { idx: number; rn: number; nd_mailbox: string | null; next_due: number | null })[],
+  all: readonly ClaimRow[],
+  now: number,
 ): Extract<StoreResult, { kind: 'claim' }>[] {
-  const got: Row[][] = ops.map(() => []);
+  const got: ClaimRow[][] = ops.map(() => []);
   const next = new Map<string, number>();
-  const rows: (Row & { idx: number; rn: number })[] = [];
+  let sorted = true;
+  let last: ClaimRow | undefined;
   for (const row of all) {
-    if (row.nd_mailbox !== null) {
-      if (row.next_due !== null) next.set(row.nd_mailbox, row.next_due);
-    } else rows.push(row);
+    if (row[16] !== null) {
+      if (row[17] !== null) next.set(row[16], row[17]);
+      continue;
+    }
+    if (last !== undefined && (row[0] < last[0] || (row[0] === last[0] && row[1] < last[1]))) sorted = false;
+    last = row;
+    got[row[0]]!.push(row);
   }
-  for (const row of rows.sort((a, b) => a.idx - b.idx || a.rn - b.rn)) got[row.idx]!.push(row);
-  return ops.map((op, i) =>
-    got[i]!.length > 0
-      ? { kind: 'claim', messages: got[i]!.map(message), nextDueMs: null }
-      : { kind: 'claim', messages: [], nextDueMs: next.get(op.mailbox) ?? null },
-  );
+  if (!sorted) for (const rows of got) rows.sort((a, b) => a[1] - b[1]);
+  return ops.map((op, i) => {
+    const rows = got[i]!;
+    if (rows.length === 0) return { kind: 'claim', messages: [], nextDueMs: next.get(op.mailbox) ?? null };
+    const messages = new Array<Message>(rows.length);
+    const leasedUntil = now + op.leaseMs;
+    for (let j = 0; j < rows.length; j++) messages[j] = claimedMessage(rows[j]!, leasedUntil, now);
+    return { kind: 'claim', messages, nextDueMs: null };
+  });
+}
+
+/** The message a claim leased, built straight from its row (state, lease end and fetch time are the claim's own). */
+function claimedMessage(r: ClaimRow, leasedUntil: number, now: number): Message {
+  const data = r[15];
+  return {
+    mid: r[2],
+    sender: r[4],
+    receiver: r[5],
+    mailbox: r[3],
+    clientTime: new Date(r[6]),
+    receivedAt: new Date(r[7]),
+    sendWhen: new Date(r[7] + r[8]),
+    delayMs: r[8],
+    state: 'leased',
+    status: r[9],
+    deliveryCount: r[10],
+    lid: r[11],
+    fence: r[12],
+    leasedUntil: new Date(leasedUntil),
+    fetchTime: new Date(now),
+    dueAt: null,
+    blobKey: r[13],
+    bodyBytes: r[14],
+    body: decodeBody(data === null ? '' : unescapeBytea(data)),
+  };
+}
+
+/**
+ * The UTF-8 text of bytea in PostgreSQL's `escape` format: bytes 0x01–0x7f as themselves, a
+ * backslash doubled, every other byte as `\nnn` (octal). Text without a backslash is ASCII, so
+ * it is its own decoding.
+ */
+function unescapeBytea(s: string): string {
+  if (!s.includes('\\')) return s;
+  const bytes: number[] = [];
+  for (let i = 0; i < s.length; i++) {
+    const c = s.charCodeAt(i);
+    if (c !== 0x5c) bytes.push(c);
+    else if (s.charCodeAt(i + 1) === 0x5c) {
+      bytes.push(0x5c);
+      i++;
+    } else {
+      bytes.push(parseInt(s.slice(i + 1, i + 4), 8));
+      i += 3;
+    }
+  }
+  return Buffer.from(bytes).toString('utf8');
 }
 
 /**
