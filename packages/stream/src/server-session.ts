@@ -389,18 +389,28 @@ export class ServerSession {
       });
       if (request.closed) return;
     }
+    // `signal` is a getter: Node makes an AbortController's signal on first access, and that
+    // costs more than the rest of a small request; most source functions never read it.
+    const abort = request.abort;
     const req: Request = Object.freeze({
       body,
       tags,
       remoteAddress: this.remoteAddress,
-      signal: request.abort.signal,
+      get signal(): AbortSignal {
+        return abort.signal;
+      },
     });
     let completed = false;
     try {
-      const iterable = this.#hooks.source(req, {
-        signal: request.abort.signal,
-        remoteAddress: this.remoteAddress,
-      });
+      const iterable = this.#hooks.source(
+        req,
+        Object.freeze({
+          remoteAddress: this.remoteAddress,
+          get signal(): AbortSignal {
+            return abort.signal;
+          },
+        }),
+      );
       if (iterable === null || typeof iterable !== 'object' || !(Symbol.asyncIterator in iterable)) {
         throw new StreamInvalidArgumentError('the source function must return an AsyncIterable of sources');
       }
