@@ -45,7 +45,8 @@ import {
 } from './errors.js';
 import type { Message } from './message.js';
 import type { MessageRow } from './message-row.js';
-import { checkRowLease, headerOfRow } from './message-row.js';
+import { checkRowLease, headerOfRow, leasedMessage } from './message-row.js';
+import type { ClaimColumns } from './message-row.js';
 import {
   MAX_HISTORY_CHARS,
   MessageStatus,
@@ -144,6 +145,20 @@ interface Row extends MessageRow {
 }
 
 const FENCE_SPAN = 2 ** 32;
+
+/** Where a claim's row holds the fields `leasedMessage` reads (see ClaimRow). */
+const CLAIM_AT: ClaimColumns = {
+  mid: 1,
+  mailbox: 2,
+  sender: 3,
+  receiver: 4,
+  clientTime: 5,
+  receivedAt: 6,
+  delayMs: 7,
+  status: 8,
+  blobKey: 10,
+  bodyBytes: 11,
+};
 
 /** A claim's row: seq, mid, mailbox, sender, receiver, client_time, received_at, delay_ms, status, delivery_count, blob, body_bytes, data. */
 type ClaimRow = [
@@ -771,27 +786,8 @@ export class SqliteStore implements MessageStore {
           const fence = this.#nextFence();
           st.claimUpdate.run(deliveryCount, lid, fence, leasedUntil, now, op.consumer, r[0]);
           const data = r[12];
-          messages.push({
-            mid: r[1],
-            sender: r[3],
-            receiver: r[4],
-            mailbox: r[2],
-            clientTime: new Date(r[5]),
-            receivedAt: new Date(r[6]),
-            sendWhen: new Date(r[6] + r[7]),
-            delayMs: r[7],
-            state: 'leased',
-            status: r[8],
-            deliveryCount,
-            lid,
-            fence,
-            leasedUntil: new Date(leasedUntil),
-            fetchTime: new Date(now),
-            dueAt: null,
-            blobKey: r[10],
-            bodyBytes: r[11],
-            body: decodeBody(typeof data === 'string' ? data : (data?.toString('utf8') ?? '')),
-          });
+          const body = decodeBody(typeof data === 'string' ? data : (data?.toString('utf8') ?? ''));
+          messages.push(leasedMessage(r, CLAIM_AT, deliveryCount, lid, fence, leasedUntil, now, body));
         }
         // Only an empty claim needs to know when to look again (the long poll sleeps until then).
         if (messages.length > 0) return { kind: 'claim', messages, nextDueMs: null };

@@ -28,7 +28,8 @@ import { MailboxClosedError, MailboxInvalidArgumentError, MailboxStoreError } fr
 import type { Message, MessageStatusValue } from '../message.js';
 import { MessageStatus, decodeBody, formatAttempt, parseAttempts } from '../message.js';
 import type { MessageRow } from '../message-row.js';
-import { checkRowLease, headerOfRow } from '../message-row.js';
+import { checkRowLease, headerOfRow, leasedMessage } from '../message-row.js';
+import type { ClaimColumns } from '../message-row.js';
 import type {
   BlobStore,
   HeadersPosition,
@@ -1356,30 +1357,25 @@ function claimResults(
   });
 }
 
+/** Where a claim's row holds the fields `leasedMessage` reads (see ClaimRow). */
+const CLAIM_AT: ClaimColumns = {
+  mid: 2,
+  mailbox: 3,
+  sender: 4,
+  receiver: 5,
+  clientTime: 6,
+  receivedAt: 7,
+  delayMs: 8,
+  status: 9,
+  blobKey: 13,
+  bodyBytes: 14,
+};
+
 /** The message a claim leased, built straight from its row (state, lease end and fetch time are the claim's own). */
 function claimedMessage(r: ClaimRow, leasedUntil: number, now: number): Message {
   const data = r[15];
-  return {
-    mid: r[2],
-    sender: r[4],
-    receiver: r[5],
-    mailbox: r[3],
-    clientTime: new Date(r[6]),
-    receivedAt: new Date(r[7]),
-    sendWhen: new Date(r[7] + r[8]),
-    delayMs: r[8],
-    state: 'leased',
-    status: r[9],
-    deliveryCount: r[10],
-    lid: r[11],
-    fence: r[12],
-    leasedUntil: new Date(leasedUntil),
-    fetchTime: new Date(now),
-    dueAt: null,
-    blobKey: r[13],
-    bodyBytes: r[14],
-    body: decodeBody(data === null ? '' : unescapeBytea(data)),
-  };
+  const body = decodeBody(data === null ? '' : unescapeBytea(data));
+  return leasedMessage(r, CLAIM_AT, r[10], r[11], r[12], leasedUntil, now, body);
 }
 
 /**
