@@ -68,14 +68,14 @@ const SYSTEMS: readonly System[] = [
     key: 'sy-http-sqlite',
     client: 'sy-http',
     label: 'Switchyard HTTP /v1/, SQLite',
-    fsync: 'yes: synchronous=FULL, group commit',
+    fsync: "yes: synchronous 'full' (WAL fdatasync'd before confirm), group commit",
     store: 'sqlite',
   },
   {
     key: 'sy-binary-sqlite',
     client: 'sy-binary',
     label: 'Switchyard binary API (push, credit 200), SQLite',
-    fsync: 'yes: synchronous=FULL, group commit',
+    fsync: "yes: synchronous 'full' (WAL fdatasync'd before confirm), group commit",
     store: 'sqlite',
   },
   {

@@ -1,7 +1,9 @@
 /**
- * The embedded SQLite store (better-sqlite3, WAL). One process owns the database
- * (`locking_mode=EXCLUSIVE`); every batch of the broker's group commit is one transaction,
- * run synchronously on prepared statements, so nothing else can interleave with it.
+ * The embedded SQLite store (better-sqlite3, WAL). One process owns the database (it holds the
+ * exclusive lock of `<path>-lock` while open); every batch of the broker's group commit is one
+ * transaction, run synchronously on prepared statements, so nothing else can interleave with
+ * it. WAL checkpoints run on a worker thread's connection (sqlite-checkpointer.ts), never in a
+ * commit, unless `checkpoint: 'commit'`.
  *
  * Durability: with `synchronous: 'full'` (default) `apply` resolves only after the WAL holding
  * its transaction was fsynced, so a send or ack that resolved survives `kill -9` and power loss.
@@ -68,6 +70,8 @@ import type {
   StoreStats,
 } from './store.js';
 import { afterAttempt, newMessage } from './store.js';
+import { Checkpointer } from './sqlite-checkpointer.js';
+import type { CheckpointerOptions, CheckpointerStats } from './sqlite-checkpointer.js';
 
 export interface SqliteStoreOptions {
   /** 'full' (default): fsync before a send or ack resolves. 'normal': safe against process crashes only. */
@@ -90,6 +94,15 @@ export interface SqliteStoreOptions {
    * (~150 bytes a key). Tests set it small to exercise merges.
    */
   readonly mergeKeysAt?: number;
+  /**
+   * Where WAL checkpoints run (file databases): `'thread'` (default), PASSIVE checkpoints on a
+   * worker thread's own connection, concurrent with the commits (see sqlite-checkpointer.ts);
+   * `'commit'`, SQLite's automatic checkpoint inside the commit that fills ~1 000 pages, on the
+   * event loop, with the database opened in `locking_mode=EXCLUSIVE` (the behaviour before).
+   */
+  readonly checkpoint?: 'thread' | 'commit';
+  /** Tuning of the checkpoint thread (tests make the WAL restart early). */
+  readonly checkpointer?: CheckpointerOptions;
 }
 
 const SCHEMA_VERSION = 2;
@@ -530,6 +543,10 @@ export class SqliteStore implements MessageStore {
   /** The WAL flusher when `synchronous: 'full'` on a file database. */
   readonly #flusher: WalFlusher | undefined;
   readonly #mergeAt: number;
+  /** The connection holding `<path>-lock` exclusively while the store is open (file databases). */
+  readonly #owner: Database.Database | undefined;
+  /** The WAL checkpoint thread (`checkpoint: 'thread'`, file databases in WAL mode). */
+  readonly #checkpointer: Checkpointer | undefined;
   /**
    * Runs its argument in one transaction. Made once: better-sqlite3 builds a wrapper (and its
    * variants) on every `db.transaction()` call, a few µs that a one-op batch felt.
@@ -544,11 +561,23 @@ export class SqliteStore implements MessageStore {
   readonly concurrentBatches: number;
   readonly splitBacklog = false;
 
-  private constructor(path: string, db: Database.Database, flusher: WalFlusher | undefined, mergeAt: number) {
+  private constructor(
+    path: string,
+    db: Database.Database,
+    parts: {
+      flusher: WalFlusher | undefined;
+      mergeAt: number;
+      owner: Database.Database | undefined;
+      checkpointer: Checkpointer | undefined;
+    },
+  ) {
+    const { flusher } = parts;
     this.path = path;
     this.#db = db;
     this.#flusher = flusher;
-    this.#mergeAt = mergeAt;
+    this.#mergeAt = parts.mergeAt;
+    this.#owner = parts.owner;
+    this.#checkpointer = parts.checkpointer;
     this.#inTransaction = db.transaction((fn: () => unknown) => fn());
     this.concurrentBatches = flusher === undefined ? 1 : 2;
     this.#st = new Statements(db);
@@ -611,10 +640,32 @@ export class SqliteStore implements MessageStore {
     const mergeAt = options.mergeKeysAt ?? DEFAULT_MERGE_AT;
     if (!Number.isInteger(mergeAt) || mergeAt < 1 || mergeAt > 10_000_000)
       throw new MailboxInvalidArgumentError('mergeKeysAt must be an integer from 1 to 10 000 000');
+    const mode = options.checkpoint ?? 'thread';
+    if (mode !== 'thread' && mode !== 'commit')
+      throw new MailboxInvalidArgumentError("checkpoint must be 'thread' or 'commit'");
+    const tuning = options.checkpointer ?? {};
+    if (typeof tuning !== 'object' || tuning === null)
+      throw new MailboxInvalidArgumentError('checkpointer must be an object');
+    for (const [name, max] of [
+      ['idleMs', 60_000],
+      ['restartFrames', 10_000_000],
+      ['catchUpFrames', 10_000_000],
+      ['maxFrames', 10_000_000],
+    ] as const) {
+      const v = tuning[name];
+      if (v !== undefined && (!Number.isInteger(v) || v < 1 || v > max))
+        throw new MailboxInvalidArgumentError(`checkpointer.${name} must be an integer from 1 to ${max}`);
+    }
+    let owner: Database.Database | undefined;
+    let checkpointer: Checkpointer | undefined;
     try {
       const { default: Sqlite } = await import('better-sqlite3');
-      db = new Sqlite(path, { timeout: options.busyTimeoutMs ?? 2000 });
-      db.pragma('locking_mode = EXCLUSIVE');
+      const timeout = options.busyTimeoutMs ?? 2000;
+      const onDisk = path !== ':memory:' && path !== '';
+      // One process owns a database file: it holds the exclusive lock of `<path>-lock` while open.
+      if (onDisk) owner = lockOwner(Sqlite, path, timeout);
+      db = new Sqlite(path, { timeout });
+      if (mode === 'commit' || !onDisk) db.pragma('locking_mode = EXCLUSIVE');
       const wal = (db.pragma('journal_mode = WAL', { simple: true }) as string).toLowerCase() === 'wal';
       const full = (options.synchronous ?? 'full') === 'full';
       // With a WAL file the store flushes it itself (off the event loop); SQLite's NORMAL then
@@ -622,20 +673,26 @@ export class SqliteStore implements MessageStore {
       db.pragma(`synchronous = ${full && !wal ? 'FULL' : 'NORMAL'}`);
       db.pragma(`cache_size = -${options.cacheKiB ?? 32768}`);
       db.pragma('temp_store = MEMORY');
+      // A WAL that grew (a burst, a slow checkpoint) is cut back to 64 MiB when it restarts.
+      db.pragma(`journal_size_limit = ${64 * 1024 * 1024}`);
       migrate(db);
-      // The WAL file exists once the schema transaction committed (exclusive locking keeps it).
+      // The WAL file exists once the schema transaction committed, as long as this connection is open.
       if (full && wal) walFd = openSync(`${db.name}-wal`, 'r+');
-      const store = new SqliteStore(
-        path,
-        db,
-        walFd === undefined ? undefined : new WalFlusher(walFd),
+      if (wal && onDisk && mode === 'thread')
+        checkpointer = new Checkpointer(db, db.name, options.checkpointer);
+      const store = new SqliteStore(path, db, {
+        flusher: walFd === undefined ? undefined : new WalFlusher(walFd),
         mergeAt,
-      );
+        owner,
+        checkpointer,
+      });
       walFd = undefined;
       return store;
     } catch (error) {
       if (walFd !== undefined) closeSync(walFd);
+      await checkpointer?.close();
       db?.close();
+      owner?.close();
       const code = (error as { code?: unknown }).code;
       if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED')
         throw new MailboxStoreLockedError(`the database ${path} is owned by another process`, {
@@ -929,12 +986,39 @@ export class SqliteStore implements MessageStore {
     if (this.#closed) return;
     this.#closed = true;
     await this.#flusher?.idle();
+    // The thread's connection first: the owner's close, the last one, checkpoints what is left.
+    await this.#checkpointer?.close();
     this.#db.close();
     this.#flusher?.close();
+    this.#owner?.close();
+  }
+
+  /** How the WAL checkpoint thread fared (undefined without one). */
+  get checkpointStats(): CheckpointerStats | undefined {
+    return this.#checkpointer?.stats;
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
     await this.close();
+  }
+}
+
+/**
+ * Takes the exclusive lock of `<path>-lock`, a small SQLite database of its own beside the
+ * store, and keeps it while the returned connection is open (`locking_mode=EXCLUSIVE` holds
+ * the lock of the first write until close). The store's own file cannot carry that lock:
+ * the checkpoint thread needs a second connection to it. Busy: MAILBOX_ERR_STORE_LOCKED.
+ */
+export function lockOwner(Sqlite: typeof Database, path: string, timeoutMs: number): Database.Database {
+  const lock = new Sqlite(`${path}-lock`, { timeout: timeoutMs });
+  try {
+    lock.pragma('locking_mode = EXCLUSIVE');
+    lock.pragma('journal_mode = MEMORY');
+    lock.exec('BEGIN EXCLUSIVE; COMMIT');
+    return lock;
+  } catch (error) {
+    lock.close();
+    throw error;
   }
 }
 

@@ -4,7 +4,7 @@
  * staged commit (leases at commit, confirmations at flush) and the store on its worker thread.
  */
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { existsSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import Database from 'better-sqlite3';
@@ -367,6 +367,93 @@ test('a failed WAL flush fails its batch and poisons the store: nothing later is
   } finally {
     (fs as { fdatasync: unknown }).fdatasync = real;
     syncBuiltinESMExports();
+    rmSync(dir.path, { recursive: true, force: true });
+  }
+});
+
+test('checkpoints on their own thread: the WAL restarts and stays bounded under continuous writes; a reopen finds everything', async () => {
+  const dir = makeTempDir('switchyard-sqlite-');
+  try {
+    const path = join(dir.path, 'c.db');
+    // A small restart size; the owner takes over whenever frames are left after a pass.
+    const store = await SqliteStore.open(path, {
+      checkpointer: { restartFrames: 64, catchUpFrames: 1_000_000, idleMs: 1 },
+    });
+    const broker = await Broker.open({ store, sweepIntervalMs: 0 });
+    try {
+      const body = (i: number): { pad: string } => ({ pad: 'x'.repeat(400) + String(i) });
+      let sent = 0;
+      let maxWal = 0;
+      // One large commit: the thread's pass over it outlasts the small commits that follow, so
+      // it ends with frames left and hands the last ones over to the owner.
+      await broker.sendMany(
+        Array.from({ length: 2000 }, (_, i) => ({ sender: 's', receiver: 'c', body: body(i) })),
+      );
+      sent += 2000;
+      const deadline = Date.now() + 10_000;
+      while (Date.now() < deadline && (store.checkpointStats!.ownerPasses === 0 || sent < 4000)) {
+        await broker.send({ sender: 's', receiver: 'c', body: body(sent) });
+        sent++;
+        const [m] = await broker.fetchMany('c', { max: 1 });
+        if (m !== undefined) await broker.ack(m.mid, m.lid!, 1);
+        maxWal = Math.max(maxWal, statSync(`${path}-wal`).size);
+      }
+      const stats = store.checkpointStats!;
+      assert.ok(stats.threadPasses > 0, 'the thread checkpointed');
+      assert.ok(stats.ownerPasses > 0, 'the owner copied the last frames so the WAL could restart');
+      assert.equal(stats.fallback, false);
+      // Without restarts the WAL would keep every frame written (~4 000 messages, > 8 MiB).
+      assert.ok(maxWal < 6 * 1024 * 1024, `the WAL stayed small (${maxWal} bytes for ${sent} sends)`);
+      await broker.close();
+      await store.close();
+      assert.equal(existsSync(`${path}-wal`), false, 'the last close checkpointed and removed the WAL');
+      const again = await SqliteStore.open(path);
+      const totals = await again.stats();
+      assert.equal(totals.messages, sent);
+      await again.close();
+    } finally {
+      await broker.close();
+      await store.close();
+    }
+  } finally {
+    rmSync(dir.path, { recursive: true, force: true });
+  }
+});
+
+test("checkpoint 'commit' keeps SQLite's own checkpoints; either way one process owns the file; bad values are refused", async () => {
+  const dir = makeTempDir('switchyard-sqlite-');
+  try {
+    const path = join(dir.path, 'o.db');
+    assert.equal(
+      await codeOf(() => SqliteStore.open(path, { checkpoint: 'sometimes' as never })),
+      'MAILBOX_ERR_INVALID_ARGUMENT',
+    );
+    for (const checkpointer of [{ idleMs: 0 }, { restartFrames: 1.5 }, { maxFrames: -1 }, 'often' as never])
+      assert.equal(
+        await codeOf(() => SqliteStore.open(path, { checkpointer })),
+        'MAILBOX_ERR_INVALID_ARGUMENT',
+      );
+    assert.equal(existsSync(path), false, 'a refused open creates nothing');
+    const a = await SqliteStore.open(path, { checkpoint: 'commit' });
+    assert.equal(a.checkpointStats, undefined);
+    assert.equal(
+      await codeOf(() => SqliteStore.open(path, { busyTimeoutMs: 20 })),
+      'MAILBOX_ERR_STORE_LOCKED',
+    );
+    const broker = await Broker.open({ store: a, sweepIntervalMs: 0 });
+    const sent = await broker.send({ sender: 's', receiver: 'o', body: { a: 'b' } });
+    await broker.close();
+    await a.close();
+    // The lock went with the store: a thread-checkpointed store opens it and finds the message.
+    const b = await SqliteStore.open(path);
+    assert.ok(b.checkpointStats !== undefined);
+    assert.equal(
+      await codeOf(() => SqliteStore.open(path, { checkpoint: 'commit', busyTimeoutMs: 20 })),
+      'MAILBOX_ERR_STORE_LOCKED',
+    );
+    assert.equal((await b.get(sent.mid))?.mid, sent.mid);
+    await b.close();
+  } finally {
     rmSync(dir.path, { recursive: true, force: true });
   }
 });

@@ -6,12 +6,14 @@
  * tokens keep growing, and a lease granted by the SQLite broker can still be acked or extended
  * on PostgreSQL until it ends.
  *
- * The SQLite file must not be open in a broker (the broker holds it exclusively); the target
+ * The SQLite file must not be open in a broker (the broker holds its `-lock` file); the target
  * schema must be empty (no mailboxes, messages or blobs).
  */
+import { existsSync } from 'node:fs';
 import Database from 'better-sqlite3';
 import pg from 'pg';
 import { MailboxInvalidArgumentError, MailboxStoreError, MailboxStoreLockedError } from '../errors.js';
+import { lockOwner } from '../sqlite-store.js';
 import { quoteIdent } from './migrations.js';
 import { PostgresStore, parsePostgresUrl, type PostgresStoreOptions } from './store.js';
 
@@ -80,9 +82,19 @@ const PG_TYPES: Record<(typeof MESSAGE_COLS)[number], string> = {
   history: 'text',
 };
 
-function openSqlite(path: string): Database.Database {
+/** The source database, read-only, and the broker's lock on it (held during the copy). */
+interface Source {
+  readonly db: Database.Database;
+  close(): void;
+}
+
+function openSqlite(path: string): Source {
   let db: Database.Database | undefined;
+  let lock: Database.Database | undefined;
   try {
+    // A broker holds `<path>-lock` while it runs; holding it here keeps one from starting
+    // during the copy. (A store no broker of this version opened has no lock file yet.)
+    if (existsSync(`${path}-lock`)) lock = lockOwner(Database, path, 1000);
     db = new Database(path, { readonly: true, fileMustExist: true, timeout: 1000 });
     // Reading proves the file is a database and nobody holds it exclusively.
     const tables = db
@@ -92,9 +104,17 @@ function openSqlite(path: string): Database.Database {
       .all() as { name: string }[];
     if (tables.length !== 3)
       throw new MailboxInvalidArgumentError(`${path} is not a Switchyard mailbox SQLite store`);
-    return db;
+    const opened = db;
+    return {
+      db: opened,
+      close: () => {
+        opened.close();
+        lock?.close();
+      },
+    };
   } catch (error) {
     db?.close();
+    lock?.close();
     if (error instanceof MailboxInvalidArgumentError) throw error;
     const code = (error as { code?: unknown }).code;
     if (code === 'SQLITE_BUSY' || code === 'SQLITE_LOCKED')
@@ -115,7 +135,8 @@ export async function migrateSqliteToPostgres(
   if (!Number.isInteger(batchSize) || batchSize < 1 || batchSize > 100_000)
     throw new MailboxInvalidArgumentError('batchSize must be an integer from 1 to 100000');
   options.signal?.throwIfAborted();
-  const db = openSqlite(sqlitePath);
+  const source = openSqlite(sqlitePath);
+  const db = source.db;
   try {
     // Creates or migrates the target schema, then closes: the copy runs on its own connection.
     const store = await PostgresStore.open(postgresUrl, options.postgres ?? {});
@@ -145,7 +166,7 @@ export async function migrateSqliteToPostgres(
       await client.end().catch(() => {});
     }
   } finally {
-    db.close();
+    source.close();
   }
 }
 
