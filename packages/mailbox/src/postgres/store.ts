@@ -144,19 +144,19 @@ const SY_CLAIMS_SQL = `WITH req AS MATERIALIZED (
            AS r(mailbox, max, lease_ms, consumer, idx)),
        mb AS MATERIALIZED (SELECT mailbox, max(hi) AS total FROM req GROUP BY mailbox ORDER BY mailbox),
        c AS MATERIALIZED (
-         SELECT l.mid, l.seq, l.due, mb.mailbox FROM mb CROSS JOIN LATERAL (
-           SELECT mid, seq, due FROM messages WHERE mailbox = mb.mailbox AND state = 0 AND due <= $6::bigint
+         SELECT l.tid, l.seq, l.due, mb.mailbox FROM mb CROSS JOIN LATERAL (
+           SELECT ctid AS tid, seq, due FROM messages WHERE mailbox = mb.mailbox AND state = 0 AND due <= $6::bigint
            ORDER BY due, seq LIMIT mb.total FOR UPDATE SKIP LOCKED) l),
-       n AS MATERIALIZED (SELECT mid, mailbox, row_number() OVER (PARTITION BY mailbox ORDER BY due, seq) AS rn FROM c),
+       n AS MATERIALIZED (SELECT tid, mailbox, row_number() OVER (PARTITION BY mailbox ORDER BY due, seq) AS rn FROM c),
        a AS MATERIALIZED (
-         SELECT n.mid, n.rn, req.idx, req.lease_ms, req.consumer FROM n
+         SELECT n.tid, n.rn, req.idx, req.lease_ms, req.consumer FROM n
          JOIN req ON req.mailbox = n.mailbox AND n.rn > req.lo AND n.rn <= req.hi),
        f AS MATERIALIZED (SELECT s.*, nextval('fence_seq') AS fence FROM (SELECT * FROM a ORDER BY idx, rn) s),
        u AS (
          UPDATE messages m SET state = 1, due = NULL, delivery_count = m.delivery_count + 1,
            lid = replace(gen_random_uuid()::text, '-', ''), fence = f.fence, leased_until = $6::bigint + f.lease_ms,
            fetch_time = $6::bigint, consumer = f.consumer
-         FROM f WHERE m.mid = f.mid
+         FROM f WHERE m.ctid = f.tid
          RETURNING ${CLAIM_COLS})
        SELECT u.*, NULL::text AS nd_mailbox, NULL::bigint AS next_due FROM u
        UNION ALL
