@@ -9,6 +9,34 @@ import { Broker, MailboxError, MemoryStore, openPostgresStore, type MessageStore
 import pg from 'pg';
 import { PG_URL, dropSchema, freshSchema, pgExec, pgUnavailable, pgUrl } from './helpers/pg-env.js';
 
+/**
+ * The schema as released at version 2 (migrations 1 and 2 of src/postgres/migrations.ts, which
+ * are never edited), tables qualified with "S".
+ */
+const SCHEMA_2 = `
+CREATE TABLE "S".schema_migrations (
+  version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());
+INSERT INTO "S".schema_migrations (version, name) VALUES
+  (1, 'mailboxes, messages, blobs, fencing sequence'),
+  (2, 'messages addressed by mid alone; keys and names compared bytewise');
+CREATE TABLE "S".mailboxes (
+  name text COLLATE "C" PRIMARY KEY, max_deliveries integer NOT NULL, retry_delay_ms bigint NOT NULL,
+  retention_ms bigint NOT NULL, created_at bigint NOT NULL);
+CREATE TABLE "S".blobs (key text COLLATE "C" PRIMARY KEY, refs bigint NOT NULL, data bytea NOT NULL);
+CREATE INDEX blobs_zero ON "S".blobs (key) WHERE refs <= 0;
+CREATE SEQUENCE "S".fence_seq;
+CREATE TABLE "S".messages (
+  seq bigint GENERATED ALWAYS AS IDENTITY, mid text COLLATE "C" NOT NULL UNIQUE, mailbox text COLLATE "C" NOT NULL,
+  sender text NOT NULL, receiver text COLLATE "C" NOT NULL, client_time bigint NOT NULL, received_at bigint NOT NULL,
+  delay_ms bigint NOT NULL, state smallint NOT NULL, status smallint NOT NULL, due bigint,
+  delivery_count integer NOT NULL DEFAULT 0, lid text, fence bigint, leased_until bigint, fetch_time bigint,
+  consumer text, blob text COLLATE "C" NOT NULL, body_bytes integer NOT NULL, expires_at bigint,
+  history text NOT NULL DEFAULT '');
+CREATE INDEX messages_ready ON "S".messages (mailbox, due, seq) WHERE state = 0;
+CREATE INDEX messages_leased ON "S".messages (leased_until, seq) WHERE state = 1;
+CREATE INDEX messages_expiring ON "S".messages (expires_at) WHERE state = 2;
+`;
+
 const unavailable = await pgUnavailable();
 
 function code(e: unknown): string {
@@ -114,7 +142,7 @@ if (unavailable !== undefined) {
       const rows = await pgExec(`SELECT version FROM "${schema}".schema_migrations ORDER BY version`);
       assert.deepEqual(
         rows.rows.map((r: { version: number }) => r.version),
-        [1, 2],
+        [1, 2, 3],
       );
       // Headers cursors order by (received_at, seq): seq is no longer the primary key after
       // migration 2, but stays an identity column (unique, never rewritten, not null).
@@ -130,6 +158,172 @@ if (unavailable !== undefined) {
         assert.match((e as Error).message, /version 999/);
         return true;
       });
+    });
+
+    test('a schema-2 database holding messages in every state is upgraded to schema 3 and loses nothing', async () => {
+      const schema = fresh();
+      const q = (sql: string): string => sql.replaceAll('"S".', `"${schema}".`);
+      // Messages as the released schema 2 holds them, written the way its store wrote them.
+      const seed = await Broker.open({ store: 'memory:', sweepIntervalMs: 0 });
+      const at = (i: number): Date => new Date(Date.UTC(2026, 0, 1, 0, 0, i));
+      const kinds = ['queued', 'delayed', 'leased', 'confirmed', 'retry', 'dead'] as const;
+      const sent = new Map<string, { mid: string; blobKey: string; body: string }>();
+      for (const [i, k] of kinds.entries()) {
+        const m = await seed.send({ sender: 's', receiver: 'jobs', body: { k }, clientTime: at(i) });
+        sent.set(k, { mid: m.mid, blobKey: m.blobKey, body: `k=${k}` });
+      }
+      await seed.close();
+      const now = Date.now();
+      const lid = 'b'.repeat(32);
+      const fence = 41;
+      const attempt = (n: number, outcome: number): string =>
+        `${JSON.stringify({ n, c: 'w', f: now - 5000, e: now - 4000, o: outcome })}\n`;
+      // [kind, mailbox, state, status, due, delivery count, lid, fence, leased until, fetch time, consumer, expires at, history]
+      const rows: [string, string, number, number, ...unknown[]][] = [
+        ['queued', 'jobs', 0, 8, now - 1000, 0, null, null, null, null, null, null, ''],
+        ['delayed', 'jobs', 0, 8, now + 3_600_000, 0, null, null, null, null, null, null, ''],
+        ['leased', 'jobs', 1, 8, null, 1, lid, fence, now + 600_000, now - 1000, 'w', null, ''],
+        [
+          'confirmed',
+          'jobs',
+          2,
+          1,
+          null,
+          1,
+          'c'.repeat(32),
+          40,
+          null,
+          now - 5000,
+          'w',
+          now + 86_400_000,
+          attempt(1, 1),
+        ],
+        [
+          'retry',
+          'jobs',
+          0,
+          2,
+          now + 3_600_000,
+          1,
+          'd'.repeat(32),
+          39,
+          null,
+          now - 5000,
+          'w',
+          null,
+          attempt(1, 2),
+        ],
+        [
+          'dead',
+          'jobs.dead',
+          0,
+          16,
+          now - 1000,
+          5,
+          'e'.repeat(32),
+          38,
+          null,
+          now - 5000,
+          'w',
+          null,
+          attempt(5, 4),
+        ],
+      ];
+      const client = new pg.Client({ connectionString: PG_URL });
+      await client.connect();
+      try {
+        await client.query(`CREATE SCHEMA "${schema}"`);
+        await client.query(q(SCHEMA_2));
+        for (const name of ['jobs', 'jobs.dead'])
+          await client.query(q('INSERT INTO "S".mailboxes VALUES ($1, 5, 1000, 86400000, $2)'), [name, now]);
+        for (const [kind, mailbox, ...rest] of rows) {
+          const m = sent.get(kind)!;
+          await client.query(q('INSERT INTO "S".blobs (key, refs, data) VALUES ($1, 1, $2)'), [
+            m.blobKey,
+            Buffer.from(m.body),
+          ]);
+          await client.query(
+            q(`INSERT INTO "S".messages (mid, mailbox, sender, receiver, client_time, received_at, delay_ms, state, status,
+                 due, delivery_count, lid, fence, leased_until, fetch_time, consumer, blob, body_bytes, expires_at, history)
+               VALUES ($1, $2, 's', 'jobs', $3, $4, 0, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`),
+            [
+              m.mid,
+              mailbox,
+              at(kinds.indexOf(kind as (typeof kinds)[number])).getTime(),
+              now - 10_000,
+              ...rest.slice(0, 9),
+              m.blobKey,
+              m.body.length,
+              ...rest.slice(9),
+            ],
+          );
+        }
+        await client.query(q(`SELECT setval('"S".fence_seq', $1)`), [fence]);
+      } finally {
+        await client.end();
+      }
+
+      const broker = await Broker.open({ store: pgUrl(schema), sweepIntervalMs: 0 });
+      try {
+        const versions = await pgExec(q('SELECT version FROM "S".schema_migrations ORDER BY version'));
+        assert.deepEqual(
+          versions.rows.map((r: { version: number }) => r.version),
+          [1, 2, 3],
+        );
+        const options = await pgExec(
+          `SELECT reloptions FROM pg_class WHERE oid = '"${schema}".messages'::regclass`,
+        );
+        assert.deepEqual((options.rows[0] as { reloptions: string[] }).reloptions, ['fillfactor=50']);
+        // Every message is still there, as it was.
+        const expected = {
+          queued: ['queued', 8, 0, 0],
+          delayed: ['queued', 8, 0, 0],
+          leased: ['leased', 8, 1, 0],
+          confirmed: ['confirmed', 1, 1, 1],
+          retry: ['queued', 2, 1, 1],
+          dead: ['queued', 16, 5, 1],
+        } as const;
+        for (const k of kinds) {
+          const m = await broker.get(sent.get(k)!.mid);
+          assert.ok(m !== null, `${k} is there`);
+          assert.deepEqual([m.state, m.status, m.deliveryCount, m.attempts?.length], expected[k], k);
+          assert.deepEqual(m.body, { k }, `${k}: body`);
+          assert.equal(m.mailbox, k === 'dead' ? 'jobs.dead' : 'jobs');
+        }
+        const leased = await broker.get(sent.get('leased')!.mid);
+        assert.equal(leased?.lid, lid);
+        assert.equal(leased?.fence, fence);
+        assert.equal(leased?.leasedUntil?.getTime(), now + 600_000);
+        // The lease granted before the upgrade still confirms; only the due message is handed out.
+        await broker.ack(sent.get('leased')!.mid, lid, 1);
+        assert.equal((await broker.get(sent.get('leased')!.mid))?.state, 'confirmed');
+        const got = await broker.fetchMany('jobs', { max: 10 });
+        assert.deepEqual(
+          got.map((m) => m.mid),
+          [sent.get('queued')!.mid],
+        );
+        assert.ok(got[0]!.fence! > fence, 'fencing tokens keep growing');
+        await broker.ack(got[0]!.mid, got[0]!.lid!, 1);
+        const dead = await broker.fetchMany('jobs.dead', { max: 10 });
+        assert.deepEqual(
+          dead.map((m) => m.mid),
+          [sent.get('dead')!.mid],
+        );
+        // Sends still deduplicate against the old rows, and new rows go into the new pages.
+        const again = await broker.send({
+          sender: 's',
+          receiver: 'jobs',
+          body: { k: 'confirmed' },
+          clientTime: at(3),
+        });
+        assert.equal(again.mid, sent.get('confirmed')!.mid);
+        await broker.send({ sender: 's', receiver: 'jobs', body: { k: 'new' } });
+        const st = (await broker.stats()).store;
+        assert.deepEqual([st.messages, st.queued, st.leased, st.confirmed, st.blobs], [7, 3, 1, 3, 7]);
+        assert.equal(await broker.store.blobs.refCount(sent.get('confirmed')!.blobKey), 1);
+      } finally {
+        await broker.close();
+      }
     });
 
     test('bad options and unreachable servers give typed errors', async () => {
