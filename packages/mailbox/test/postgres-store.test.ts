@@ -467,6 +467,120 @@ if (unavailable !== undefined) {
       }
     });
 
+    test('a batch that sends and claims leases its own new messages at insert, after the older ones, in order', async () => {
+      const schema = fresh();
+      const broker = await Broker.open({ store: pgUrl(schema), sweepIntervalMs: 0 });
+      try {
+        const at = (i: number): Date => new Date(Date.UTC(2026, 0, 2, 0, 0, i));
+        const old = await broker.sendMany(
+          [0, 1, 2].map((i) => ({ sender: 's', receiver: 'q', body: { old: `${i}` }, clientTime: at(i) })),
+        );
+        const before = await broker.fetchMany('other', { max: 1 });
+        assert.deepEqual(before, []);
+        const fence0 = Number(
+          (
+            (
+              await pgExec(
+                `SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS v FROM "${schema}".fence_seq`,
+              )
+            ).rows[0] as { v: string }
+          ).v,
+        );
+        const batches = (await broker.stats()).batches;
+        // One tick, one batch: new sends (one delayed, one a resend of an old message, one with
+        // a body of any characters) and three claims asking for more than there is.
+        const odd = { x: 'caf\u00e9 \\ & = % + \u0001', y: ['1', '2'] };
+        const [sent, resent, late, claims] = await Promise.all([
+          broker.sendMany(
+            [0, 1, 2, 3, 4].map((i) => ({
+              sender: 's',
+              receiver: 'q',
+              body: i === 2 ? odd : { new: `${i}` },
+            })),
+          ),
+          broker.send({ sender: 's', receiver: 'q', body: { old: '1' }, clientTime: at(1) }),
+          broker.send({ sender: 's', receiver: 'q', body: { late: '1' }, delayMs: 3_600_000 }),
+          Promise.all([
+            broker.fetchMany('q', { max: 4, leaseMs: 60_000 }),
+            broker.fetchMany('q', { max: 3, leaseMs: 60_000 }),
+            broker.fetchMany('q', { max: 10, leaseMs: 60_000 }),
+          ]),
+        ]);
+        assert.equal((await broker.stats()).batches, batches + 1, 'all in one batch');
+        assert.equal(resent.mid, old[1]!.mid, 'the resend is the old message');
+        // Oldest first: the three old ones, then the new ones in send order; the delayed one stays.
+        const mids = claims.map((c) => c.map((m) => m.mid));
+        assert.deepEqual(mids, [
+          [old[0]!.mid, old[1]!.mid, old[2]!.mid, sent[0]!.mid],
+          [sent[1]!.mid, sent[2]!.mid, sent[3]!.mid],
+          [sent[4]!.mid],
+        ]);
+        const got = claims.flat();
+        assert.deepEqual(got[5]!.body, odd);
+        assert.deepEqual(got[3]!.body, { new: '0' });
+        const fences = got.map((m) => m.fence!);
+        assert.equal(new Set(fences).size, fences.length, 'fencing tokens unique');
+        for (const f of fences) assert.ok(f > fence0, 'fencing tokens grow');
+        for (const m of got) {
+          assert.equal(m.state, 'leased');
+          assert.equal(m.deliveryCount, 1);
+          assert.match(m.lid!, /^[0-9a-f]{32}$/);
+          assert.equal(m.mailbox, 'q');
+          const stored = await broker.get(m.mid);
+          assert.deepEqual(
+            [
+              stored?.state,
+              stored?.lid,
+              stored?.fence,
+              stored?.leasedUntil?.getTime(),
+              stored?.deliveryCount,
+            ],
+            ['leased', m.lid, m.fence, m.leasedUntil!.getTime(), 1],
+          );
+          assert.deepEqual(stored?.body, m.body);
+        }
+        assert.equal((await broker.get(late.mid))?.state, 'queued');
+        // The leases taken at insert are ordinary leases: a stale lid is refused, the right one confirms.
+        await assert.rejects(broker.ack(got[4]!.mid, 'f'.repeat(32), 1), (e) => {
+          assert.equal(code(e), 'MAILBOX_ERR_LEASE_INVALID');
+          return true;
+        });
+        for (const m of got) await broker.ack(m.mid, m.lid!, 1);
+        const done = await broker.get(sent[4]!.mid);
+        assert.equal(done?.state, 'confirmed');
+        assert.equal(done?.attempts?.length, 1);
+        const st = (await broker.stats()).store;
+        assert.deepEqual([st.messages, st.queued, st.leased, st.confirmed, st.blobs], [9, 1, 0, 8, 9]);
+        assert.equal(await broker.store.blobs.refCount(old[1]!.blobKey), 1, 'the resend took no reference');
+
+        // A claim that gets nothing learns when the next message comes due, a delayed one of its own batch included.
+        const now = Date.now();
+        const newMessage = (mid: string, delayMs: number) => ({
+          mid,
+          sender: 's',
+          receiver: 'z',
+          clientTimeMs: now,
+          delayMs,
+          blobKey: mid,
+          body: 'a=1',
+          decoded: { a: '1' },
+          bodyBytes: 3,
+        });
+        const defaults = { maxDeliveries: 5, retryDelayMs: 1000, retentionMs: 60_000 };
+        const [, , claim] = await broker.store.apply(
+          [
+            { kind: 'send', message: newMessage('a'.repeat(40), 5000), defaults },
+            { kind: 'send', message: newMessage('b'.repeat(40), 2000), defaults },
+            { kind: 'claim', mailbox: 'z', max: 5, leaseMs: 1000, consumer: 'c' },
+          ],
+          now,
+        );
+        assert.deepEqual(claim, { kind: 'claim', messages: [], nextDueMs: now + 2000 });
+      } finally {
+        await broker.close();
+      }
+    });
+
     test('a NUL in a consumer name does not fail the batch it rides in', async () => {
       const broker = await Broker.open({ store: pgUrl(fresh()), sweepIntervalMs: 0 });
       try {
