@@ -9,6 +9,34 @@ import { Broker, MailboxError, MemoryStore, openPostgresStore, type MessageStore
 import pg from 'pg';
 import { PG_URL, dropSchema, freshSchema, pgExec, pgUnavailable, pgUrl } from './helpers/pg-env.js';
 
+/**
+ * The schema as released at version 2 (migrations 1 and 2 of src/postgres/migrations.ts, which
+ * are never edited), tables qualified with "S".
+ */
+const SCHEMA_2 = `
+CREATE TABLE "S".schema_migrations (
+  version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now());
+INSERT INTO "S".schema_migrations (version, name) VALUES
+  (1, 'mailboxes, messages, blobs, fencing sequence'),
+  (2, 'messages addressed by mid alone; keys and names compared bytewise');
+CREATE TABLE "S".mailboxes (
+  name text COLLATE "C" PRIMARY KEY, max_deliveries integer NOT NULL, retry_delay_ms bigint NOT NULL,
+  retention_ms bigint NOT NULL, created_at bigint NOT NULL);
+CREATE TABLE "S".blobs (key text COLLATE "C" PRIMARY KEY, refs bigint NOT NULL, data bytea NOT NULL);
+CREATE INDEX blobs_zero ON "S".blobs (key) WHERE refs <= 0;
+CREATE SEQUENCE "S".fence_seq;
+CREATE TABLE "S".messages (
+  seq bigint GENERATED ALWAYS AS IDENTITY, mid text COLLATE "C" NOT NULL UNIQUE, mailbox text COLLATE "C" NOT NULL,
+  sender text NOT NULL, receiver text COLLATE "C" NOT NULL, client_time bigint NOT NULL, received_at bigint NOT NULL,
+  delay_ms bigint NOT NULL, state smallint NOT NULL, status smallint NOT NULL, due bigint,
+  delivery_count integer NOT NULL DEFAULT 0, lid text, fence bigint, leased_until bigint, fetch_time bigint,
+  consumer text, blob text COLLATE "C" NOT NULL, body_bytes integer NOT NULL, expires_at bigint,
+  history text NOT NULL DEFAULT '');
+CREATE INDEX messages_ready ON "S".messages (mailbox, due, seq) WHERE state = 0;
+CREATE INDEX messages_leased ON "S".messages (leased_until, seq) WHERE state = 1;
+CREATE INDEX messages_expiring ON "S".messages (expires_at) WHERE state = 2;
+`;
+
 const unavailable = await pgUnavailable();
 
 function code(e: unknown): string {
@@ -114,7 +142,7 @@ if (unavailable !== undefined) {
       const rows = await pgExec(`SELECT version FROM "${schema}".schema_migrations ORDER BY version`);
       assert.deepEqual(
         rows.rows.map((r: { version: number }) => r.version),
-        [1, 2],
+        [1, 2, 3],
       );
       // Headers cursors order by (received_at, seq): seq is no longer the primary key after
       // migration 2, but stays an identity column (unique, never rewritten, not null).
@@ -130,6 +158,172 @@ if (unavailable !== undefined) {
         assert.match((e as Error).message, /version 999/);
         return true;
       });
+    });
+
+    test('a schema-2 database holding messages in every state is upgraded to schema 3 and loses nothing', async () => {
+      const schema = fresh();
+      const q = (sql: string): string => sql.replaceAll('"S".', `"${schema}".`);
+      // Messages as the released schema 2 holds them, written the way its store wrote them.
+      const seed = await Broker.open({ store: 'memory:', sweepIntervalMs: 0 });
+      const at = (i: number): Date => new Date(Date.UTC(2026, 0, 1, 0, 0, i));
+      const kinds = ['queued', 'delayed', 'leased', 'confirmed', 'retry', 'dead'] as const;
+      const sent = new Map<string, { mid: string; blobKey: string; body: string }>();
+      for (const [i, k] of kinds.entries()) {
+        const m = await seed.send({ sender: 's', receiver: 'jobs', body: { k }, clientTime: at(i) });
+        sent.set(k, { mid: m.mid, blobKey: m.blobKey, body: `k=${k}` });
+      }
+      await seed.close();
+      const now = Date.now();
+      const lid = 'b'.repeat(32);
+      const fence = 41;
+      const attempt = (n: number, outcome: number): string =>
+        `${JSON.stringify({ n, c: 'w', f: now - 5000, e: now - 4000, o: outcome })}\n`;
+      // [kind, mailbox, state, status, due, delivery count, lid, fence, leased until, fetch time, consumer, expires at, history]
+      const rows: [string, string, number, number, ...unknown[]][] = [
+        ['queued', 'jobs', 0, 8, now - 1000, 0, null, null, null, null, null, null, ''],
+        ['delayed', 'jobs', 0, 8, now + 3_600_000, 0, null, null, null, null, null, null, ''],
+        ['leased', 'jobs', 1, 8, null, 1, lid, fence, now + 600_000, now - 1000, 'w', null, ''],
+        [
+          'confirmed',
+          'jobs',
+          2,
+          1,
+          null,
+          1,
+          'c'.repeat(32),
+          40,
+          null,
+          now - 5000,
+          'w',
+          now + 86_400_000,
+          attempt(1, 1),
+        ],
+        [
+          'retry',
+          'jobs',
+          0,
+          2,
+          now + 3_600_000,
+          1,
+          'd'.repeat(32),
+          39,
+          null,
+          now - 5000,
+          'w',
+          null,
+          attempt(1, 2),
+        ],
+        [
+          'dead',
+          'jobs.dead',
+          0,
+          16,
+          now - 1000,
+          5,
+          'e'.repeat(32),
+          38,
+          null,
+          now - 5000,
+          'w',
+          null,
+          attempt(5, 4),
+        ],
+      ];
+      const client = new pg.Client({ connectionString: PG_URL });
+      await client.connect();
+      try {
+        await client.query(`CREATE SCHEMA "${schema}"`);
+        await client.query(q(SCHEMA_2));
+        for (const name of ['jobs', 'jobs.dead'])
+          await client.query(q('INSERT INTO "S".mailboxes VALUES ($1, 5, 1000, 86400000, $2)'), [name, now]);
+        for (const [kind, mailbox, ...rest] of rows) {
+          const m = sent.get(kind)!;
+          await client.query(q('INSERT INTO "S".blobs (key, refs, data) VALUES ($1, 1, $2)'), [
+            m.blobKey,
+            Buffer.from(m.body),
+          ]);
+          await client.query(
+            q(`INSERT INTO "S".messages (mid, mailbox, sender, receiver, client_time, received_at, delay_ms, state, status,
+                 due, delivery_count, lid, fence, leased_until, fetch_time, consumer, blob, body_bytes, expires_at, history)
+               VALUES ($1, $2, 's', 'jobs', $3, $4, 0, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)`),
+            [
+              m.mid,
+              mailbox,
+              at(kinds.indexOf(kind as (typeof kinds)[number])).getTime(),
+              now - 10_000,
+              ...rest.slice(0, 9),
+              m.blobKey,
+              m.body.length,
+              ...rest.slice(9),
+            ],
+          );
+        }
+        await client.query(q(`SELECT setval('"S".fence_seq', $1)`), [fence]);
+      } finally {
+        await client.end();
+      }
+
+      const broker = await Broker.open({ store: pgUrl(schema), sweepIntervalMs: 0 });
+      try {
+        const versions = await pgExec(q('SELECT version FROM "S".schema_migrations ORDER BY version'));
+        assert.deepEqual(
+          versions.rows.map((r: { version: number }) => r.version),
+          [1, 2, 3],
+        );
+        const options = await pgExec(
+          `SELECT reloptions FROM pg_class WHERE oid = '"${schema}".messages'::regclass`,
+        );
+        assert.deepEqual((options.rows[0] as { reloptions: string[] }).reloptions, ['fillfactor=50']);
+        // Every message is still there, as it was.
+        const expected = {
+          queued: ['queued', 8, 0, 0],
+          delayed: ['queued', 8, 0, 0],
+          leased: ['leased', 8, 1, 0],
+          confirmed: ['confirmed', 1, 1, 1],
+          retry: ['queued', 2, 1, 1],
+          dead: ['queued', 16, 5, 1],
+        } as const;
+        for (const k of kinds) {
+          const m = await broker.get(sent.get(k)!.mid);
+          assert.ok(m !== null, `${k} is there`);
+          assert.deepEqual([m.state, m.status, m.deliveryCount, m.attempts?.length], expected[k], k);
+          assert.deepEqual(m.body, { k }, `${k}: body`);
+          assert.equal(m.mailbox, k === 'dead' ? 'jobs.dead' : 'jobs');
+        }
+        const leased = await broker.get(sent.get('leased')!.mid);
+        assert.equal(leased?.lid, lid);
+        assert.equal(leased?.fence, fence);
+        assert.equal(leased?.leasedUntil?.getTime(), now + 600_000);
+        // The lease granted before the upgrade still confirms; only the due message is handed out.
+        await broker.ack(sent.get('leased')!.mid, lid, 1);
+        assert.equal((await broker.get(sent.get('leased')!.mid))?.state, 'confirmed');
+        const got = await broker.fetchMany('jobs', { max: 10 });
+        assert.deepEqual(
+          got.map((m) => m.mid),
+          [sent.get('queued')!.mid],
+        );
+        assert.ok(got[0]!.fence! > fence, 'fencing tokens keep growing');
+        await broker.ack(got[0]!.mid, got[0]!.lid!, 1);
+        const dead = await broker.fetchMany('jobs.dead', { max: 10 });
+        assert.deepEqual(
+          dead.map((m) => m.mid),
+          [sent.get('dead')!.mid],
+        );
+        // Sends still deduplicate against the old rows, and new rows go into the new pages.
+        const again = await broker.send({
+          sender: 's',
+          receiver: 'jobs',
+          body: { k: 'confirmed' },
+          clientTime: at(3),
+        });
+        assert.equal(again.mid, sent.get('confirmed')!.mid);
+        await broker.send({ sender: 's', receiver: 'jobs', body: { k: 'new' } });
+        const st = (await broker.stats()).store;
+        assert.deepEqual([st.messages, st.queued, st.leased, st.confirmed, st.blobs], [7, 3, 1, 3, 7]);
+        assert.equal(await broker.store.blobs.refCount(sent.get('confirmed')!.blobKey), 1);
+      } finally {
+        await broker.close();
+      }
     });
 
     test('bad options and unreachable servers give typed errors', async () => {
@@ -268,6 +462,120 @@ if (unavailable !== undefined) {
         ]);
         assert.deepEqual(a?.[0]?.body, expected);
         assert.deepEqual(b, []);
+      } finally {
+        await broker.close();
+      }
+    });
+
+    test('a batch that sends and claims leases its own new messages at insert, after the older ones, in order', async () => {
+      const schema = fresh();
+      const broker = await Broker.open({ store: pgUrl(schema), sweepIntervalMs: 0 });
+      try {
+        const at = (i: number): Date => new Date(Date.UTC(2026, 0, 2, 0, 0, i));
+        const old = await broker.sendMany(
+          [0, 1, 2].map((i) => ({ sender: 's', receiver: 'q', body: { old: `${i}` }, clientTime: at(i) })),
+        );
+        const before = await broker.fetchMany('other', { max: 1 });
+        assert.deepEqual(before, []);
+        const fence0 = Number(
+          (
+            (
+              await pgExec(
+                `SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END AS v FROM "${schema}".fence_seq`,
+              )
+            ).rows[0] as { v: string }
+          ).v,
+        );
+        const batches = (await broker.stats()).batches;
+        // One tick, one batch: new sends (one delayed, one a resend of an old message, one with
+        // a body of any characters) and three claims asking for more than there is.
+        const odd = { x: 'caf\u00e9 \\ & = % + \u0001', y: ['1', '2'] };
+        const [sent, resent, late, claims] = await Promise.all([
+          broker.sendMany(
+            [0, 1, 2, 3, 4].map((i) => ({
+              sender: 's',
+              receiver: 'q',
+              body: i === 2 ? odd : { new: `${i}` },
+            })),
+          ),
+          broker.send({ sender: 's', receiver: 'q', body: { old: '1' }, clientTime: at(1) }),
+          broker.send({ sender: 's', receiver: 'q', body: { late: '1' }, delayMs: 3_600_000 }),
+          Promise.all([
+            broker.fetchMany('q', { max: 4, leaseMs: 60_000 }),
+            broker.fetchMany('q', { max: 3, leaseMs: 60_000 }),
+            broker.fetchMany('q', { max: 10, leaseMs: 60_000 }),
+          ]),
+        ]);
+        assert.equal((await broker.stats()).batches, batches + 1, 'all in one batch');
+        assert.equal(resent.mid, old[1]!.mid, 'the resend is the old message');
+        // Oldest first: the three old ones, then the new ones in send order; the delayed one stays.
+        const mids = claims.map((c) => c.map((m) => m.mid));
+        assert.deepEqual(mids, [
+          [old[0]!.mid, old[1]!.mid, old[2]!.mid, sent[0]!.mid],
+          [sent[1]!.mid, sent[2]!.mid, sent[3]!.mid],
+          [sent[4]!.mid],
+        ]);
+        const got = claims.flat();
+        assert.deepEqual(got[5]!.body, odd);
+        assert.deepEqual(got[3]!.body, { new: '0' });
+        const fences = got.map((m) => m.fence!);
+        assert.equal(new Set(fences).size, fences.length, 'fencing tokens unique');
+        for (const f of fences) assert.ok(f > fence0, 'fencing tokens grow');
+        for (const m of got) {
+          assert.equal(m.state, 'leased');
+          assert.equal(m.deliveryCount, 1);
+          assert.match(m.lid!, /^[0-9a-f]{32}$/);
+          assert.equal(m.mailbox, 'q');
+          const stored = await broker.get(m.mid);
+          assert.deepEqual(
+            [
+              stored?.state,
+              stored?.lid,
+              stored?.fence,
+              stored?.leasedUntil?.getTime(),
+              stored?.deliveryCount,
+            ],
+            ['leased', m.lid, m.fence, m.leasedUntil!.getTime(), 1],
+          );
+          assert.deepEqual(stored?.body, m.body);
+        }
+        assert.equal((await broker.get(late.mid))?.state, 'queued');
+        // The leases taken at insert are ordinary leases: a stale lid is refused, the right one confirms.
+        await assert.rejects(broker.ack(got[4]!.mid, 'f'.repeat(32), 1), (e) => {
+          assert.equal(code(e), 'MAILBOX_ERR_LEASE_INVALID');
+          return true;
+        });
+        for (const m of got) await broker.ack(m.mid, m.lid!, 1);
+        const done = await broker.get(sent[4]!.mid);
+        assert.equal(done?.state, 'confirmed');
+        assert.equal(done?.attempts?.length, 1);
+        const st = (await broker.stats()).store;
+        assert.deepEqual([st.messages, st.queued, st.leased, st.confirmed, st.blobs], [9, 1, 0, 8, 9]);
+        assert.equal(await broker.store.blobs.refCount(old[1]!.blobKey), 1, 'the resend took no reference');
+
+        // A claim that gets nothing learns when the next message comes due, a delayed one of its own batch included.
+        const now = Date.now();
+        const newMessage = (mid: string, delayMs: number) => ({
+          mid,
+          sender: 's',
+          receiver: 'z',
+          clientTimeMs: now,
+          delayMs,
+          blobKey: mid,
+          body: 'a=1',
+          decoded: { a: '1' },
+          bodyBytes: 3,
+        });
+        const defaults = { maxDeliveries: 5, retryDelayMs: 1000, retentionMs: 60_000 };
+        const [, , claim] = await broker.store.apply(
+          [
+            { kind: 'send', message: newMessage('a'.repeat(40), 5000), defaults },
+            { kind: 'send', message: newMessage('b'.repeat(40), 2000), defaults },
+            { kind: 'claim', mailbox: 'z', max: 5, leaseMs: 1000, consumer: 'c' },
+          ],
+          now,
+        );
+        assert.deepEqual(claim, { kind: 'claim', messages: [], nextDueMs: now + 2000 });
       } finally {
         await broker.close();
       }

@@ -144,19 +144,19 @@ const SY_CLAIMS_SQL = `WITH req AS MATERIALIZED (
            AS r(mailbox, max, lease_ms, consumer, idx)),
        mb AS MATERIALIZED (SELECT mailbox, max(hi) AS total FROM req GROUP BY mailbox ORDER BY mailbox),
        c AS MATERIALIZED (
-         SELECT l.mid, l.seq, l.due, mb.mailbox FROM mb CROSS JOIN LATERAL (
-           SELECT mid, seq, due FROM messages WHERE mailbox = mb.mailbox AND state = 0 AND due <= $6::bigint
+         SELECT l.tid, l.seq, l.due, mb.mailbox FROM mb CROSS JOIN LATERAL (
+           SELECT ctid AS tid, seq, due FROM messages WHERE mailbox = mb.mailbox AND state = 0 AND due <= $6::bigint
            ORDER BY due, seq LIMIT mb.total FOR UPDATE SKIP LOCKED) l),
-       n AS MATERIALIZED (SELECT mid, mailbox, row_number() OVER (PARTITION BY mailbox ORDER BY due, seq) AS rn FROM c),
+       n AS MATERIALIZED (SELECT tid, mailbox, row_number() OVER (PARTITION BY mailbox ORDER BY due, seq) AS rn FROM c),
        a AS MATERIALIZED (
-         SELECT n.mid, n.rn, req.idx, req.lease_ms, req.consumer FROM n
+         SELECT n.tid, n.rn, req.idx, req.lease_ms, req.consumer FROM n
          JOIN req ON req.mailbox = n.mailbox AND n.rn > req.lo AND n.rn <= req.hi),
        f AS MATERIALIZED (SELECT s.*, nextval('fence_seq') AS fence FROM (SELECT * FROM a ORDER BY idx, rn) s),
        u AS (
          UPDATE messages m SET state = 1, due = NULL, delivery_count = m.delivery_count + 1,
            lid = replace(gen_random_uuid()::text, '-', ''), fence = f.fence, leased_until = $6::bigint + f.lease_ms,
            fetch_time = $6::bigint, consumer = f.consumer
-         FROM f WHERE m.mid = f.mid
+         FROM f WHERE m.ctid = f.tid
          RETURNING ${CLAIM_COLS})
        SELECT u.*, NULL::text AS nd_mailbox, NULL::bigint AS next_due FROM u
        UNION ALL
@@ -177,6 +177,85 @@ const FAST_SEND_SQL = SY_SEND_SQL.replace(
    FROM (SELECT 1) one LEFT JOIN (messages m JOIN (SELECT mid FROM input EXCEPT SELECT mid FROM ins) t ON t.mid = m.mid
      LEFT JOIN blobs b ON b.key = m.blob) ON true`,
 );
+
+/**
+ * Fast path, a batch with both sends and claims: one statement for both. The claims first take
+ * the due rows that were there before the batch (as `SY_CLAIMS_SQL`: oldest first, `SKIP
+ * LOCKED`); what they asked for beyond that goes to the batch's own new messages that are due
+ * at once, in send order (they come after every older row). Those are inserted already leased:
+ * one row version instead of an insert and then an update — no entry in `messages_ready`, no
+ * second entry in the mid index, no row lock — for what is, with consumers waiting, nearly
+ * every message. A new message whose mid exists already is not inserted, and its claim gets one
+ * message fewer. Rows (`ClaimRow`, then `not_created`): the claimed old rows; the new leased
+ * rows (idx, rn, mid, lid, fence only: the broker has the rest); per claimed mailbox when its
+ * next message comes due (delayed new messages included); and one row with the mids not created.
+ */
+const SYF_SENDCLAIMS_SQL = `WITH input AS MATERIALIZED (
+         SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::integer[], $8::text[])
+           WITH ORDINALITY AS t(mid, sender, receiver, client_time, delay_ms, blob, body_bytes, body, ord)),
+       req AS MATERIALIZED (
+         SELECT r.*, sum(r.max) OVER (PARTITION BY r.mailbox ORDER BY r.idx) - r.max AS lo,
+           sum(r.max) OVER (PARTITION BY r.mailbox ORDER BY r.idx) AS hi
+         FROM unnest($13::text[], $14::integer[], $15::bigint[], $16::text[], $17::integer[])
+           AS r(mailbox, max, lease_ms, consumer, idx)),
+       cmb AS MATERIALIZED (SELECT mailbox, max(hi) AS total FROM req GROUP BY mailbox ORDER BY mailbox),
+       c AS MATERIALIZED (
+         SELECT l.tid, l.seq, l.due, cmb.mailbox FROM cmb CROSS JOIN LATERAL (
+           SELECT ctid AS tid, seq, due FROM messages WHERE mailbox = cmb.mailbox AND state = 0 AND due <= $12::bigint
+           ORDER BY due, seq LIMIT cmb.total FOR UPDATE SKIP LOCKED) l),
+       n AS MATERIALIZED (SELECT tid, mailbox, row_number() OVER (PARTITION BY mailbox ORDER BY due, seq) AS rn FROM c),
+       a AS MATERIALIZED (
+         SELECT n.tid, n.rn, req.idx, req.lease_ms, req.consumer FROM n
+         JOIN req ON req.mailbox = n.mailbox AND n.rn > req.lo AND n.rn <= req.hi),
+       f AS MATERIALIZED (SELECT s.*, nextval('fence_seq') AS fence FROM (SELECT * FROM a ORDER BY idx, rn) s),
+       u AS (
+         UPDATE messages m SET state = 1, due = NULL, delivery_count = m.delivery_count + 1,
+           lid = replace(gen_random_uuid()::text, '-', ''), fence = f.fence, leased_until = $12::bigint + f.lease_ms,
+           fetch_time = $12::bigint, consumer = f.consumer
+         FROM f WHERE m.ctid = f.tid
+         RETURNING ${CLAIM_COLS}),
+       taken AS MATERIALIZED (SELECT mailbox, count(*) AS k FROM c GROUP BY mailbox),
+       nn AS MATERIALIZED (
+         SELECT i.mid, i.receiver AS mailbox,
+           coalesce(t.k, 0) + row_number() OVER (PARTITION BY i.receiver ORDER BY i.ord) AS rn
+         FROM input i JOIN cmb ON cmb.mailbox = i.receiver LEFT JOIN taken t ON t.mailbox = i.receiver
+         WHERE i.delay_ms <= 0),
+       na AS MATERIALIZED (
+         SELECT s.*, nextval('fence_seq') AS fence, replace(gen_random_uuid()::text, '-', '') AS lid FROM (
+           SELECT nn.mid, nn.rn, req.idx, req.lease_ms, req.consumer FROM nn
+           JOIN req ON req.mailbox = nn.mailbox AND nn.rn > req.lo AND nn.rn <= req.hi ORDER BY req.idx, nn.rn) s),
+       mb AS (
+         INSERT INTO mailboxes (name, max_deliveries, retry_delay_ms, retention_ms, created_at)
+         SELECT DISTINCT receiver, $9::integer, $10::bigint, $11::bigint, $12::bigint FROM input ORDER BY receiver
+         ON CONFLICT (name) DO NOTHING),
+       ins AS (
+         INSERT INTO messages (mid, mailbox, sender, receiver, client_time, received_at, delay_ms, state, status, due,
+           delivery_count, lid, fence, leased_until, fetch_time, consumer, blob, body_bytes)
+         SELECT i.mid, i.receiver, i.sender, i.receiver, i.client_time, $12::bigint, i.delay_ms,
+           CASE WHEN na.mid IS NULL THEN 0 ELSE 1 END, 8, CASE WHEN na.mid IS NULL THEN $12::bigint + i.delay_ms END,
+           CASE WHEN na.mid IS NULL THEN 0 ELSE 1 END, na.lid, na.fence, $12::bigint + na.lease_ms,
+           CASE WHEN na.mid IS NULL THEN NULL ELSE $12::bigint END, na.consumer, i.blob, i.body_bytes
+         FROM input i LEFT JOIN na ON na.mid = i.mid ORDER BY i.ord
+         ON CONFLICT (mid) DO NOTHING RETURNING mid, blob),
+       bl AS (
+         INSERT INTO blobs (key, refs, data)
+         SELECT i.blob, count(*), convert_to(min(t.body), 'UTF8') FROM ins i JOIN input t ON t.mid = i.mid
+         GROUP BY i.blob ORDER BY i.blob
+         ON CONFLICT (key) DO UPDATE SET refs = blobs.refs + excluded.refs)
+       SELECT u.*, NULL::text AS nd_mailbox, NULL::bigint AS next_due, NULL::text[] AS not_created FROM u
+       UNION ALL
+       SELECT na.idx, na.rn, na.mid, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, na.lid, na.fence, NULL, NULL, NULL,
+         NULL, NULL, NULL
+       FROM na JOIN ins ON ins.mid = na.mid
+       UNION ALL
+       SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, cmb.mailbox,
+         least((SELECT due FROM messages WHERE mailbox = cmb.mailbox AND state = 0 AND due > $12::bigint
+                ORDER BY due, seq LIMIT 1),
+               (SELECT min($12::bigint + delay_ms) FROM input WHERE receiver = cmb.mailbox AND delay_ms > 0)), NULL
+       FROM cmb
+       UNION ALL
+       SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+         (SELECT array_agg(mid) FROM (SELECT mid FROM input EXCEPT SELECT mid FROM ins) x)`;
 
 /**
  * How every batch transaction starts. Plans come from prepared statements, and a cached generic
@@ -269,6 +348,7 @@ const PREPARE_FAST = [
   `PREPARE syf_send AS ${FAST_SEND_SQL}`,
   `PREPARE syf_confirm AS ${FAST_CONFIRM_SQL}`,
   `PREPARE syf_claims AS ${SY_CLAIMS_SQL}`,
+  `PREPARE syf_sendclaims AS ${SYF_SENDCLAIMS_SQL}`,
   `PREPARE syf_notify AS ${FAST_NOTIFY_SQL}`,
 ].join(';\n');
 
@@ -694,28 +774,32 @@ export class PostgresStore implements MessageStore {
       else return undefined;
     }
     const parts = [BEGIN_SQL];
-    const plan: FastPlan = { sql: '', sends, confirms, claims, first: [], wake: new Map() };
+    const combined = sends.length > 0 && claims.length > 0;
+    const plan: FastPlan = { sql: '', sends, confirms, claims, first: [], combined, wake: new Map() };
+    // Confirms first: they touch leased rows only, so they commute with the sends and claims.
+    if (confirms.length > 0)
+      parts.push(execute('syf_confirm', [confirms.map((op) => op.mid), confirms.map((op) => op.lid), now]));
+    let send: unknown[] | undefined;
     if (sends.length > 0) {
       const first = new Map<string, NewMessage>();
       for (const op of sends) if (!first.has(op.message.mid)) first.set(op.message.mid, op.message);
       const ms = [...first.values()];
       plan.first = ms;
-      const d = sends[0]!.defaults;
-      parts.push(execute('syf_send', sendParams(ms, d, now)));
+      send = sendParams(ms, sends[0]!.defaults, now);
     }
-    if (confirms.length > 0)
-      parts.push(execute('syf_confirm', [confirms.map((op) => op.mid), confirms.map((op) => op.lid), now]));
-    if (claims.length > 0)
-      parts.push(
-        execute('syf_claims', [
-          claims.map((op) => op.mailbox),
-          claims.map((op) => op.max),
-          claims.map((op) => op.leaseMs),
-          claims.map((op) => pgText(op.consumer)),
-          claims.map((_, i) => i),
-          now,
-        ]),
-      );
+    const claim =
+      claims.length > 0
+        ? [
+            claims.map((op) => op.mailbox),
+            claims.map((op) => op.max),
+            claims.map((op) => op.leaseMs),
+            claims.map((op) => pgText(op.consumer)),
+            claims.map((_, i) => i),
+          ]
+        : undefined;
+    if (send !== undefined && claim !== undefined) parts.push(execute('syf_sendclaims', [...send, ...claim]));
+    else if (send !== undefined) parts.push(execute('syf_send', send));
+    else if (claim !== undefined) parts.push(execute('syf_claims', [...claim, now]));
     for (const op of sends)
       plan.wake.set(
         op.message.receiver,
@@ -741,17 +825,64 @@ export class PostgresStore implements MessageStore {
     >[];
     let k = BEGIN_RESULTS;
     const out = new Map<StoreOp, StoreResult>();
+    if (plan.confirms.length > 0) {
+      const failed = (res[k++]!.rows as [refused: string[] | null][])[0]![0] ?? [];
+      const refused = new Set(failed);
+      // After the COMMIT: a row that existed then may be gone by now (expired, purged), which
+      // answers not-found where lease-invalid was as true a moment before; both refuse the ack.
+      const found = new Set<string>();
+      if (failed.length > 0)
+        for (const r of (await client.query<{ mid: string }>(FOUND_SQL, [failed])).rows) found.add(r.mid);
+      for (const op of plan.confirms)
+        out.set(op, {
+          kind: 'ack',
+          outcome: !refused.has(op.mid) ? 'ok' : found.has(op.mid) ? 'lease-invalid' : 'not-found',
+          wake: null,
+        });
+    }
+    let claimRows: ClaimRow[] | undefined;
+    let leasedBodies: Map<string, string> | undefined;
     if (plan.sends.length > 0) {
-      // COLS, data, not_created: one row, plus one per mid that existed before (duplicate sends).
       const result = res[k++]!;
       const rows = result.rows;
-      const notCreated = new Set((rows[0]![rows[0]!.length - 1] as string[] | null) ?? []);
       const existing = new Map<string, Message>();
-      for (const row of rows)
-        if (row[1] !== null) {
-          const named = objectRow<Row>(result.fields, row);
-          existing.set(named.mid, message(named));
-        }
+      let notCreated: Set<string>;
+      if (plan.combined) {
+        // ClaimRow rows, and one row (no mid, no mailbox) holding the mids not created.
+        claimRows = [];
+        notCreated = new Set();
+        for (const row of rows)
+          if (row[2] === null && row[16] === null)
+            for (const mid of (row[18] as string[] | null) ?? []) notCreated.add(mid);
+          else claimRows.push(row as unknown as ClaimRow);
+        const sent = new Map<string, NewMessage>();
+        for (const m of plan.first) sent.set(m.mid, m);
+        leasedBodies = new Map();
+        for (const row of claimRows)
+          if (row[3] === null && row[2] !== null) {
+            // A new message leased at insert: its fields are the send's.
+            const m = sent.get(row[2])!;
+            row[3] = m.receiver;
+            row[4] = m.sender;
+            row[5] = m.receiver;
+            row[6] = m.clientTimeMs;
+            row[7] = now;
+            row[8] = m.delayMs;
+            row[9] = MessageStatus.NotDelivered;
+            row[10] = 1;
+            row[13] = m.blobKey;
+            row[14] = m.bodyBytes;
+            leasedBodies.set(m.mid, m.body);
+          }
+      } else {
+        // COLS, data, not_created: one row, plus one per mid that existed before (duplicate sends).
+        notCreated = new Set((rows[0]![rows[0]!.length - 1] as string[] | null) ?? []);
+        for (const row of rows)
+          if (row[1] !== null) {
+            const named = objectRow<Row>(result.fields, row);
+            existing.set(named.mid, message(named));
+          }
+      }
       const made = new Map<string, Message>();
       const missing: string[] = [];
       for (const op of plan.sends) {
@@ -782,23 +913,8 @@ export class PostgresStore implements MessageStore {
         }
       }
     }
-    if (plan.confirms.length > 0) {
-      const failed = (res[k++]!.rows as [refused: string[] | null][])[0]![0] ?? [];
-      const refused = new Set(failed);
-      // After the COMMIT: a row that existed then may be gone by now (expired, purged), which
-      // answers not-found where lease-invalid was as true a moment before; both refuse the ack.
-      const found = new Set<string>();
-      if (failed.length > 0)
-        for (const r of (await client.query<{ mid: string }>(FOUND_SQL, [failed])).rows) found.add(r.mid);
-      for (const op of plan.confirms)
-        out.set(op, {
-          kind: 'ack',
-          outcome: !refused.has(op.mid) ? 'ok' : found.has(op.mid) ? 'lease-invalid' : 'not-found',
-          wake: null,
-        });
-    }
     if (plan.claims.length > 0) {
-      const rs = claimResults(plan.claims, res[k]!.rows as ClaimRow[], now);
+      const rs = claimResults(plan.claims, claimRows ?? (res[k]!.rows as ClaimRow[]), now, leasedBodies);
       plan.claims.forEach((op, i) => out.set(op, rs[i]!));
     }
     return ops.map((op) => {
@@ -1308,6 +1424,8 @@ interface FastPlan {
   readonly confirms: Extract<StoreOp, { kind: 'ack' }>[];
   readonly claims: Extract<StoreOp, { kind: 'claim' }>[];
   first: NewMessage[];
+  /** Sends and claims in one statement (`SYF_SENDCLAIMS_SQL`). */
+  readonly combined: boolean;
   readonly wake: Map<string, boolean>;
 }
 
@@ -1332,6 +1450,7 @@ function claimResults(
   ops: readonly Extract<StoreOp, { kind: 'claim' }>[],
   all: readonly ClaimRow[],
   now: number,
+  newBodies?: ReadonlyMap<string, string>,
 ): Extract<StoreResult, { kind: 'claim' }>[] {
   const got: ClaimRow[][] = ops.map(() => []);
   const next = new Map<string, number>();
@@ -1352,7 +1471,7 @@ function claimResults(
     if (rows.length === 0) return { kind: 'claim', messages: [], nextDueMs: next.get(op.mailbox) ?? null };
     const messages = new Array<Message>(rows.length);
     const leasedUntil = now + op.leaseMs;
-    for (let j = 0; j < rows.length; j++) messages[j] = claimedMessage(rows[j]!, leasedUntil, now);
+    for (let j = 0; j < rows.length; j++) messages[j] = claimedMessage(rows[j]!, leasedUntil, now, newBodies);
     return { kind: 'claim', messages, nextDueMs: null };
   });
 }
@@ -1372,9 +1491,15 @@ const CLAIM_AT: ClaimColumns = {
 };
 
 /** The message a claim leased, built straight from its row (state, lease end and fetch time are the claim's own). */
-function claimedMessage(r: ClaimRow, leasedUntil: number, now: number): Message {
+function claimedMessage(
+  r: ClaimRow,
+  leasedUntil: number,
+  now: number,
+  newBodies: ReadonlyMap<string, string> | undefined,
+): Message {
   const data = r[15];
-  const body = decodeBody(data === null ? '' : unescapeBytea(data));
+  // A message leased at insert comes without its body: the send's canonical body is it.
+  const body = decodeBody(data === null ? (newBodies?.get(r[2]) ?? '') : unescapeBytea(data));
   return leasedMessage(r, CLAIM_AT, r[10], r[11], r[12], leasedUntil, now, body);
 }
 
