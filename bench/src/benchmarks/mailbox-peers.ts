@@ -14,7 +14,7 @@
 // Env: SWITCHYARD_BENCH_SERVER_ARGS adds node flags to the broker process (e.g. "--cpu-prof");
 // SWITCHYARD_SQLITE_WORKER=1 runs its SQLite store on a worker thread (`sqlite.worker`).
 import { spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -95,6 +95,7 @@ const SYSTEMS: readonly System[] = [
 ];
 
 interface Child {
+  readonly pid: number;
   readonly lines: AsyncIterator<string>;
   count: number;
   readonly result: Promise<Record<string, number>>;
@@ -128,6 +129,7 @@ function start(args: string[]): Child {
   resultP.catch(() => {});
   readyP.catch(() => {});
   const c: Child = {
+    pid: child.pid!,
     lines: rl[Symbol.asyncIterator](),
     count: 0,
     result: resultP,
@@ -144,6 +146,62 @@ function start(args: string[]): Child {
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** Fields of /proc/<pid>/stat after the command name (utime is [11], stime [12], cutime [13], cstime [14]). */
+function statFields(pid: number): string[] | undefined {
+  try {
+    const text = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return text.slice(text.lastIndexOf(')') + 2).split(' ');
+  } catch {
+    return undefined; // gone
+  }
+}
+
+/** Pids whose command name (/proc/<pid>/comm) matches. */
+function pidsNamed(re: RegExp): number[] {
+  const pids: number[] = [];
+  for (const d of readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (re.test(readFileSync(`/proc/${d}/comm`, 'utf8').trim())) pids.push(Number(d));
+    } catch {
+      // gone
+    }
+  }
+  return pids;
+}
+
+const TICK_US = 10_000; // USER_HZ = 100 on Linux
+
+/**
+ * CPU time (µs, user + system) the server side of `system` used so far: Switchyard's broker
+ * process (and PostgreSQL's processes for its PostgreSQL store), or the peer's server processes.
+ * PostgreSQL backends come and go, so the postmaster's reaped-children time counts too.
+ */
+function serverCpuMicros(system: System, brokerPid: number | undefined): number {
+  const postgres = system.key === 'pgboss' || system.store === 'postgres';
+  const named =
+    system.key === 'rabbitmq'
+      ? /^beam\.smp$/
+      : system.key === 'nats'
+        ? /^nats-server$/
+        : system.key === 'bullmq'
+          ? /^redis-server$/
+          : postgres
+            ? /^postgres$/
+            : undefined;
+  const servers = named === undefined ? [] : pidsNamed(named);
+  let ticks = 0;
+  for (const pid of [...(brokerPid === undefined ? [] : [brokerPid]), ...servers]) {
+    const f = statFields(pid);
+    if (f === undefined) continue;
+    ticks += Number(f[11]) + Number(f[12]);
+    // The postmaster (its parent is not a postgres process): the time of its reaped backends.
+    if (postgres && servers.includes(pid) && !servers.includes(Number(f[1])))
+      ticks += Number(f[13]) + Number(f[14]);
+  }
+  return ticks * TICK_US;
+}
 
 async function waitFor(cond: () => boolean, ms: number): Promise<boolean> {
   const end = Date.now() + ms;
@@ -229,6 +287,8 @@ interface Measured {
   send100: number;
   recv: number;
   e2e: number;
+  /** Server-side CPU (µs, user + system) per message in the end-to-end phase. */
+  serverCpuUs: number;
   p50: number;
   p99: number;
 }
@@ -240,6 +300,7 @@ async function measure(
   phaseMs: number,
   latencyMs: number,
   tick: () => void,
+  serverCpu: () => number,
 ): Promise<Measured> {
   const serverJson = JSON.stringify(server ?? { http: '', binary: '' });
   const produce = (q: string, inFlight: number, ms: number, rate: number): Child =>
@@ -277,8 +338,10 @@ async function measure(
   q = await admin.create(system);
   c = consume(q);
   await c.ready;
+  const cpu0 = serverCpu();
   const e2eP = await produce(q, 100, phaseMs, 0).result;
   await waitFor(() => c.count >= e2eP.sent!, 30_000);
+  const cpu1 = serverCpu();
   c.stop();
   const e2eR = await c.result;
   await admin.remove(system, q, server);
@@ -302,6 +365,7 @@ async function measure(
     send100: send100.rate!,
     recv: (recvR.count! * 1000) / Math.max(1, recvR.lastAt! - recvR.firstAt!),
     e2e: (Math.min(e2eR.count!, e2eP.sent!) * 1000) / Math.max(1, e2eR.lastAt! - e2eP.startedAt!),
+    serverCpuUs: (cpu1 - cpu0) / Math.max(1, Math.min(e2eR.count!, e2eP.sent!)),
     p50: latR.p50!,
     p99: latR.p99!,
   };
@@ -384,7 +448,19 @@ export default async function main(args: string[]): Promise<void> {
         info = JSON.parse(await server.ready) as { http: string; binary: string };
       }
       try {
-        results.set(system.key, await measure(system, admin, info, phaseMs, latencyMs, () => bar.tick()));
+        const brokerPid = server?.pid;
+        results.set(
+          system.key,
+          await measure(
+            system,
+            admin,
+            info,
+            phaseMs,
+            latencyMs,
+            () => bar.tick(),
+            () => serverCpuMicros(system, brokerPid),
+          ),
+        );
       } catch (error) {
         process.stderr.write(`\n${system.key}: ${(error as Error).message}\n`);
       } finally {
@@ -414,6 +490,7 @@ export default async function main(args: string[]): Promise<void> {
       'recv+ack/s backlog': m === undefined ? 'failed' : Math.round(m.recv),
       'end to end msgs/s': m === undefined ? 'failed' : Math.round(m.e2e),
       '× best peer e2e': m === undefined ? '—' : Number((m.e2e / best).toFixed(2)),
+      'server CPU µs/msg (e2e)': m === undefined ? '—' : Math.round(m.serverCpuUs),
       'p50 / p99 ms at 1 000/s': m === undefined ? 'failed' : `${m.p50.toFixed(2)} / ${m.p99.toFixed(2)}`,
     };
   });
@@ -422,6 +499,7 @@ export default async function main(args: string[]): Promise<void> {
   const notes = [
     `Each throughput phase: ${phaseMs} ms or ${MAX_COUNT.toLocaleString('en-US')} messages, whichever first (one run, not medians); latency: ${latencyMs} ms at 1 000 msg/s.`,
     `Load average (1 min) on this shared 2-core machine: ${loadBefore.toFixed(2)} before, ${loadAfter.toFixed(2)} after; a one-row SQLite commit with fsync (synchronous=FULL) took ${fsyncBefore.toFixed(2)} ms before and ${fsyncAfter?.toFixed(2) ?? '—'} ms after (median of 50; shared/BENCHMARKS.md assumes about 0.3 ms).`,
+    'Server CPU: user + system time of the server processes over the end-to-end phase, per message (/proc): the Switchyard broker process (plus every PostgreSQL process for its PostgreSQL store), beam.smp, nats-server, redis-server, or every PostgreSQL process for pg-boss (other work on the shared PostgreSQL counts too).',
     "Peer acks are the clients' own (RabbitMQ basic.ack, JetStream ack, BullMQ job completion, pg-boss complete); Switchyard acks are committed by the broker (binary: acks of one turn share a request).",
   ];
   for (const s of systems) {
