@@ -285,7 +285,16 @@ async function runServer(store: string): Promise<void> {
   const broker = await Broker.open({
     store,
     ...(store.startsWith('sqlite:')
-      ? { sqlite: { synchronous: 'full' as const, worker: process.env.SWITCHYARD_SQLITE_WORKER === '1' } }
+      ? {
+          sqlite: {
+            synchronous: 'full' as const,
+            worker: process.env.SWITCHYARD_SQLITE_WORKER === '1',
+            checkpoint:
+              process.env.SWITCHYARD_SQLITE_CHECKPOINT === 'commit'
+                ? ('commit' as const)
+                : ('thread' as const),
+          },
+        }
       : {}),
   });
   const http = await MailboxServer.start({ broker, port: 0 });

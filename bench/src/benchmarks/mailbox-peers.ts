@@ -12,7 +12,8 @@
 //   npm run bench -- mailbox-peers [phaseMs=2000] [latencyMs=3000] [systems=all, comma-separated]
 //
 // Env: SWITCHYARD_BENCH_SERVER_ARGS adds node flags to the broker process (e.g. "--cpu-prof");
-// SWITCHYARD_SQLITE_WORKER=1 runs its SQLite store on a worker thread (`sqlite.worker`).
+// SWITCHYARD_SQLITE_WORKER=1 runs its SQLite store on a worker thread (`sqlite.worker`);
+// SWITCHYARD_SQLITE_CHECKPOINT=commit keeps SQLite's own checkpoints (`sqlite.checkpoint`).
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { loadavg, tmpdir } from 'node:os';
