@@ -71,7 +71,9 @@ export class Checkpointer {
         catchUpFrames: options.catchUpFrames ?? 128,
         maxFrames: options.maxFrames ?? 65_536,
       },
-      execArgv: process.execArgv.filter((a) => !a.startsWith('--input-type')),
+      // No flags: the thread runs plain compiled JS, and a flag the parent may carry (a V8 heap
+      // option, `--input-type`) makes a Worker refuse to start (ERR_WORKER_INVALID_EXEC_ARGV).
+      execArgv: [],
     });
     this.#worker.on('message', (m: Report) => this.#onReport(m));
     this.#worker.on('error', () => this.#fail());

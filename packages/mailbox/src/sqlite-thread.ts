@@ -124,7 +124,9 @@ export class SqliteThreadStore implements MessageStore {
     const worker = new Worker(new URL('./sqlite-thread-worker.js', import.meta.url), {
       workerData: { path, options },
       // The parent's flags, but not `--input-type` (only valid for an eval'd entry point).
-      execArgv: process.execArgv.filter((a) => !a.startsWith('--input-type')),
+      // No flags: the thread runs plain compiled JS, and a flag the parent may carry (a V8 heap
+      // option, `--input-type`) makes a Worker refuse to start (ERR_WORKER_INVALID_EXEC_ARGV).
+      execArgv: [],
     });
     const ready = await new Promise<{ concurrentBatches: number }>((resolve, reject) => {
       const onMessage = (m: { ready?: { concurrentBatches: number }; error?: ThreadError }): void => {

@@ -4,9 +4,11 @@
  * staged commit (leases at commit, confirmations at flush) and the store on its worker thread.
  */
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { existsSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
+import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import {
   Broker,
@@ -453,6 +455,34 @@ test("checkpoint 'commit' keeps SQLite's own checkpoints; either way one process
     );
     assert.equal((await b.get(sent.mid))?.mid, sent.mid);
     await b.close();
+  } finally {
+    rmSync(dir.path, { recursive: true, force: true });
+  }
+});
+
+test('a process started with V8 or module flags opens both thread-backed stores (their workers take no flags)', async () => {
+  const dir = makeTempDir('switchyard-sqlite-');
+  try {
+    const code = `
+      import { Broker, SqliteStore, SqliteThreadStore } from '@switchyard/mailbox';
+      const dir = ${JSON.stringify(dir.path)};
+      for (const store of [await SqliteStore.open(dir + '/a.db'), await SqliteThreadStore.open(dir + '/b.db')]) {
+        const broker = await Broker.open({ store, sweepIntervalMs: 0 });
+        const m = await broker.send({ sender: 's', receiver: 'q', body: { a: 'b' } });
+        const [got] = await broker.fetchMany('q', { max: 1 });
+        if (got?.mid !== m.mid) throw new Error('no message');
+        await broker.close();
+        await store.close();
+      }
+      console.log('ok');`;
+    const child = spawnSync(
+      process.execPath,
+      ['--max-semi-space-size=32', '--input-type=module', '-e', code],
+      { cwd: fileURLToPath(new URL('..', import.meta.url)), encoding: 'utf8', timeout: 30_000 },
+    );
+    assert.equal(child.stderr, '');
+    assert.equal(child.stdout.trim(), 'ok');
+    assert.equal(child.status, 0);
   } finally {
     rmSync(dir.path, { recursive: true, force: true });
   }
