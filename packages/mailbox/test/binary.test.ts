@@ -93,6 +93,35 @@ describe('binary API calls', () => {
     assert.equal(await client.fetch('calls'), null);
   });
 
+  test("every field survives the wire: sent, fetched, extended and pushed messages equal the broker's own", async () => {
+    const sent = await client.send({
+      sender: 'fields',
+      receiver: 'wire-fields',
+      body: { k: ['v1', 'v2'], é: 'ü "quoted" \\ \n', empty: '' },
+      delayMs: 0,
+      clientTime: new Date('2026-03-04T05:06:07.089Z'),
+    });
+    const { attempts: _none, ...stored } = (await env.broker.get(sent.mid))!;
+    assert.deepEqual(sent, stored);
+    const m = (await client.fetch('wire-fields', { leaseMs: 5000, consumer: 'c1' }))!;
+    const { attempts: _a, ...leased } = (await env.broker.get(m.mid))!;
+    assert.deepEqual(m, leased);
+    assert.equal(m.state, 'leased');
+    assert.equal(m.sendWhen.getTime(), stored.receivedAt.getTime());
+    const extended = await client.extend(m.mid, m.lid!, 60_000);
+    const { attempts: _b, ...after } = (await env.broker.get(m.mid))!;
+    assert.deepEqual(extended, after);
+    await client.ack(m.mid, m.lid!, 2); // rejected: queued again after the retry delay
+    const ac = new AbortController();
+    const pushed = client.subscribe('wire-fields', { prefetch: 1, leaseMs: 5000, signal: ac.signal });
+    const next = await pushed.next();
+    ac.abort();
+    const { attempts: _c, ...again } = (await env.broker.get(m.mid))!;
+    assert.deepEqual(next.value, again);
+    assert.equal(again.deliveryCount, 2);
+    await pushed.return(undefined).catch(() => {});
+  });
+
   test('sends made in one turn share requests and every one is committed when it resolves', async () => {
     const before = (await env.broker.stats()).batches;
     const sent = await Promise.all(

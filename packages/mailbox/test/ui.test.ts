@@ -379,9 +379,12 @@ describe('web UI in Chromium', { skip: missing ?? false }, () => {
       seen,
       sent.map((m) => m.mid),
     );
-    // The pages after the first follow the server's cursor, a page's worth at a time.
+    // The pages after the first follow the server's cursor, a page's worth at a time. (The
+    // page's periodic refresh may ask for the page on show again on a slow machine: a repeat
+    // of the same query is not a new page.)
+    const distinct = asked.filter((q, i) => i === 0 || q.toString() !== asked[i - 1]!.toString());
     assert.deepEqual(
-      asked.map((q) => [q.get('limit'), q.has('after'), q.has('cursor')]),
+      distinct.map((q) => [q.get('limit'), q.has('after'), q.has('cursor')]),
       [
         ['25', false, false],
         ['25', false, true],

@@ -7,16 +7,18 @@
  * JSON message per frame. Failures are stream remote errors whose `remoteCode` is the
  * `MAILBOX_ERR_*` code; per-item failures of a batch travel inside the result.
  *
- * Messages travel as `wireMessage` builds them (protocol 2): every time is a number of
- * milliseconds since the epoch (null when unset), not an ISO string — a fixed-shape object of
- * strings and numbers is the cheapest thing JSON.stringify and JSON.parse do, and a message
- * carries five times. `fromWire` turns one back into a `Message`.
+ * Messages travel as `wireMessage` builds them (protocol 3): a positional array — `WIRE_FIELDS`
+ * names the slots — whose times are numbers of milliseconds since the epoch (null when unset).
+ * An array of strings and numbers is the cheapest thing JSON.stringify and JSON.parse do: no
+ * key is written or read, and a pushed message carries nineteen fields. (Protocol 1 sent
+ * objects with ISO strings, protocol 2 objects with epoch ms.) `fromWire` turns one back into
+ * a `Message`.
  */
 import { MAILBOX_ERROR_CODES, MailboxError, MailboxInvalidArgumentError } from '../errors.js';
 import type { MailboxErrorCode } from '../errors.js';
 import type { Attempt, Body, Message, MessageHeader } from '../message.js';
 
-export const BINARY_PROTOCOL_VERSION = 2;
+export const BINARY_PROTOCOL_VERSION = 3;
 
 /** Default TCP port of the binary API (`switchyard serve`). */
 export const DEFAULT_BINARY_PORT = 7421;
@@ -79,41 +81,63 @@ export function mailboxErrorOf(code: string, message: string, cause?: unknown): 
 const ms = (d: Date | null): number | null => (d === null ? null : d.getTime());
 const date = (v: unknown): Date | null => (typeof v === 'number' ? new Date(v) : null);
 
+/** The slots of a message on the wire, in order (`sendWhen` is receivedAt + delayMs). */
+export const WIRE_FIELDS = [
+  'mid',
+  'sender',
+  'receiver',
+  'mailbox',
+  'clientTime',
+  'receivedAt',
+  'delayMs',
+  'state',
+  'status',
+  'deliveryCount',
+  'lid',
+  'fence',
+  'leasedUntil',
+  'fetchTime',
+  'dueAt',
+  'blobKey',
+  'bodyBytes',
+  'body',
+  'attempts',
+] as const;
+
 /**
- * A message (or a header, without `body`) as the binary API sends it: times as epoch ms.
- * `withBody: false` leaves the body out (a send's answer: the sender has it).
+ * A message (or a header, without `body`) as the binary API sends it: the `WIRE_FIELDS` slots,
+ * times as epoch ms; `attempts` only when the message has them. `withBody: false` leaves the
+ * body out (null: a send's answer, whose sender has it).
  */
-export function wireMessage(
-  m: MessageHeader & { readonly body?: Body },
-  withBody = true,
-): Record<string, unknown> {
-  const w: Record<string, unknown> = {
-    mid: m.mid,
-    sender: m.sender,
-    receiver: m.receiver,
-    mailbox: m.mailbox,
-    clientTime: m.clientTime.getTime(),
-    receivedAt: m.receivedAt.getTime(),
-    sendWhen: m.sendWhen.getTime(),
-    delayMs: m.delayMs,
-    state: m.state,
-    status: m.status,
-    deliveryCount: m.deliveryCount,
-    lid: m.lid,
-    fence: m.fence,
-    leasedUntil: ms(m.leasedUntil),
-    fetchTime: ms(m.fetchTime),
-    dueAt: ms(m.dueAt),
-    blobKey: m.blobKey,
-    bodyBytes: m.bodyBytes,
-    body: withBody ? m.body : undefined,
-  };
+export function wireMessage(m: MessageHeader & { readonly body?: Body }, withBody = true): unknown[] {
+  const w: unknown[] = [
+    m.mid,
+    m.sender,
+    m.receiver,
+    m.mailbox,
+    m.clientTime.getTime(),
+    m.receivedAt.getTime(),
+    m.delayMs,
+    m.state,
+    m.status,
+    m.deliveryCount,
+    m.lid,
+    m.fence,
+    ms(m.leasedUntil),
+    ms(m.fetchTime),
+    ms(m.dueAt),
+    m.blobKey,
+    m.bodyBytes,
+    withBody && m.body !== undefined ? m.body : null,
+  ];
   if (m.attempts !== undefined)
-    w.attempts = m.attempts.map((a) => ({
-      ...a,
-      fetchedAt: a.fetchedAt.getTime(),
-      endedAt: a.endedAt.getTime(),
-    }));
+    w.push(
+      m.attempts.map((a) => ({
+        ...a,
+        fetchedAt: a.fetchedAt.getTime(),
+        endedAt: a.endedAt.getTime(),
+      })),
+    );
   return w;
 }
 
@@ -122,22 +146,35 @@ export function encodeMessage(m: Message): Uint8Array {
   return encoder.encode(JSON.stringify(wireMessage(m)));
 }
 
-/** A `Message` back from `wireMessage`'s shape (times as Dates again). */
+/** A `Message` back from `wireMessage`'s array (times as Dates again; `body` absent when null). */
 export function fromWire<T extends MessageHeader = Message>(raw: unknown): T {
-  if (typeof raw !== 'object' || raw === null)
-    throw new MailboxInvalidArgumentError('a message from the server is not an object');
-  const w = raw as Record<string, unknown>;
+  if (!Array.isArray(raw) || raw.length < 18 || typeof raw[0] !== 'string')
+    throw new MailboxInvalidArgumentError('a message from the server is not a protocol 3 message');
+  const w = raw as unknown[];
+  const receivedAt = date(w[5])!;
   const m: Record<string, unknown> = {
-    ...w,
-    clientTime: date(w.clientTime),
-    receivedAt: date(w.receivedAt),
-    sendWhen: date(w.sendWhen),
-    leasedUntil: date(w.leasedUntil),
-    fetchTime: date(w.fetchTime),
-    dueAt: date(w.dueAt),
+    mid: w[0],
+    sender: w[1],
+    receiver: w[2],
+    mailbox: w[3],
+    clientTime: date(w[4]),
+    receivedAt,
+    sendWhen: new Date(receivedAt.getTime() + (w[6] as number)),
+    delayMs: w[6],
+    state: w[7],
+    status: w[8],
+    deliveryCount: w[9],
+    lid: w[10],
+    fence: w[11],
+    leasedUntil: date(w[12]),
+    fetchTime: date(w[13]),
+    dueAt: date(w[14]),
+    blobKey: w[15],
+    bodyBytes: w[16],
   };
-  if (Array.isArray(w.attempts))
-    m.attempts = (w.attempts as Record<string, unknown>[]).map((a): Attempt => ({
+  if (w[17] !== null) m.body = w[17];
+  if (Array.isArray(w[18]))
+    m.attempts = (w[18] as Record<string, unknown>[]).map((a): Attempt => ({
       ...(a as unknown as Attempt),
       fetchedAt: date(a.fetchedAt)!,
       endedAt: date(a.endedAt)!,

@@ -279,7 +279,7 @@ export class MailboxBinaryServer {
   async #send(
     principal: Principal | null,
     items: unknown[],
-  ): Promise<{ results: WireItemResult<Record<string, unknown>>[] }> {
+  ): Promise<{ results: WireItemResult<unknown[]>[] }> {
     requireScope(principal, 'send');
     const settled = await Promise.allSettled(
       items.map((raw) => {
@@ -351,7 +351,7 @@ export class MailboxBinaryServer {
   async #extend(
     principal: Principal | null,
     items: unknown[],
-  ): Promise<{ results: WireItemResult<Record<string, unknown>>[] }> {
+  ): Promise<{ results: WireItemResult<unknown[]>[] }> {
     requireScope(principal, 'receive');
     const settled = await Promise.allSettled(
       items.map(async (raw) => {
