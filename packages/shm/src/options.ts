@@ -216,7 +216,7 @@ export interface PubSubConfig {
    * `send` carries messages of at most this many bytes inline, in the ring entry: no block,
    * no reference count (a subscriber gets a private copy). Default 64 (0 when `ringDepth`
    * is 1); 0: every message takes a block. At most `blockSize` and 4080; needs `ringDepth`
-   * ≥ 2. Each ring entry then takes `align64(16 + inlineMaxBytes)` bytes (128 by default).
+   * ≥ 2. Each ring entry then takes `align16(16 + inlineMaxBytes)` bytes (80 by default).
    * `loan()` always hands out a block.
    */
   inlineMaxBytes?: number;

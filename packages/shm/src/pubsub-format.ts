@@ -4,7 +4,7 @@
  * slots with the journal's (same offsets), so both use one slot and doorbell protocol.
  *
  *   0   u8[8]  signature "SWYDPUBS"
- *   8   u32    format version (2)
+ *   8   u32    format version (3)
  *   12  u32    header bytes (fixed part + slots + positions, 64-aligned)
  *   16  u32    block count
  *   20  u32    block size (a multiple of 64)
@@ -36,7 +36,7 @@
  *   ... positions  8 bytes per slot: i32 next sequence (low word), i32 reserved
  *   ... cursors    64 bytes, 64-aligned: i32 head low, i32 head high (the sequence the next
  *                  message gets), i32 tail low, i32 tail high (the oldest the ring may hold)
- *   ring           ring entry bytes per entry (64, or align64(16 + inline max)): i32 seq low,
+ *   ring           ring entry bytes per entry (64, or align16(16 + inline max)): i32 seq low,
  *                  i32 seq high, i32 block (-1: inline), i32 length (inline), inline payload
  *   block table    64 bytes per block: i32 state, i32 seq low, i32 seq high, i32 length, 48 reserved
  *   held counts    slots × block count i32: guards each subscriber slot holds on each block
@@ -49,10 +49,14 @@
  * freed and reused in between fails that check and is released again unread.
  *
  * Inline messages (at most `inline max bytes`, format version 2) live in the ring entry
- * itself: no block, no reference count. The entry's low sequence word is a seqlock: the
- * publisher first moves it back to seq − 1 (older than the message it will hold, newer than
- * the one it held), writes the payload, then stores the new sequence; a reader copies the
- * payload out and keeps the copy only if the word is unchanged after the copy.
+ * itself: no block, no reference count. The publisher writes the payload, then stores the
+ * sequence word (one sequentially consistent store). It rewrites entry `s mod depth` for
+ * message s only after it committed s − 1 (in the entry before) and evicted s − depth (the
+ * tail, stored atomically, moved past it). A reader copies the payload out and keeps the copy
+ * only if, read after the copy, the entry before does not yet hold s − 1 + depth, or the tail
+ * is still at or below s (version 2 used a seqlock instead: a second store per message).
+ * Version 3 also packs inline entries at 16-byte strides (80 bytes for 64-byte messages,
+ * 128 in version 2): fewer cache lines move from the publisher's core to the subscriber's.
  */
 import { resolve, sep } from 'node:path';
 import {
@@ -66,7 +70,7 @@ import { FIXED_HEADER_BYTES, SLOT_BYTES, fnv1a } from './journal-format.js';
 
 export const PS_SIGNATURE_LO = 0x44595753; // "SWYD"
 export const PS_SIGNATURE_HI = 0x53425550; // "PUBS"
-export const PS_FORMAT_VERSION = 2;
+export const PS_FORMAT_VERSION = 3;
 
 export const PS_OFF_VERSION = 8;
 export const PS_OFF_HEADER_BYTES = 12;
@@ -99,9 +103,11 @@ export const CURSORS_BYTES = 64;
 export const I_FLAGS = 116 >> 2;
 export const FLAG_ATTACHED = 1;
 
-// One cache line per ring entry and per block-table entry: the publisher writes the next
-// entry while subscribers take and release the previous one; sharing a line would bounce it
-// between the cores on every message.
+// One cache line per block-table entry and per ring entry of a region without inline
+// messages: the publisher writes the next entry while subscribers take and release the
+// previous one; sharing a line would bounce it between the cores on every message. (Inline
+// entries are packed instead, see ringEntryBytesFor: their lines are written once and read
+// once, and the copy is what costs.)
 export const RING_ENTRY_BYTES = 64;
 export const BLOCK_ENTRY_BYTES = 64;
 export const RING_WORDS = RING_ENTRY_BYTES >> 2;
@@ -130,7 +136,7 @@ export interface RegionLayout {
   readonly subscriberSlots: number;
   /** Messages up to this many bytes travel inline in the ring entry (0: none). */
   readonly inlineMaxBytes: number;
-  /** Bytes per ring entry: 64, or `align64(16 + inlineMaxBytes)`. */
+  /** Bytes per ring entry: 64, or `align16(16 + inlineMaxBytes)`. */
   readonly ringEntryBytes: number;
   readonly headerBytes: number;
   readonly positionsOffset: number;
@@ -180,9 +186,14 @@ export function regionLayout(
   };
 }
 
-/** Bytes per ring entry for an inline limit: one cache line without inline messages. */
+/**
+ * Bytes per ring entry for an inline limit: one cache line without inline messages (the
+ * publisher writing entry n + 1 does not take the line a subscriber reads entry n from).
+ * With inline messages, the header and the payload rounded up to 16 bytes: the entries
+ * stream through the caches (80 bytes for a 64-byte message, not two lines of 64).
+ */
 export function ringEntryBytesFor(inlineMaxBytes: number): number {
-  return inlineMaxBytes === 0 ? RING_ENTRY_BYTES : align(INLINE_HEADER_BYTES + inlineMaxBytes, 64);
+  return inlineMaxBytes === 0 ? RING_ENTRY_BYTES : align(INLINE_HEADER_BYTES + inlineMaxBytes, 16);
 }
 
 /** The header as a subscriber (or `switchyard shm ls`) sees it. */

@@ -166,6 +166,8 @@ export class Publisher {
   #sinceStamp = 0;
   /** An eviction limit seen (see #canEvict): every sequence below it may be released. */
   #limitSeen = 0;
+  /** Ring entries one eviction releases at most (see #evict): ringDepth / 64, 1 to 64. */
+  readonly #evictBatch: number;
   #stampedAt = 0;
 
   private constructor(name: string, path: string, config: ResolvedPubSubConfig) {
@@ -197,6 +199,7 @@ export class Publisher {
         : undefined;
     this.#cursors = layout.cursorsOffset >> 2;
     this.#overwrite = config.slowSubscriber === 'overwrite';
+    this.#evictBatch = Math.max(1, Math.min(64, layout.ringDepth >> 6));
     this.#realPath = realpathSync(path);
     this.#ino = statSync(path).ino;
     this.#ringers = new Int32Array(config.subscriberSlots).fill(-1);
@@ -454,26 +457,35 @@ export class Publisher {
     return alive;
   }
 
-  /** Releases the ring's reference of the oldest entry (tail); false when not allowed. */
+  /**
+   * Releases the ring's reference of the oldest entries (from the tail); false when not
+   * allowed. Up to `#evictBatch` entries go at once (never past the eviction limit): the
+   * tail is published with one sequentially consistent store per batch, before any entry it
+   * frees is rewritten, which is what lets a subscriber check an inline copy (see
+   * Subscriber#takeInline) without a second store per message.
+   */
   #evict(): boolean {
     if (!this.#canEvict()) return false;
     const i32 = this.#i32;
     const tail = this.#tail;
-    // Our own record of the entry's block, not the entry: reading the shared line here would
-    // fetch it from a subscriber's cache, and writing it right after would fetch it again.
-    const block = this.#entryBlocks[tail & this.#mask] as number;
-    // Advance the tail before dropping the reference: a reader that then fails to take
-    // the block reads the tail and knows how many it missed.
-    this.#tail = tail + 1;
-    // Plain stores: the atomic subtraction below publishes them to whoever sees its result.
-    i32[this.#cursors + CURSOR_TAIL_HI] = Math.floor(this.#tail * PER_HI);
-    i32[this.#cursors + CURSOR_TAIL_LO] = this.#tail | 0;
-    // An inline message holds no block: its entry is simply overwritten next.
-    if (block !== INLINE_BLOCK) {
-      this.#ringBlocks--;
-      Atomics.sub(i32, this.#tableIndex + block * TABLE_WORDS, 1);
+    const end = Math.min(this.#limitSeen, tail + this.#evictBatch);
+    // Advance the tail before dropping the references: a reader that then fails to take a
+    // block reads the tail and knows how many it missed. The high word first, plainly: the
+    // atomic store of the low word publishes it (a reader reads the pair high, low, high).
+    this.#tail = end;
+    i32[this.#cursors + CURSOR_TAIL_HI] = Math.floor(end * PER_HI);
+    Atomics.store(i32, this.#cursors + CURSOR_TAIL_LO, end | 0);
+    for (let seq = tail; seq < end; seq++) {
+      // Our own record of the entry's block, not the entry: reading the shared line here
+      // would fetch it from a subscriber's cache, and writing it right after would fetch it
+      // again. An inline message holds no block: its entry is simply overwritten next.
+      const block = this.#entryBlocks[seq & this.#mask] as number;
+      if (block !== INLINE_BLOCK) {
+        this.#ringBlocks--;
+        Atomics.sub(i32, this.#tableIndex + block * TABLE_WORDS, 1);
+      }
     }
-    this.#evicted++;
+    this.#evicted += end - tail;
     return true;
   }
 
@@ -511,10 +523,11 @@ export class Publisher {
   }
 
   /**
-   * Publishes `data` inline in its ring entry: no block, no reference count. The entry's
-   * low sequence word is a seqlock (see pubsub-format.ts): moved back to seq − 1 before the
-   * payload is written, to seq after, so a reader that copied the old payload while it was
-   * overwritten sees the word change and drops the copy.
+   * Publishes `data` inline in its ring entry: no block, no reference count, one
+   * sequentially consistent store (the commit of the sequence word). A reader that copied
+   * the entry's old message while it was overwritten finds out afterwards (see
+   * Subscriber#takeInline): the entry was evicted (the tail, stored atomically, moved past
+   * it) and the message before this one was committed before the first byte was written.
    */
   #sendInline(data: Uint8Array): void {
     if (this.#closed) throw new ShmClosedError('the publisher is closed');
@@ -525,17 +538,13 @@ export class Publisher {
       );
     }
     const i32 = this.#i32;
-    const lo = seq | 0;
     const e = this.#ringIndex + (seq & this.#mask) * this.#ringWords;
-    // seq − 1 is older than this message (a reader of it waits) and newer than the one the
-    // entry held (ringDepth ≥ 2: a reader of that one sees it lapped).
-    Atomics.store(i32, e, (lo - 1) | 0);
     i32[e + 1] = Math.floor(seq * PER_HI);
     i32[e + 2] = INLINE_BLOCK;
     this.#entryBlocks[seq & this.#mask] = INLINE_BLOCK;
     i32[e + 3] = data.length;
     this.#bytes.set(data, (e << 2) + INLINE_HEADER_BYTES);
-    Atomics.store(i32, e, lo);
+    Atomics.store(i32, e, seq | 0);
     this.#afterPublish(seq);
   }
 

@@ -367,7 +367,7 @@ export class Subscriber {
       if (entryLo === lo && entryHi === hi) {
         const block = i32[e + 2] as number;
         if (block === INLINE_BLOCK && this.#inlineMax > 0) {
-          const taken = this.#takeInline(next, e);
+          const taken = this.#takeInline(next);
           if (taken > 0) {
             this.#next = next + taken;
             // A plain store, as below.
@@ -423,19 +423,18 @@ export class Subscriber {
   }
 
   /**
-   * Takes inline message `next` (its entry `e` holds it, checked by the caller) and the
-   * inline messages published right after it, up to AHEAD_MAX: copies each into a free slot
-   * of this subscriber's private copy area, then checks that the seqlock word of the first
-   * entry did not move. The publisher rewrites entries in sequence order and moves that word
-   * before it writes anything newer, so that one check covers every copy. Returns how many
-   * were taken (0: torn, nothing kept); they are served from the queue by `#serve`.
+   * Takes inline message `next` (its entry holds it, checked by the caller) and the inline
+   * messages published right after it, up to AHEAD_MAX: copies each into a free slot of this
+   * subscriber's private copy area, then checks that none of those entries was being
+   * rewritten meanwhile (#copiesWhole: one check covers every copy). Returns how many were
+   * taken (0: torn, nothing kept); they are served from the queue by `#serve`.
    *
    * Per batch: one atomic load on the last entry taken (its sequence, stored last by the
    * publisher, orders every earlier entry's words before our reads) and one check, instead
    * of two atomic loads per message. Copies are word loops (a builtin copy or a `slice`
    * costs more than the 16 words of a 64 B message) and may be torn: the check decides.
    */
-  #takeInline(next: number, e: number): number {
+  #takeInline(next: number): number {
     const i32 = this.#i32;
     const inlineMax = this.#inlineMax;
     let used = this.#copyUsed;
@@ -502,7 +501,7 @@ export class Subscriber {
       this.#aheadSeq[q] = seq;
       this.#aheadViews[q] = view;
     }
-    if (taken > 0 && Atomics.load(i32, e) === (next | 0)) {
+    if (taken > 0 && this.#copiesWhole(next)) {
       this.#aheadCount += taken;
       this.#copyCursor = slot;
       return taken;
@@ -513,6 +512,25 @@ export class Subscriber {
       if (code !== INLINE_BLOCK) used[COPY_SLOT_BASE - code] = 0;
     }
     return 0;
+  }
+
+  /**
+   * Whether the entries of messages `next`, `next` + 1, … (fewer than `ringDepth`) still held
+   * them while this subscriber copied them. The publisher rewrites entry `next` only for
+   * message `next + ringDepth`, and only after it committed `next + ringDepth − 1` (in the
+   * entry before, with a sequentially consistent store) and evicted `next` (the tail, stored
+   * the same way, moved past it). So the copies are whole if, read after them, the entry
+   * before does not hold `next + ringDepth − 1` yet (the usual case: one load of a line this
+   * subscriber read last), or else the tail is still at or below `next` (when the publisher
+   * has come round to it: the ring is full). The payload is read with plain loads before
+   * these `Atomics.load`s; on x86-64 (loads are not reordered with loads) and with V8, which
+   * does not move typed-array loads across an `Atomics` call, they order the copy before them.
+   */
+  #copiesWhole(next: number): boolean {
+    const i32 = this.#i32;
+    const before = Atomics.load(i32, this.#ringIndex + ((next - 1) & this.#mask) * this.#ringWords);
+    if (((before - (next - 1 + this.#mask + 1)) | 0) < 0) return true;
+    return this.#readPair(this.#cursors + CURSOR_TAIL_HI, this.#cursors + CURSOR_TAIL_LO) <= next;
   }
 
   /** The copy area, made on the first inline message: slots of align16(inlineMax) bytes. */
