@@ -36,7 +36,8 @@
  *   ... positions  8 bytes per slot: i32 next sequence (low word), i32 reserved
  *   ... cursors    64 bytes, 64-aligned: i32 head low, i32 head high (the sequence the next
  *                  message gets), i32 tail low, i32 tail high (the oldest the ring may hold)
- *   ring           ring entry bytes per entry (64, or align16(16 + inline max)): i32 seq low,
+ *   ring           ring entry bytes per entry (align16(16 + inline max): 16 without inline
+ *                  messages, 80 for 64 bytes): i32 seq low,
  *                  i32 seq high, i32 block (-1: inline), i32 length (inline), inline payload
  *   block table    64 bytes per block: i32 state, i32 seq low, i32 seq high, i32 length, 48 reserved
  *   held counts    slots × block count i32: guards each subscriber slot holds on each block
@@ -55,8 +56,8 @@
  * tail, stored atomically, moved past it). A reader copies the payload out and keeps the copy
  * only if, read after the copy, the entry before does not yet hold s − 1 + depth, or the tail
  * is still at or below s (version 2 used a seqlock instead: a second store per message).
- * Version 3 also packs inline entries at 16-byte strides (80 bytes for 64-byte messages,
- * 128 in version 2): fewer cache lines move from the publisher's core to the subscriber's.
+ * Version 3 also packs ring entries at 16-byte strides (16 bytes without inline messages,
+ * 80 with 64-byte ones; 64 and 128 in version 2): fewer cache lines move between the cores.
  */
 import { resolve, sep } from 'node:path';
 import {
@@ -103,15 +104,12 @@ export const CURSORS_BYTES = 64;
 export const I_FLAGS = 116 >> 2;
 export const FLAG_ATTACHED = 1;
 
-// One cache line per block-table entry and per ring entry of a region without inline
-// messages: the publisher writes the next entry while subscribers take and release the
-// previous one; sharing a line would bounce it between the cores on every message. (Inline
-// entries are packed instead, see ringEntryBytesFor: their lines are written once and read
-// once, and the copy is what costs.)
-export const RING_ENTRY_BYTES = 64;
+// One cache line per block-table entry: the publisher claims and publishes the next block
+// while subscribers take and release references on the previous one (both write the state
+// word); sharing a line would bounce it between the cores on every message. Ring entries are
+// packed instead (see ringEntryBytesFor): only the publisher writes them.
 export const BLOCK_ENTRY_BYTES = 64;
-export const RING_WORDS = RING_ENTRY_BYTES >> 2;
-/** Ring entry words before an inline payload: seq low, seq high, block (-1), length. */
+/** Ring entry bytes before an inline payload: seq low, seq high, block (-1), length. */
 export const INLINE_HEADER_BYTES = 16;
 /** The largest `inlineMaxBytes`: a ring entry of at most 4 KiB. */
 export const MAX_INLINE_BYTES = 4096 - INLINE_HEADER_BYTES;
@@ -136,7 +134,7 @@ export interface RegionLayout {
   readonly subscriberSlots: number;
   /** Messages up to this many bytes travel inline in the ring entry (0: none). */
   readonly inlineMaxBytes: number;
-  /** Bytes per ring entry: 64, or `align16(16 + inlineMaxBytes)`. */
+  /** Bytes per ring entry: `align16(16 + inlineMaxBytes)`. */
   readonly ringEntryBytes: number;
   readonly headerBytes: number;
   readonly positionsOffset: number;
@@ -187,13 +185,14 @@ export function regionLayout(
 }
 
 /**
- * Bytes per ring entry for an inline limit: one cache line without inline messages (the
- * publisher writing entry n + 1 does not take the line a subscriber reads entry n from).
- * With inline messages, the header and the payload rounded up to 16 bytes: the entries
- * stream through the caches (80 bytes for a 64-byte message, not two lines of 64).
+ * Bytes per ring entry for an inline limit: the 16-byte header and the payload area rounded
+ * up to 16 bytes — 16 without inline messages (four entries a cache line), 80 for a 64-byte
+ * limit (version 2 gave every entry whole cache lines: 64, and 128 for 64 bytes). Only the
+ * publisher writes entries, once per lap, and a subscriber reads each once: packed, a
+ * stream of messages moves fewer lines from the publisher's core to the subscriber's.
  */
 export function ringEntryBytesFor(inlineMaxBytes: number): number {
-  return inlineMaxBytes === 0 ? RING_ENTRY_BYTES : align(INLINE_HEADER_BYTES + inlineMaxBytes, 16);
+  return align(INLINE_HEADER_BYTES + inlineMaxBytes, 16);
 }
 
 /** The header as a subscriber (or `switchyard shm ls`) sees it. */

@@ -25,7 +25,7 @@ import {
   STATE_OPEN,
 } from './journal-format.js';
 import { bellPath, processAlive, releaseSlot, ringSlot } from './journal-slots.js';
-import { releaseHeld } from './pubsub-subscriber.js';
+import { releaseHeld, VIEW_CACHE_BLOCKS } from './pubsub-subscriber.js';
 import { closeRinger, createMapping, futexWake, unmapFile, type Mapping } from './native.js';
 import { resolvePubSubConfig, type PubSubConfig, type ResolvedPubSubConfig } from './options.js';
 import {
@@ -148,7 +148,7 @@ export class Publisher {
   readonly #livePid: Int32Array;
   readonly #liveAt: Float64Array;
   readonly #liveOk: Uint8Array;
-  /** The view of each block that loans hand out (regions of at most 65536 blocks). */
+  /** The view of each block that loans hand out (regions of at most VIEW_CACHE_BLOCKS blocks). */
   readonly #loanViews: (Uint8Array | undefined)[] | undefined;
   /** Blocks this publisher has loaned and not yet published or discarded. */
   #loaned = 0;
@@ -194,7 +194,7 @@ export class Publisher {
     this.#tableIndex = layout.tableOffset >> 2;
     this.#posIndex = layout.positionsOffset >> 2;
     this.#loanViews =
-      layout.blockCount <= 1 << 16
+      layout.blockCount <= VIEW_CACHE_BLOCKS
         ? new Array<Uint8Array | undefined>(layout.blockCount).fill(undefined)
         : undefined;
     this.#cursors = layout.cursorsOffset >> 2;
@@ -502,13 +502,18 @@ export class Publisher {
       throw new ShmWouldBlockError(`a subscriber has not read message ${this.#tail} yet`);
     }
     const t = this.#tableIndex + block * TABLE_WORDS;
-    // Three sequentially consistent stores per message (each a locked instruction on x86);
-    // every other word is a plain store ordered before the atomic store that publishes it.
+    // One sequentially consistent store per message (a locked instruction on x86): the
+    // entry's commit below. Every word before it is a plain store it publishes.
     i32[t + 3] = length;
     i32[t + 2] = hi;
     i32[t + 1] = lo;
-    // From loaned to published, held by the ring entry: one reference.
-    Atomics.store(i32, t, 1);
+    // From loaned to published, held by the ring entry: one reference. A plain store, like
+    // the claim in #findFree: while LOAN_BIT is set no reader writes the word (a compare-
+    // exchange never starts from a loaned state), and a reader that takes a reference before
+    // the commit (it read an old entry naming this block) finds other sequence words and
+    // gives it back. A reader of this message synchronizes with the commit, which orders
+    // this store before it.
+    i32[t] = 1;
     const e = this.#ringIndex + (seq & this.#mask) * this.#ringWords;
     i32[e + 2] = block;
     this.#entryBlocks[seq & this.#mask] = block;
