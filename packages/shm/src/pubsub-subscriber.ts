@@ -188,11 +188,17 @@ export class Subscriber {
   /** The next copy slot to try. */
   #copyCursor = 0;
   /** Inline messages taken ahead (see #takeInline), served in order: a ring of AHEAD_MAX. */
+  // Inline messages taken ahead (see #takeInline), served in order: each one's copy slot
+  // code, sequence and view. The queue fills from 0 (it is empty when a poll takes more), and
+  // its samples are made as they are served: storing new objects into these long-lived
+  // arrays would cost a write barrier each.
   readonly #aheadCode = new Int32Array(AHEAD_MAX);
-  readonly #aheadSeq: number[] = new Array<number>(AHEAD_MAX).fill(0);
+  readonly #aheadSeq = new Float64Array(AHEAD_MAX);
   readonly #aheadViews: (Uint8Array | undefined)[] = new Array<Uint8Array | undefined>(AHEAD_MAX).fill(
     undefined,
   );
+  /** Missed right before the first message of the queue. */
+  #aheadGap = 0;
   #aheadFirst = 0;
   #aheadCount = 0;
 
@@ -347,6 +353,11 @@ export class Subscriber {
    */
   tryRecv(): Sample | null {
     if (this.#closed) throw new ShmClosedError('the subscriber is closed');
+    // Inline messages taken ahead by an earlier poll: straight from the queue.
+    if (this.#aheadCount > 0) {
+      this.#emptyPolls = 0;
+      return this.#serve();
+    }
     const sample = this.#look();
     if (sample !== null) this.#emptyPolls = 0;
     else if ((this.#emptyPolls++ & 31) === 0) this.#checkAlive();
@@ -356,7 +367,7 @@ export class Subscriber {
   /** The hot path: one ring entry, one CAS on the block, one check. */
   #poll(): Sample | null {
     // Inline messages copied ahead by an earlier poll come first.
-    if (this.#aheadCount > 0) return this.#serve(0);
+    if (this.#aheadCount > 0) return this.#serve();
     const i32 = this.#i32;
     let missed = 0;
     for (;;) {
@@ -372,15 +383,14 @@ export class Subscriber {
       if (entryLo === lo && entryHi === hi) {
         const block = i32[e + 2] as number;
         if (block === INLINE_BLOCK && this.#inlineMax > 0) {
-          const taken = this.#takeInline(next);
+          const taken = this.#takeInline(next, missed + this.#pendingMissed);
           if (taken > 0) {
             this.#next = next + taken;
             // A plain store, as below.
             i32[this.#positionIndex] = (next + taken) | 0;
             if (missed > 0) this.#lagged(missed);
-            const gap = missed + this.#pendingMissed;
             this.#pendingMissed = 0;
-            return this.#serve(gap);
+            return this.#serve();
           }
           // Torn: overwritten while we copied it (its copy slots are free again).
         } else if (block >= 0 && block < this.#held.length) {
@@ -430,45 +440,54 @@ export class Subscriber {
   /**
    * Takes inline message `next` (its entry holds it, checked by the caller) and the inline
    * messages published right after it, up to AHEAD_MAX: copies each into a free slot of this
-   * subscriber's private copy area, then checks that none of those entries was being
-   * rewritten meanwhile (#copiesWhole: one check covers every copy). Returns how many were
-   * taken (0: torn, nothing kept); they are served from the queue by `#serve`.
+   * subscriber's private copy area, then checks that none of those
+   * entries was being rewritten meanwhile (#copiesWhole: one check covers every copy).
+   * Returns how many were taken (0: torn, nothing kept); they wait in the queue for `#serve`
+   * (it is empty when this runs). `gap`: missed right before `next`.
    *
    * Per batch: one atomic load on the last entry taken (its sequence, stored last by the
    * publisher, orders every earlier entry's words before our reads) and one check, instead
    * of two atomic loads per message. Copies are word loops (a builtin copy or a `slice`
    * costs more than the 16 words of a 64 B message) and may be torn: the check decides.
    */
-  #takeInline(next: number): number {
+  #takeInline(next: number, gap: number): number {
     const i32 = this.#i32;
     const inlineMax = this.#inlineMax;
     let used = this.#copyUsed;
     if (used === undefined) used = this.#makeCopyArea();
+    const ring = this.#ringIndex;
+    const mask = this.#mask;
+    const ringWords = this.#ringWords;
     // How many consecutive inline messages are published (plain reads; a message seen here
-    // is confirmed by the atomic load below). Never a whole lap: at most ringDepth - 1.
-    const most = Math.min(AHEAD_MAX, this.#mask);
+    // is confirmed by the atomic load below, before any of them is copied). Never a whole
+    // lap: at most ringDepth - 1 (the check reads the entry before the first).
+    const most = Math.min(AHEAD_MAX, mask);
+    const hi = Math.floor(next * PER_HI);
     let count = 1;
     while (count < most) {
       const seq = next + count;
-      const entry = this.#ringIndex + (seq & this.#mask) * this.#ringWords;
+      const entry = ring + (seq & mask) * ringWords;
       if (i32[entry] !== (seq | 0) || i32[entry + 2] !== INLINE_BLOCK) break;
-      if (i32[entry + 1] !== Math.floor(seq * PER_HI)) break;
+      // The first one's high word, or one more past a multiple of 2^32.
+      if (i32[entry + 1] !== ((seq | 0) === 0 ? Math.floor(seq * PER_HI) : hi)) break;
       count++;
     }
     if (count > 1) {
       const last = next + count - 1;
-      if (Atomics.load(i32, this.#ringIndex + (last & this.#mask) * this.#ringWords) !== (last | 0))
-        count = 1;
+      if (Atomics.load(i32, ring + (last & mask) * ringWords) !== (last | 0)) count = 1;
     }
     const copy = this.#copyWords as Int32Array;
     const slotWords = this.#copySlotWords;
     const slots = used.length;
-    const views = this.#copyViews;
+    const copyViews = this.#copyViews;
+    const codes = this.#aheadCode;
+    const seqs = this.#aheadSeq;
+    const views = this.#aheadViews;
     let slot = this.#copyCursor;
     let taken = 0;
     for (; taken < count; taken++) {
       const seq = next + taken;
-      const entry = this.#ringIndex + (seq & this.#mask) * this.#ringWords;
+      const entry = ring + (seq & mask) * ringWords;
       const length = i32[entry + 3] as number;
       if (length < 0 || length > inlineMax) break;
       const from = entry + (INLINE_HEADER_BYTES >> 2);
@@ -488,10 +507,10 @@ export class Subscriber {
         else for (let w = 0; w < words; w++) copy[to + w] = i32[from + w] as number;
         used[slot] = 1;
         code = COPY_SLOT_BASE - slot;
-        let cached = views[slot];
+        let cached = copyViews[slot];
         if (cached === undefined || cached.length !== length) {
           cached = new Uint8Array(copy.buffer, to << 2, length);
-          views[slot] = cached;
+          copyViews[slot] = cached;
         }
         view = cached;
         slot = slot + 1 === slots ? 0 : slot + 1;
@@ -501,22 +520,30 @@ export class Subscriber {
         code = INLINE_BLOCK;
         view = new Uint8Array(own.buffer, 0, length);
       } else break;
-      const q = (this.#aheadFirst + this.#aheadCount + taken) & (AHEAD_MAX - 1);
-      this.#aheadCode[q] = code;
-      this.#aheadSeq[q] = seq;
-      this.#aheadViews[q] = view;
+      codes[taken] = code;
+      seqs[taken] = seq;
+      views[taken] = view;
     }
     if (taken > 0 && this.#copiesWhole(next)) {
-      this.#aheadCount += taken;
+      this.#aheadGap = gap;
+      this.#aheadFirst = 0;
+      this.#aheadCount = taken;
       this.#copyCursor = slot;
       return taken;
     }
     // Torn (or nothing could be taken): give the slots back.
-    for (let n = 0; n < taken; n++) {
-      const code = this.#aheadCode[(this.#aheadFirst + this.#aheadCount + n) & (AHEAD_MAX - 1)] as number;
-      if (code !== INLINE_BLOCK) used[COPY_SLOT_BASE - code] = 0;
-    }
+    this.#dropAhead(taken);
     return 0;
+  }
+
+  /** Forgets the first `taken` samples of the queue being filled and frees their copy slots. */
+  #dropAhead(taken: number): void {
+    const used = this.#copyUsed as Uint8Array;
+    for (let n = 0; n < taken; n++) {
+      const code = this.#aheadCode[n] as number;
+      if (code !== INLINE_BLOCK) used[COPY_SLOT_BASE - code] = 0;
+      this.#aheadViews[n] = undefined;
+    }
   }
 
   /**
@@ -549,13 +576,14 @@ export class Subscriber {
     return this.#copyUsed;
   }
 
-  /** The oldest inline message taken ahead, as a sample (`gap`: missed right before it). */
-  #serve(gap: number): Sample {
+  /** The oldest inline message taken ahead, as a sample. */
+  #serve(): Sample {
     const q = this.#aheadFirst;
-    this.#aheadFirst = (q + 1) & (AHEAD_MAX - 1);
+    this.#aheadFirst = q + 1;
     this.#aheadCount--;
     const view = this.#aheadViews[q] as Uint8Array;
     this.#aheadViews[q] = undefined;
+    const gap = q === 0 ? this.#aheadGap : 0;
     return new Sample(this, this.#aheadCode[q] as number, view, this.#aheadSeq[q] as number, gap);
   }
 
