@@ -34,8 +34,9 @@
  *   120..127   reserved
  *   128 slots      16 bytes each: i32 state, i32 parked, i32 pid, i32 generation
  *   ... positions  8 bytes per slot: i32 next sequence (low word), i32 reserved
- *   ... cursors    64 bytes, 64-aligned: i32 head low, i32 head high (the sequence the next
- *                  message gets), i32 tail low, i32 tail high (the oldest the ring may hold)
+ *   ... cursors    128 bytes, 64-aligned: i32 head low, i32 head high (the sequence the next
+ *                  message gets), 56 reserved; at +64, i32 tail low, i32 tail high (the
+ *                  oldest the ring may hold), 56 reserved
  *   ring           ring entry bytes per entry (align16(16 + inline max): 16 without inline
  *                  messages, 80 for 64 bytes): i32 seq low,
  *                  i32 seq high, i32 block (-1: inline), i32 length (inline), inline payload
@@ -92,15 +93,17 @@ export const PS_CHECKSUMMED_BYTES = 68;
 
 // Int32 indexes of the mutable words (state, parked, futex words, heartbeat and pid sit
 // where the journal keeps them).
-// Head and tail live on a cache line of their own (the cursors line, after the positions):
-// the publisher writes them with every message, and spinning subscribers read the state
-// word on every empty poll. On one line, every message would bounce it between the cores.
-/** Int32 offsets within the cursors line. */
+// Head and tail live on cache lines of their own (the cursors, after the positions): the
+// publisher writes the head with every message, and spinning subscribers read the state word
+// on every empty poll — on one line, every message would bounce it between the cores. The
+// tail, stored once per eviction, has its own line too (format 3): a subscriber reads it to
+// check its copies when the ring is full, which must not take the line the head is written to.
+/** Int32 offsets within the cursors (head on the first line, tail on the second). */
 export const CURSOR_HEAD_LO = 0;
 export const CURSOR_HEAD_HI = 1;
-export const CURSOR_TAIL_LO = 2;
-export const CURSOR_TAIL_HI = 3;
-export const CURSORS_BYTES = 64;
+export const CURSOR_TAIL_LO = 16;
+export const CURSOR_TAIL_HI = 17;
+export const CURSORS_BYTES = 128;
 export const I_FLAGS = 116 >> 2;
 export const FLAG_ATTACHED = 1;
 
@@ -138,7 +141,7 @@ export interface RegionLayout {
   readonly ringEntryBytes: number;
   readonly headerBytes: number;
   readonly positionsOffset: number;
-  /** The publisher's cursors (head, tail): one cache line, written by the publisher only. */
+  /** The publisher's cursors (head, tail): a cache line each, written by the publisher only. */
   readonly cursorsOffset: number;
   readonly ringOffset: number;
   readonly tableOffset: number;
