@@ -64,11 +64,11 @@ const COPY_AREA_BYTES = 64 * 1024;
 const AHEAD_MAX = 32;
 /**
  * Regions with at most this many blocks keep one view per block (see Subscriber#view): an
- * array of up to 512 KiB, and about 100 bytes per view made. Above it, a view per message
- * (about 25 ns and garbage). 2^17 covers the 64 B benchmark's 131072 blocks, which made a view
- * per message at 2^16.
+ * array of up to 256 KiB, and about 100 bytes per view made. Above it, a view per message
+ * (about 25 ns and garbage) — cheaper than the cache would be: 2^17 views (tried for the 64 B
+ * benchmark's 131072 blocks) spread over megabytes, and looking one up missed the caches.
  */
-export const VIEW_CACHE_BLOCKS = 1 << 17;
+export const VIEW_CACHE_BLOCKS = 1 << 16;
 // Longest single futex sleep of `block` and `recvSync`: bounds how late a stale heartbeat is noticed.
 const FUTEX_SLICE_MS = 50;
 
