@@ -156,15 +156,6 @@ export class Publisher {
   #ringBlocks = 0;
   /** The block word this publisher last wrote in each ring entry (a private copy). */
   readonly #entryBlocks: Int32Array;
-  /**
-   * Blocks this publisher freed itself (an eviction dropped the last reference), most recent
-   * on top: #findFree takes them first, while their table lines are still in this core's
-   * cache, instead of the block at the cursor, last touched a whole pool ago. Each block is
-   * on it at most once: it goes on when its state drops to 0 and only the publisher moves a
-   * block away from 0, and the cursor is not used while the stack holds any.
-   */
-  readonly #freed: Int32Array;
-  #freedTop = 0;
   #head = 0;
   #tail = 0;
   #cursor = 0;
@@ -197,7 +188,6 @@ export class Publisher {
     this.#i64 = new BigInt64Array(this.#mapping.buffer, 0, FIXED_HEADER_BYTES >> 3);
     this.#mask = layout.ringDepth - 1;
     this.#entryBlocks = new Int32Array(layout.ringDepth).fill(INLINE_BLOCK);
-    this.#freed = new Int32Array(layout.blockCount);
     this.#ringIndex = layout.ringOffset >> 2;
     this.#ringWords = layout.ringEntryBytes >> 2;
     this.#inlineMax = layout.inlineMaxBytes > 0 ? layout.inlineMaxBytes : -1;
@@ -330,7 +320,6 @@ export class Publisher {
     // Plain reads from the cursor: a hint (loan() checks again), and blocks come back in
     // about the order they went out, so the first look usually finds one. No look at all
     // when the ring and the loans hold every block.
-    if (this.#freedTop > 0) return true;
     const looks = this.#ringBlocks + this.#loaned >= count ? 0 : count;
     for (let n = 0, b = this.#cursor; n < looks; n++, b = b + 1 === count ? 0 : b + 1) {
       if (i32[this.#tableIndex + b * TABLE_WORDS] === 0) return true;
@@ -390,28 +379,16 @@ export class Publisher {
   }
 
   /**
-   * A free block, claimed with LOAN_BIT, or -1. First the blocks this publisher's evictions
-   * freed (#freed, most recent first: no table read, their lines still in this core's cache).
-   * Then round-robin: blocks come back roughly in order, so the block at the cursor is
-   * usually free. When the ring entries and the loans hold every block (`blockCount` =
-   * `ringDepth` and the ring full), none can be free: -1 without a look, and the caller
-   * frees the oldest entry's block. A scan of the table happens only while samples hold
-   * blocks out of order.
+   * A free block, claimed with LOAN_BIT, or -1. Round-robin: blocks come back roughly in
+   * order, so the block at the cursor is usually free. When the ring entries and the loans
+   * hold every block (`blockCount` = `ringDepth` and the ring full), none can be free: -1
+   * without a look, and the caller frees the oldest entry's block, which is then at the
+   * cursor. A scan of the table happens only while samples hold blocks out of order.
    */
   #findFree(): number {
     const i32 = this.#i32;
     const count = this.#layout.blockCount;
     if (this.#ringBlocks + this.#loaned >= count) return -1;
-    const top = this.#freedTop;
-    if (top > 0) {
-      const block = this.#freed[top - 1] as number;
-      this.#freedTop = top - 1;
-      const s = this.#tableIndex + block * TABLE_WORDS;
-      i32[s] = LOAN_BIT;
-      i32[s + 1] = -1;
-      i32[s + 2] = -1;
-      return block;
-    }
     let b = this.#cursor;
     for (let n = 0; n < count; n++) {
       const s = this.#tableIndex + b * TABLE_WORDS;
@@ -505,12 +482,7 @@ export class Publisher {
       const block = this.#entryBlocks[seq & this.#mask] as number;
       if (block !== INLINE_BLOCK) {
         this.#ringBlocks--;
-        // The last reference (no guard held it): free now, and ours to take again. The
-        // subtraction, sequentially consistent, orders our next writes to the block after
-        // every reader's release.
-        if (Atomics.sub(i32, this.#tableIndex + block * TABLE_WORDS, 1) === 1) {
-          this.#freed[this.#freedTop++] = block;
-        }
+        Atomics.sub(i32, this.#tableIndex + block * TABLE_WORDS, 1);
       }
     }
     this.#evicted += end - tail;
