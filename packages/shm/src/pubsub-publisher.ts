@@ -156,6 +156,14 @@ export class Publisher {
   #ringBlocks = 0;
   /** The block word this publisher last wrote in each ring entry (a private copy). */
   readonly #entryBlocks: Int32Array;
+  /**
+   * Per block, 1 once the ring entry that named it was evicted: the ring's reference (1 in
+   * the state word) is then stale, and dropped only when #findFree takes the block again
+   * (a compare-exchange 1 → LOAN_BIT), not by the eviction. So an eviction writes no table
+   * line — the line a subscriber just released the block on — and the block is taken with
+   * one locked instruction on a line last touched a pool ago.
+   */
+  readonly #staleRef: Uint8Array;
   #head = 0;
   #tail = 0;
   #cursor = 0;
@@ -188,6 +196,7 @@ export class Publisher {
     this.#i64 = new BigInt64Array(this.#mapping.buffer, 0, FIXED_HEADER_BYTES >> 3);
     this.#mask = layout.ringDepth - 1;
     this.#entryBlocks = new Int32Array(layout.ringDepth).fill(INLINE_BLOCK);
+    this.#staleRef = new Uint8Array(layout.blockCount);
     this.#ringIndex = layout.ringOffset >> 2;
     this.#ringWords = layout.ringEntryBytes >> 2;
     this.#inlineMax = layout.inlineMaxBytes > 0 ? layout.inlineMaxBytes : -1;
@@ -322,7 +331,8 @@ export class Publisher {
     // when the ring and the loans hold every block.
     const looks = this.#ringBlocks + this.#loaned >= count ? 0 : count;
     for (let n = 0, b = this.#cursor; n < looks; n++, b = b + 1 === count ? 0 : b + 1) {
-      if (i32[this.#tableIndex + b * TABLE_WORDS] === 0) return true;
+      const state = i32[this.#tableIndex + b * TABLE_WORDS];
+      if (state === 0 || (state === 1 && this.#staleRef[b] === 1)) return true;
     }
     // No free block: one would come free only by releasing a ring entry no guard shares.
     const limit = this.#evictLimit(true);
@@ -389,16 +399,30 @@ export class Publisher {
     const i32 = this.#i32;
     const count = this.#layout.blockCount;
     if (this.#ringBlocks + this.#loaned >= count) return -1;
+    const stale = this.#staleRef;
     let b = this.#cursor;
     for (let n = 0; n < count; n++) {
       const s = this.#tableIndex + b * TABLE_WORDS;
       // A plain read to find a candidate (Atomics calls cost 15-30 ns on Node 20), an atomic
-      // one to take it: it orders our writes after the last reader's release.
-      if (i32[s] === 0 && Atomics.load(i32, s) === 0) {
-        // Only the publisher moves a block away from 0 (readers take a reference only from a
-        // published block), so a plain store claims it: no locked instruction needed. The old
-        // sequence is invalidated too, before anything is written into the block.
+      // operation to take it: it orders our writes after the last reader's release.
+      const state = i32[s] as number;
+      let taken = false;
+      if (state === 1 && stale[b] === 1) {
+        // Evicted, and no guard holds it: drop the ring's stale reference and loan it in one
+        // step. A subscriber taking a reference meanwhile (the block still holds the message
+        // its old entry named) makes the exchange fail: the block stays out until released.
+        if (Atomics.compareExchange(i32, s, 1, LOAN_BIT) === 1) {
+          stale[b] = 0;
+          taken = true;
+        }
+      } else if (state === 0 && Atomics.load(i32, s) === 0) {
+        // Never published (or discarded): only the publisher moves a block away from 0
+        // (readers take a reference only from a published block), so a plain store claims it.
         i32[s] = LOAN_BIT;
+        taken = true;
+      }
+      if (taken) {
+        // The old sequence is invalidated before anything is written into the block.
         i32[s + 1] = -1;
         i32[s + 2] = -1;
         this.#cursor = b + 1 === count ? 0 : b + 1;
@@ -480,9 +504,10 @@ export class Publisher {
       // would fetch it from a subscriber's cache, and writing it right after would fetch it
       // again. An inline message holds no block: its entry is simply overwritten next.
       const block = this.#entryBlocks[seq & this.#mask] as number;
+      // A block's reference is left to #findFree (see #staleRef).
       if (block !== INLINE_BLOCK) {
         this.#ringBlocks--;
-        Atomics.sub(i32, this.#tableIndex + block * TABLE_WORDS, 1);
+        this.#staleRef[block] = 1;
       }
     }
     this.#evicted += end - tail;
