@@ -482,20 +482,21 @@ export class Publisher {
   }
 
   /**
-   * Releases the ring's reference of the oldest entries (from the tail); false when not
-   * allowed. Up to `#evictBatch` entries go at once (never past the eviction limit): the
-   * tail is published with one sequentially consistent store per batch, before any entry it
-   * frees is rewritten, which is what lets a subscriber check an inline copy (see
-   * Subscriber#takeInline) without a second store per message.
+   * Evicts the oldest entries (from the tail); false when not allowed. Up to `#evictBatch`
+   * entries go at once (never past the eviction limit): the tail is published with one
+   * sequentially consistent store per batch, before any entry it frees is rewritten, which
+   * is what lets a subscriber check an inline copy (see Subscriber#copiesWhole) without a
+   * second store per message. The blocks the entries named keep the ring's reference until
+   * #findFree takes them again (see #staleRef).
    */
   #evict(): boolean {
     if (!this.#canEvict()) return false;
     const i32 = this.#i32;
     const tail = this.#tail;
     const end = Math.min(this.#limitSeen, tail + this.#evictBatch);
-    // Advance the tail before dropping the references: a reader that then fails to take a
-    // block reads the tail and knows how many it missed. The high word first, plainly: the
-    // atomic store of the low word publishes it (a reader reads the pair high, low, high).
+    // Advance the tail before any block is taken again: a reader that then fails to take one
+    // (or finds it reused) reads the tail and knows how many it missed. The high word first,
+    // plainly: the atomic store of the low word publishes it (a reader reads high, low, high).
     this.#tail = end;
     i32[this.#cursors + CURSOR_TAIL_HI] = Math.floor(end * PER_HI);
     Atomics.store(i32, this.#cursors + CURSOR_TAIL_LO, end | 0);
@@ -556,7 +557,7 @@ export class Publisher {
    * Publishes `data` inline in its ring entry: no block, no reference count, one
    * sequentially consistent store (the commit of the sequence word). A reader that copied
    * the entry's old message while it was overwritten finds out afterwards (see
-   * Subscriber#takeInline): the entry was evicted (the tail, stored atomically, moved past
+   * Subscriber#copiesWhole): the entry was evicted (the tail, stored atomically, moved past
    * it) and the message before this one was committed before the first byte was written.
    */
   #sendInline(data: Uint8Array): void {

@@ -187,7 +187,6 @@ export class Subscriber {
   #copySlotWords = 0;
   /** The next copy slot to try. */
   #copyCursor = 0;
-  /** Inline messages taken ahead (see #takeInline), served in order: a ring of AHEAD_MAX. */
   // Inline messages taken ahead (see #takeInline), served in order: each one's copy slot
   // code, sequence and view. The queue fills from 0 (it is empty when a poll takes more), and
   // its samples are made as they are served: storing new objects into these long-lived
@@ -440,10 +439,10 @@ export class Subscriber {
   /**
    * Takes inline message `next` (its entry holds it, checked by the caller) and the inline
    * messages published right after it, up to AHEAD_MAX: copies each into a free slot of this
-   * subscriber's private copy area, then checks that none of those
-   * entries was being rewritten meanwhile (#copiesWhole: one check covers every copy).
-   * Returns how many were taken (0: torn, nothing kept); they wait in the queue for `#serve`
-   * (it is empty when this runs). `gap`: missed right before `next`.
+   * subscriber's private copy area, then checks that none of those entries was being
+   * rewritten meanwhile (#copiesWhole: one check covers every copy). Returns how many were
+   * taken (0: torn, nothing kept); they wait in the queue for `#serve` (it is empty when
+   * this runs). `gap`: missed right before `next`.
    *
    * Per batch: one atomic load on the last entry taken (its sequence, stored last by the
    * publisher, orders every earlier entry's words before our reads) and one check, instead
@@ -468,7 +467,8 @@ export class Subscriber {
       const seq = next + count;
       const entry = ring + (seq & mask) * ringWords;
       if (i32[entry] !== (seq | 0) || i32[entry + 2] !== INLINE_BLOCK) break;
-      // The first one's high word, or one more past a multiple of 2^32.
+      // The first one's high word; computed again only where the low word wraps to 0 (the
+      // run stops right after it: a conservative cut, once per 2^32 messages).
       if (i32[entry + 1] !== ((seq | 0) === 0 ? Math.floor(seq * PER_HI) : hi)) break;
       count++;
     }
@@ -536,7 +536,7 @@ export class Subscriber {
     return 0;
   }
 
-  /** Forgets the first `taken` samples of the queue being filled and frees their copy slots. */
+  /** Forgets the first `taken` messages of the queue being filled and frees their copy slots. */
   #dropAhead(taken: number): void {
     const used = this.#copyUsed as Uint8Array;
     for (let n = 0; n < taken; n++) {
