@@ -201,9 +201,10 @@ export interface PubSubConfig {
   staleTimeoutMs?: number;
   /**
    * `'overwrite'` (default): the publisher never waits; a subscriber that falls more than
-   * `ringDepth` behind loses the oldest messages and is told how many. `'block'`: the
-   * publisher never overwrites a message a live subscriber has not read (`send` throws
-   * `SHM_ERR_WOULD_BLOCK`; `writable()` waits for room).
+   * `ringDepth` behind loses the oldest messages and is told how many (a full ring evicts
+   * `ringDepth / 64` entries at a time, 1 to 64: up to that many − 1 may go a little early).
+   * `'block'`: the publisher never overwrites a message a live subscriber has not read
+   * (`send` throws `SHM_ERR_WOULD_BLOCK`; `writable()` waits for room).
    */
   slowSubscriber?: SlowSubscriberPolicy;
   /** Subscribers that can attach at once. Default 8. */
