@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { Publisher, Subscriber, inspectRegionFile, regionPath, type Sample } from '@switchyard/shm';
@@ -84,6 +84,15 @@ test('inlineMaxBytes: validated, 64 by default (0 with a ring of 1), recorded in
   const file = readFileSync(regionPath(dir.path, 'inline-on'));
   assert.equal(file.readUInt32LE(8), 3, 'format version');
   assert.equal(file.readUInt32LE(64), 100, 'inline max bytes at offset 64');
+  // A version 2 region (a seqlock per inline entry, which this subscriber would not check
+  // for) is refused, as a version 2 subscriber refuses this one.
+  const older = Buffer.from(file);
+  older.writeUInt32LE(2, 8);
+  writeFileSync(regionPath(dir.path, 'inline-v2'), older, { mode: 0o600 });
+  assert.throws(() => Subscriber.open('inline-v2', { dir: dir.path }), {
+    code: 'SHM_ERR_UNSUPPORTED_VERSION',
+    message: /format version 2; this package reads 3/,
+  });
   subscriber.close();
   publisher.close();
 });
