@@ -37,8 +37,8 @@ import {
   I_FLAGS,
   CURSOR_HEAD_HI,
   CURSOR_HEAD_LO,
-  CURSOR_TAIL_HI,
-  CURSOR_TAIL_LO,
+  CURSOR_TAIL_I64,
+  CURSORS_BYTES,
   INLINE_BLOCK,
   INLINE_HEADER_BYTES,
   LOAN_BIT,
@@ -161,6 +161,7 @@ export class Subscriber {
   readonly #blockSize: number;
   readonly #posIndex: number;
   readonly #cursors: number;
+  readonly #cursors64: BigInt64Array;
   readonly #positionIndex: number;
   readonly #slot: number;
   /** The last view made of each block (regions of at most VIEW_CACHE_BLOCKS blocks). */
@@ -245,8 +246,8 @@ export class Subscriber {
     releaseHeld(this.#i32, this.#held, this.#tableIndex);
     this.#positionIndex = this.#posIndex + slot * (POSITION_BYTES >> 2);
     this.#cursors = header.cursorsOffset >> 2;
-    const head = this.#readPair(this.#cursors + CURSOR_HEAD_HI, this.#cursors + CURSOR_HEAD_LO);
-    const tail = this.#readPair(this.#cursors + CURSOR_TAIL_HI, this.#cursors + CURSOR_TAIL_LO);
+    this.#cursors64 = new BigInt64Array(mapping.buffer, header.cursorsOffset, CURSORS_BYTES >> 3);
+    const { head, tail } = this.#readCursors(header.ringDepth);
     this.#next = options.from === 'oldest' ? Math.max(tail, head - header.ringDepth) : head;
     this.#storePosition();
     Atomics.or(this.#i32, I_FLAGS, FLAG_ATTACHED);
@@ -314,6 +315,28 @@ export class Subscriber {
       const hi = Atomics.load(this.#i32, hiIndex);
       const lo = Atomics.load(this.#i32, loIndex);
       if (Atomics.load(this.#i32, hiIndex) === hi) return (hi >>> 0) * HI + (lo >>> 0);
+    }
+  }
+
+  /** The tail: one 64-bit atomic load (a BigInt; only off the hot path). */
+  #readTail(): number {
+    return Number(Atomics.load(this.#cursors64, CURSOR_TAIL_I64));
+  }
+
+  /**
+   * Head and tail at attach. The head is a hint the publisher writes with two plain stores
+   * per message (high, then low): while its low word wraps, a read can be 2^32 off. Read
+   * after the tail, it is at least the tail and at most a ring (and the few messages
+   * published in between) ahead; a read outside that is read again. A publisher that died
+   * between the two stores leaves it so for good: then the tail is the head.
+   */
+  #readCursors(ringDepth: number): { head: number; tail: number } {
+    for (let tries = 0; ; tries++) {
+      const tail = this.#readTail();
+      const head = this.#readPair(this.#cursors + CURSOR_HEAD_HI, this.#cursors + CURSOR_HEAD_LO);
+      if ((head >= tail && head - tail <= ringDepth + (1 << 24)) || tries === 1000) {
+        return { head: head >= tail && head - tail <= ringDepth + (1 << 24) ? head : tail, tail };
+      }
     }
   }
 
@@ -426,10 +449,7 @@ export class Subscriber {
       }
       // Lapped: the entry holds a later message, or its block was taken back. The tail
       // says where the oldest message still held is.
-      const resume = Math.max(
-        next + 1,
-        this.#readPair(this.#cursors + CURSOR_TAIL_HI, this.#cursors + CURSOR_TAIL_LO),
-      );
+      const resume = Math.max(next + 1, this.#readTail());
       missed += resume - next;
       this.#next = resume;
       this.#storePosition();
@@ -562,7 +582,7 @@ export class Subscriber {
     const i32 = this.#i32;
     const before = Atomics.load(i32, this.#ringIndex + ((next - 1) & this.#mask) * this.#ringWords);
     if (((before - (next - 1 + this.#mask + 1)) | 0) < 0) return true;
-    return this.#readPair(this.#cursors + CURSOR_TAIL_HI, this.#cursors + CURSOR_TAIL_LO) <= next;
+    return this.#readTail() <= next;
   }
 
   /** The copy area, made on the first inline message: slots of align16(inlineMax) bytes. */

@@ -208,6 +208,36 @@ test('an evicted block is free (inspect counts it; the publisher takes it again)
   assert.equal(p.subscriber.missed, 1);
 });
 
+test('a torn head hint (its high word a wrap ahead of its low word) does not place a new subscriber 2^32 ahead', () => {
+  using dir = shmDir();
+  const publisher = Publisher.create('torn-head', {
+    dir: dir.path,
+    blockCount: 8,
+    ringDepth: 4,
+    blockSize: 64,
+  });
+  try {
+    for (let i = 0; i < 6; i++) publisher.send(bytes(i));
+    const { header, head, tail } = inspectRegionFile(publisher.path);
+    assert.deepEqual([head, tail], [6, 2]);
+    // What a reader could see while the head's low word wraps (high stored first), or forever
+    // after a publisher died between the two stores: 2^32 + 6.
+    const fd = openSync(publisher.path, 'r+');
+    const hi = Buffer.alloc(4);
+    hi.writeUInt32LE(1, 0);
+    writeSync(fd, hi, 0, 4, header.cursorsOffset + 4);
+    closeSync(fd);
+    const latest = Subscriber.open('torn-head', { dir: dir.path });
+    assert.equal(latest.position, 2n, 'not 2^32 + 6: the oldest message held (the tail)');
+    const first = latest.tryRecv()!;
+    assert.deepEqual([...first.bytes], [2]);
+    first.release();
+    latest.close();
+  } finally {
+    publisher.close();
+  }
+});
+
 test('isWritable finds a free block anywhere in the pool, not only next to the cursor', () => {
   using dir = shmDir();
   using p = pair(dir.path, 'far-free', { blockCount: 4, ringDepth: 2, blockSize: 64, inlineMaxBytes: 0 });
