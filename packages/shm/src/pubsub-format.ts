@@ -35,8 +35,8 @@
  *   128 slots      16 bytes each: i32 state, i32 parked, i32 pid, i32 generation
  *   ... positions  8 bytes per slot: i32 next sequence (low word), i32 reserved
  *   ... cursors    128 bytes, 64-aligned: i32 head low, i32 head high (the sequence the next
- *                  message gets), 56 reserved; at +64, i64 tail (the oldest the ring may
- *                  hold; one 64-bit atomic), 56 reserved
+ *                  message gets), 56 reserved; at +64, i32 tail low, i32 tail high (the
+ *                  oldest the ring may hold), 56 reserved
  *   ring           ring entry bytes per entry (align16(16 + inline max): 16 without inline
  *                  messages, 80 for 64 bytes): i32 seq low,
  *                  i32 seq high, i32 block (-1: inline), i32 length (inline), inline payload
@@ -102,11 +102,14 @@ export const PS_CHECKSUMMED_BYTES = 68;
 export const CURSOR_HEAD_LO = 0;
 export const CURSOR_HEAD_HI = 1;
 /**
- * The tail: one 64-bit word at byte 64 of the cursors (a BigInt64 index), stored and loaded
- * with 64-bit `Atomics`, so no reader sees halves of two values (a pair of 32-bit stores,
- * high then low, can be read 2^32 too high while the low word wraps).
+ * The tail, on the second line: the high word stored plainly, then the low word with
+ * `Atomics.store`. A reader that knows a sequence near the tail (its own position) reads
+ * only the low word and takes the 32-bit modular distance (no torn pair: a pair read while
+ * the low word wraps can be 2^32 off); at attach it reads the pair and checks it against
+ * the head (see Subscriber#readCursors).
  */
-export const CURSOR_TAIL_I64 = 8;
+export const CURSOR_TAIL_LO = 16;
+export const CURSOR_TAIL_HI = 17;
 export const CURSORS_BYTES = 128;
 export const I_FLAGS = 116 >> 2;
 export const FLAG_ATTACHED = 1;

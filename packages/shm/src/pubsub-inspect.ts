@@ -18,8 +18,8 @@ import { openMapping, unmapFile } from './native.js';
 import {
   CURSOR_HEAD_HI,
   CURSOR_HEAD_LO,
-  CURSOR_TAIL_I64,
-  CURSORS_BYTES,
+  CURSOR_TAIL_HI,
+  CURSOR_TAIL_LO,
   LOAN_BIT,
   POSITION_BYTES,
   REGION_PREFIX,
@@ -83,12 +83,8 @@ export function inspectRegionFile(path: string): RegionInspection {
       });
     }
     const c = header.cursorsOffset >> 2;
-    const tail = Number(
-      Atomics.load(
-        new BigInt64Array(mapping.buffer, header.cursorsOffset, CURSORS_BYTES >> 3),
-        CURSOR_TAIL_I64,
-      ),
-    );
+    const tail =
+      (Atomics.load(i32, c + CURSOR_TAIL_HI) >>> 0) * 2 ** 32 + (Atomics.load(i32, c + CURSOR_TAIL_LO) >>> 0);
     let free = 0;
     let loaned = 0;
     for (let b = 0; b < header.blockCount; b++) {

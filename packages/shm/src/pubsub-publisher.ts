@@ -33,8 +33,8 @@ import {
   I_FLAGS,
   CURSOR_HEAD_HI,
   CURSOR_HEAD_LO,
-  CURSOR_TAIL_I64,
-  CURSORS_BYTES,
+  CURSOR_TAIL_HI,
+  CURSOR_TAIL_LO,
   INLINE_BLOCK,
   INLINE_HEADER_BYTES,
   LOAN_BIT,
@@ -138,8 +138,6 @@ export class Publisher {
   readonly #posIndex: number;
   /** Int32 index of the cursors line (head, tail). */
   readonly #cursors: number;
-  /** The cursors as 64-bit words (the tail is stored as one, see CURSOR_TAIL_I64). */
-  readonly #cursors64: BigInt64Array;
   readonly #overwrite: boolean;
   readonly #realPath: string;
   readonly #ino: number;
@@ -209,7 +207,6 @@ export class Publisher {
         ? new Array<Uint8Array | undefined>(layout.blockCount).fill(undefined)
         : undefined;
     this.#cursors = layout.cursorsOffset >> 2;
-    this.#cursors64 = new BigInt64Array(this.#mapping.buffer, layout.cursorsOffset, CURSORS_BYTES >> 3);
     this.#overwrite = config.slowSubscriber === 'overwrite';
     this.#evictBatch = Math.max(1, Math.min(64, layout.ringDepth >> 6));
     this.#realPath = realpathSync(path);
@@ -497,10 +494,12 @@ export class Publisher {
     const tail = this.#tail;
     const end = Math.min(this.#limitSeen, tail + this.#evictBatch);
     // Advance the tail before any block is taken again: a reader that then fails to take one
-    // (or finds it reused) reads the tail and knows how many it missed. One 64-bit atomic
-    // store (a BigInt per batch, not per message).
+    // (or finds it reused) reads the tail and knows how many it missed. The high word first,
+    // plainly: the atomic store of the low word publishes it (see CURSOR_TAIL_LO).
     this.#tail = end;
-    Atomics.store(this.#cursors64, CURSOR_TAIL_I64, BigInt(end));
+    const i32 = this.#i32;
+    i32[this.#cursors + CURSOR_TAIL_HI] = Math.floor(end * PER_HI);
+    Atomics.store(i32, this.#cursors + CURSOR_TAIL_LO, end | 0);
     for (let seq = tail; seq < end; seq++) {
       // Our own record of the entry's block, not the entry: reading the shared line here
       // would fetch it from a subscriber's cache, and writing it right after would fetch it

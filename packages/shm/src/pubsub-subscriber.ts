@@ -37,8 +37,8 @@ import {
   I_FLAGS,
   CURSOR_HEAD_HI,
   CURSOR_HEAD_LO,
-  CURSOR_TAIL_I64,
-  CURSORS_BYTES,
+  CURSOR_TAIL_HI,
+  CURSOR_TAIL_LO,
   INLINE_BLOCK,
   INLINE_HEADER_BYTES,
   LOAN_BIT,
@@ -161,7 +161,6 @@ export class Subscriber {
   readonly #blockSize: number;
   readonly #posIndex: number;
   readonly #cursors: number;
-  readonly #cursors64: BigInt64Array;
   readonly #positionIndex: number;
   readonly #slot: number;
   /** The last view made of each block (regions of at most VIEW_CACHE_BLOCKS blocks). */
@@ -246,7 +245,6 @@ export class Subscriber {
     releaseHeld(this.#i32, this.#held, this.#tableIndex);
     this.#positionIndex = this.#posIndex + slot * (POSITION_BYTES >> 2);
     this.#cursors = header.cursorsOffset >> 2;
-    this.#cursors64 = new BigInt64Array(mapping.buffer, header.cursorsOffset, CURSORS_BYTES >> 3);
     const { head, tail } = this.#readCursors(header.ringDepth);
     this.#next = options.from === 'oldest' ? Math.max(tail, head - header.ringDepth) : head;
     this.#storePosition();
@@ -318,21 +316,25 @@ export class Subscriber {
     }
   }
 
-  /** The tail: one 64-bit atomic load (a BigInt; only off the hot path). */
-  #readTail(): number {
-    return Number(Atomics.load(this.#cursors64, CURSOR_TAIL_I64));
+  /**
+   * The tail, from its low word alone (one atomic load), as the 32-bit modular distance from
+   * `near`, a sequence known to lie within 2^31 of it (#copiesWhole: the message it just
+   * found in the ring, so the tail is at most a ring away). No high word: never a torn pair.
+   */
+  #tailNear(near: number): number {
+    return near + ((Atomics.load(this.#i32, this.#cursors + CURSOR_TAIL_LO) - (near | 0)) | 0);
   }
 
   /**
-   * Head and tail at attach. The head is a hint the publisher writes with two plain stores
-   * per message (high, then low): while its low word wraps, a read can be 2^32 off. Read
-   * after the tail, it is at least the tail and at most a ring (and the few messages
-   * published in between) ahead; a read outside that is read again. A publisher that died
-   * between the two stores leaves it so for good: then the tail is the head.
+   * Head and tail at attach, each a pair of words the publisher writes high, then low: while
+   * a low word wraps, a read can be 2^32 too high. The head, read after the tail, is at least
+   * the tail and at most a ring (and the few messages published in between) ahead; a pair
+   * outside that is read again. A publisher that died between two stores leaves one so for
+   * good: then the tail is the head.
    */
   #readCursors(ringDepth: number): { head: number; tail: number } {
     for (let tries = 0; ; tries++) {
-      const tail = this.#readTail();
+      const tail = this.#readPair(this.#cursors + CURSOR_TAIL_HI, this.#cursors + CURSOR_TAIL_LO);
       const head = this.#readPair(this.#cursors + CURSOR_HEAD_HI, this.#cursors + CURSOR_HEAD_LO);
       if ((head >= tail && head - tail <= ringDepth + (1 << 24)) || tries === 1000) {
         return { head: head >= tail && head - tail <= ringDepth + (1 << 24) ? head : tail, tail };
@@ -448,8 +450,12 @@ export class Subscriber {
         return null;
       }
       // Lapped: the entry holds a later message, or its block was taken back. The tail
-      // says where the oldest message still held is.
-      const resume = Math.max(next + 1, this.#readTail());
+      // says where the oldest message still held is: read whole (a subscriber may be lapped
+      // by any number of messages, so its position is no reference for the low word alone).
+      const resume = Math.max(
+        next + 1,
+        this.#readPair(this.#cursors + CURSOR_TAIL_HI, this.#cursors + CURSOR_TAIL_LO),
+      );
       missed += resume - next;
       this.#next = resume;
       this.#storePosition();
@@ -582,7 +588,7 @@ export class Subscriber {
     const i32 = this.#i32;
     const before = Atomics.load(i32, this.#ringIndex + ((next - 1) & this.#mask) * this.#ringWords);
     if (((before - (next - 1 + this.#mask + 1)) | 0) < 0) return true;
-    return this.#readTail() <= next;
+    return this.#tailNear(next) <= next;
   }
 
   /** The copy area, made on the first inline message: slots of align16(inlineMax) bytes. */
