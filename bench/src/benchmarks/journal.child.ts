@@ -131,10 +131,14 @@ function socketReader(path: string, count: number, latency: boolean): void {
       }
       pending = pending.subarray(at);
       if (n === count) {
+        // lastNs: callers that know when the writer started (endToEnd) time the run from
+        // the writer's first message to this, as the pub/sub and IPC runs are timed.
+        const last = now();
         say({
           read: n,
           bytes,
-          elapsedNs: Number(now() - first),
+          elapsedNs: Number(last - first),
+          lastNs: String(last),
           ...(latency ? percentiles(samples, n) : {}),
         });
         socket.end();

@@ -201,9 +201,10 @@ export interface PubSubConfig {
   staleTimeoutMs?: number;
   /**
    * `'overwrite'` (default): the publisher never waits; a subscriber that falls more than
-   * `ringDepth` behind loses the oldest messages and is told how many. `'block'`: the
-   * publisher never overwrites a message a live subscriber has not read (`send` throws
-   * `SHM_ERR_WOULD_BLOCK`; `writable()` waits for room).
+   * `ringDepth` behind loses the oldest messages and is told how many (a full ring evicts
+   * `ringDepth / 64` entries at a time, 1 to 64: up to that many − 1 may go a little early).
+   * `'block'`: the publisher never overwrites a message a live subscriber has not read
+   * (`send` throws `SHM_ERR_WOULD_BLOCK`; `writable()` waits for room).
    */
   slowSubscriber?: SlowSubscriberPolicy;
   /** Subscribers that can attach at once. Default 8. */
@@ -216,7 +217,7 @@ export interface PubSubConfig {
    * `send` carries messages of at most this many bytes inline, in the ring entry: no block,
    * no reference count (a subscriber gets a private copy). Default 64 (0 when `ringDepth`
    * is 1); 0: every message takes a block. At most `blockSize` and 4080; needs `ringDepth`
-   * ≥ 2. Each ring entry then takes `align64(16 + inlineMaxBytes)` bytes (128 by default).
+   * ≥ 2. Each ring entry then takes `align16(16 + inlineMaxBytes)` bytes (80 by default).
    * `loan()` always hands out a block.
    */
   inlineMaxBytes?: number;

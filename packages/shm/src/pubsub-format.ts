@@ -4,7 +4,7 @@
  * slots with the journal's (same offsets), so both use one slot and doorbell protocol.
  *
  *   0   u8[8]  signature "SWYDPUBS"
- *   8   u32    format version (2)
+ *   8   u32    format version (3)
  *   12  u32    header bytes (fixed part + slots + positions, 64-aligned)
  *   16  u32    block count
  *   20  u32    block size (a multiple of 64)
@@ -34,9 +34,11 @@
  *   120..127   reserved
  *   128 slots      16 bytes each: i32 state, i32 parked, i32 pid, i32 generation
  *   ... positions  8 bytes per slot: i32 next sequence (low word), i32 reserved
- *   ... cursors    64 bytes, 64-aligned: i32 head low, i32 head high (the sequence the next
- *                  message gets), i32 tail low, i32 tail high (the oldest the ring may hold)
- *   ring           ring entry bytes per entry (64, or align64(16 + inline max)): i32 seq low,
+ *   ... cursors    128 bytes, 64-aligned: i32 head low, i32 head high (the sequence the next
+ *                  message gets), 56 reserved; at +64, i32 tail low, i32 tail high (the
+ *                  oldest the ring may hold), 56 reserved
+ *   ring           ring entry bytes per entry (align16(16 + inline max): 16 without inline
+ *                  messages, 80 for 64 bytes): i32 seq low,
  *                  i32 seq high, i32 block (-1: inline), i32 length (inline), inline payload
  *   block table    64 bytes per block: i32 state, i32 seq low, i32 seq high, i32 length, 48 reserved
  *   held counts    slots × block count i32: guards each subscriber slot holds on each block
@@ -49,10 +51,14 @@
  * freed and reused in between fails that check and is released again unread.
  *
  * Inline messages (at most `inline max bytes`, format version 2) live in the ring entry
- * itself: no block, no reference count. The entry's low sequence word is a seqlock: the
- * publisher first moves it back to seq − 1 (older than the message it will hold, newer than
- * the one it held), writes the payload, then stores the new sequence; a reader copies the
- * payload out and keeps the copy only if the word is unchanged after the copy.
+ * itself: no block, no reference count. The publisher writes the payload, then stores the
+ * sequence word (one sequentially consistent store). It rewrites entry `s mod depth` for
+ * message s only after it committed s − 1 (in the entry before) and evicted s − depth (the
+ * tail, stored atomically, moved past it). A reader copies the payload out and keeps the copy
+ * only if, read after the copy, the entry before does not yet hold s − 1 + depth, or the tail
+ * is still at or below s (version 2 used a seqlock instead: a second store per message).
+ * Version 3 also packs ring entries at 16-byte strides (16 bytes without inline messages,
+ * 80 with 64-byte ones; 64 and 128 in version 2): fewer cache lines move between the cores.
  */
 import { resolve, sep } from 'node:path';
 import {
@@ -66,7 +72,7 @@ import { FIXED_HEADER_BYTES, SLOT_BYTES, fnv1a } from './journal-format.js';
 
 export const PS_SIGNATURE_LO = 0x44595753; // "SWYD"
 export const PS_SIGNATURE_HI = 0x53425550; // "PUBS"
-export const PS_FORMAT_VERSION = 2;
+export const PS_FORMAT_VERSION = 3;
 
 export const PS_OFF_VERSION = 8;
 export const PS_OFF_HEADER_BYTES = 12;
@@ -87,25 +93,33 @@ export const PS_CHECKSUMMED_BYTES = 68;
 
 // Int32 indexes of the mutable words (state, parked, futex words, heartbeat and pid sit
 // where the journal keeps them).
-// Head and tail live on a cache line of their own (the cursors line, after the positions):
-// the publisher writes them with every message, and spinning subscribers read the state
-// word on every empty poll. On one line, every message would bounce it between the cores.
-/** Int32 offsets within the cursors line. */
+// Head and tail live on cache lines of their own (the cursors, after the positions): the
+// publisher writes the head with every message, and spinning subscribers read the state word
+// on every empty poll — on one line, every message would bounce it between the cores. The
+// tail, stored once per eviction, has its own line too (format 3): a subscriber reads it to
+// check its copies when the ring is full, which must not take the line the head is written to.
+/** Int32 offsets of the head within the cursors (on their first line; the tail on the second). */
 export const CURSOR_HEAD_LO = 0;
 export const CURSOR_HEAD_HI = 1;
-export const CURSOR_TAIL_LO = 2;
-export const CURSOR_TAIL_HI = 3;
-export const CURSORS_BYTES = 64;
+/**
+ * The tail, on the second line: the high word stored plainly, then the low word with
+ * `Atomics.store`. A reader that knows a sequence near the tail (its own position) reads
+ * only the low word and takes the 32-bit modular distance (no torn pair: a pair read while
+ * the low word wraps can be 2^32 off); at attach it reads the pair and checks it against
+ * the head (see Subscriber#readCursors).
+ */
+export const CURSOR_TAIL_LO = 16;
+export const CURSOR_TAIL_HI = 17;
+export const CURSORS_BYTES = 128;
 export const I_FLAGS = 116 >> 2;
 export const FLAG_ATTACHED = 1;
 
-// One cache line per ring entry and per block-table entry: the publisher writes the next
-// entry while subscribers take and release the previous one; sharing a line would bounce it
-// between the cores on every message.
-export const RING_ENTRY_BYTES = 64;
+// One cache line per block-table entry: the publisher claims and publishes the next block
+// while subscribers take and release references on the previous one (both write the state
+// word); sharing a line would bounce it between the cores on every message. Ring entries are
+// packed instead (see ringEntryBytesFor): only the publisher writes them.
 export const BLOCK_ENTRY_BYTES = 64;
-export const RING_WORDS = RING_ENTRY_BYTES >> 2;
-/** Ring entry words before an inline payload: seq low, seq high, block (-1), length. */
+/** Ring entry bytes before an inline payload: seq low, seq high, block (-1), length. */
 export const INLINE_HEADER_BYTES = 16;
 /** The largest `inlineMaxBytes`: a ring entry of at most 4 KiB. */
 export const MAX_INLINE_BYTES = 4096 - INLINE_HEADER_BYTES;
@@ -130,11 +144,11 @@ export interface RegionLayout {
   readonly subscriberSlots: number;
   /** Messages up to this many bytes travel inline in the ring entry (0: none). */
   readonly inlineMaxBytes: number;
-  /** Bytes per ring entry: 64, or `align64(16 + inlineMaxBytes)`. */
+  /** Bytes per ring entry: `align16(16 + inlineMaxBytes)`. */
   readonly ringEntryBytes: number;
   readonly headerBytes: number;
   readonly positionsOffset: number;
-  /** The publisher's cursors (head, tail): one cache line, written by the publisher only. */
+  /** The publisher's cursors (head, tail): a cache line each, written by the publisher only. */
   readonly cursorsOffset: number;
   readonly ringOffset: number;
   readonly tableOffset: number;
@@ -180,9 +194,15 @@ export function regionLayout(
   };
 }
 
-/** Bytes per ring entry for an inline limit: one cache line without inline messages. */
+/**
+ * Bytes per ring entry for an inline limit: the 16-byte header and the payload area rounded
+ * up to 16 bytes — 16 without inline messages (four entries a cache line), 80 for a 64-byte
+ * limit (version 2 gave every entry whole cache lines: 64, and 128 for 64 bytes). Only the
+ * publisher writes entries, once per lap, and a subscriber reads each once: packed, a
+ * stream of messages moves fewer lines from the publisher's core to the subscriber's.
+ */
 export function ringEntryBytesFor(inlineMaxBytes: number): number {
-  return inlineMaxBytes === 0 ? RING_ENTRY_BYTES : align(INLINE_HEADER_BYTES + inlineMaxBytes, 64);
+  return align(INLINE_HEADER_BYTES + inlineMaxBytes, 16);
 }
 
 /** The header as a subscriber (or `switchyard shm ls`) sees it. */

@@ -82,15 +82,24 @@ export function inspectRegionFile(path: string): RegionInspection {
         next: Atomics.load(i32, (header.positionsOffset >> 2) + slot * (POSITION_BYTES >> 2)) >>> 0,
       });
     }
+    const c = header.cursorsOffset >> 2;
+    const tail =
+      (Atomics.load(i32, c + CURSOR_TAIL_HI) >>> 0) * 2 ** 32 + (Atomics.load(i32, c + CURSOR_TAIL_LO) >>> 0);
     let free = 0;
     let loaned = 0;
     for (let b = 0; b < header.blockCount; b++) {
-      const st = Atomics.load(i32, (header.tableOffset >> 2) + b * TABLE_WORDS);
+      const t = (header.tableOffset >> 2) + b * TABLE_WORDS;
+      const st = Atomics.load(i32, t);
       if (st === 0) free++;
       else if ((st & LOAN_BIT) !== 0) loaned++;
+      else if (st === 1) {
+        // Only the ring's reference, and the message it holds already evicted (below the
+        // tail): the publisher drops that reference when it takes the block again — free.
+        const seq = (Atomics.load(i32, t + 2) >>> 0) * 2 ** 32 + (Atomics.load(i32, t + 1) >>> 0);
+        if (seq < tail) free++;
+      }
     }
     const base = path.slice(path.lastIndexOf('/') + 1);
-    const c = header.cursorsOffset >> 2;
     return Object.freeze({
       name: base.startsWith(REGION_PREFIX) ? base.slice(REGION_PREFIX.length) : base,
       path,
@@ -104,9 +113,7 @@ export function inspectRegionFile(path: string): RegionInspection {
       head:
         (Atomics.load(i32, c + CURSOR_HEAD_HI) >>> 0) * 2 ** 32 +
         (Atomics.load(i32, c + CURSOR_HEAD_LO) >>> 0),
-      tail:
-        (Atomics.load(i32, c + CURSOR_TAIL_HI) >>> 0) * 2 ** 32 +
-        (Atomics.load(i32, c + CURSOR_TAIL_LO) >>> 0),
+      tail,
       parked: Atomics.load(i32, I_PARKED),
       subscribers,
       blocks: { free, loaned, referenced: header.blockCount - free - loaned },

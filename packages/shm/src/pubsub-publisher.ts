@@ -25,7 +25,7 @@ import {
   STATE_OPEN,
 } from './journal-format.js';
 import { bellPath, processAlive, releaseSlot, ringSlot } from './journal-slots.js';
-import { releaseHeld } from './pubsub-subscriber.js';
+import { releaseHeld, VIEW_CACHE_BLOCKS } from './pubsub-subscriber.js';
 import { closeRinger, createMapping, futexWake, unmapFile, type Mapping } from './native.js';
 import { resolvePubSubConfig, type PubSubConfig, type ResolvedPubSubConfig } from './options.js';
 import {
@@ -148,7 +148,7 @@ export class Publisher {
   readonly #livePid: Int32Array;
   readonly #liveAt: Float64Array;
   readonly #liveOk: Uint8Array;
-  /** The view of each block that loans hand out (regions of at most 65536 blocks). */
+  /** The view of each block that loans hand out (regions of at most VIEW_CACHE_BLOCKS blocks). */
   readonly #loanViews: (Uint8Array | undefined)[] | undefined;
   /** Blocks this publisher has loaned and not yet published or discarded. */
   #loaned = 0;
@@ -156,6 +156,14 @@ export class Publisher {
   #ringBlocks = 0;
   /** The block word this publisher last wrote in each ring entry (a private copy). */
   readonly #entryBlocks: Int32Array;
+  /**
+   * Per block, 1 once the ring entry that named it was evicted: the ring's reference (1 in
+   * the state word) is then stale, and dropped only when #findFree takes the block again
+   * (a compare-exchange 1 → LOAN_BIT), not by the eviction. So an eviction writes no table
+   * line — the line a subscriber just released the block on — and the block is taken with
+   * one locked instruction on a line last touched a pool ago.
+   */
+  readonly #staleRef: Uint8Array;
   #head = 0;
   #tail = 0;
   #cursor = 0;
@@ -166,6 +174,8 @@ export class Publisher {
   #sinceStamp = 0;
   /** An eviction limit seen (see #canEvict): every sequence below it may be released. */
   #limitSeen = 0;
+  /** Ring entries one eviction releases at most (see #evict): ringDepth / 64, 1 to 64. */
+  readonly #evictBatch: number;
   #stampedAt = 0;
 
   private constructor(name: string, path: string, config: ResolvedPubSubConfig) {
@@ -186,17 +196,19 @@ export class Publisher {
     this.#i64 = new BigInt64Array(this.#mapping.buffer, 0, FIXED_HEADER_BYTES >> 3);
     this.#mask = layout.ringDepth - 1;
     this.#entryBlocks = new Int32Array(layout.ringDepth).fill(INLINE_BLOCK);
+    this.#staleRef = new Uint8Array(layout.blockCount);
     this.#ringIndex = layout.ringOffset >> 2;
     this.#ringWords = layout.ringEntryBytes >> 2;
     this.#inlineMax = layout.inlineMaxBytes > 0 ? layout.inlineMaxBytes : -1;
     this.#tableIndex = layout.tableOffset >> 2;
     this.#posIndex = layout.positionsOffset >> 2;
     this.#loanViews =
-      layout.blockCount <= 1 << 16
+      layout.blockCount <= VIEW_CACHE_BLOCKS
         ? new Array<Uint8Array | undefined>(layout.blockCount).fill(undefined)
         : undefined;
     this.#cursors = layout.cursorsOffset >> 2;
     this.#overwrite = config.slowSubscriber === 'overwrite';
+    this.#evictBatch = Math.max(1, Math.min(64, layout.ringDepth >> 6));
     this.#realPath = realpathSync(path);
     this.#ino = statSync(path).ino;
     this.#ringers = new Int32Array(config.subscriberSlots).fill(-1);
@@ -319,7 +331,8 @@ export class Publisher {
     // when the ring and the loans hold every block.
     const looks = this.#ringBlocks + this.#loaned >= count ? 0 : count;
     for (let n = 0, b = this.#cursor; n < looks; n++, b = b + 1 === count ? 0 : b + 1) {
-      if (i32[this.#tableIndex + b * TABLE_WORDS] === 0) return true;
+      const state = i32[this.#tableIndex + b * TABLE_WORDS];
+      if (state === 0 || (state === 1 && this.#staleRef[b] === 1)) return true;
     }
     // No free block: one would come free only by releasing a ring entry no guard shares.
     const limit = this.#evictLimit(true);
@@ -386,16 +399,30 @@ export class Publisher {
     const i32 = this.#i32;
     const count = this.#layout.blockCount;
     if (this.#ringBlocks + this.#loaned >= count) return -1;
+    const stale = this.#staleRef;
     let b = this.#cursor;
     for (let n = 0; n < count; n++) {
       const s = this.#tableIndex + b * TABLE_WORDS;
       // A plain read to find a candidate (Atomics calls cost 15-30 ns on Node 20), an atomic
-      // one to take it: it orders our writes after the last reader's release.
-      if (i32[s] === 0 && Atomics.load(i32, s) === 0) {
-        // Only the publisher moves a block away from 0 (readers take a reference only from a
-        // published block), so a plain store claims it: no locked instruction needed. The old
-        // sequence is invalidated too, before anything is written into the block.
+      // operation to take it: it orders our writes after the last reader's release.
+      const state = i32[s] as number;
+      let taken = false;
+      if (state === 1 && stale[b] === 1) {
+        // Evicted, and no guard holds it: drop the ring's stale reference and loan it in one
+        // step. A subscriber taking a reference meanwhile (the block still holds the message
+        // its old entry named) makes the exchange fail: the block stays out until released.
+        if (Atomics.compareExchange(i32, s, 1, LOAN_BIT) === 1) {
+          stale[b] = 0;
+          taken = true;
+        }
+      } else if (state === 0 && Atomics.load(i32, s) === 0) {
+        // Never published (or discarded): only the publisher moves a block away from 0
+        // (readers take a reference only from a published block), so a plain store claims it.
         i32[s] = LOAN_BIT;
+        taken = true;
+      }
+      if (taken) {
+        // The old sequence is invalidated before anything is written into the block.
         i32[s + 1] = -1;
         i32[s + 2] = -1;
         this.#cursor = b + 1 === count ? 0 : b + 1;
@@ -454,26 +481,37 @@ export class Publisher {
     return alive;
   }
 
-  /** Releases the ring's reference of the oldest entry (tail); false when not allowed. */
+  /**
+   * Evicts the oldest entries (from the tail); false when not allowed. Up to `#evictBatch`
+   * entries go at once (never past the eviction limit): the tail is published with one
+   * sequentially consistent store per batch, before any entry it frees is rewritten, which
+   * is what lets a subscriber check an inline copy (see Subscriber#copiesWhole) without a
+   * second store per message. The blocks the entries named keep the ring's reference until
+   * #findFree takes them again (see #staleRef).
+   */
   #evict(): boolean {
     if (!this.#canEvict()) return false;
-    const i32 = this.#i32;
     const tail = this.#tail;
-    // Our own record of the entry's block, not the entry: reading the shared line here would
-    // fetch it from a subscriber's cache, and writing it right after would fetch it again.
-    const block = this.#entryBlocks[tail & this.#mask] as number;
-    // Advance the tail before dropping the reference: a reader that then fails to take
-    // the block reads the tail and knows how many it missed.
-    this.#tail = tail + 1;
-    // Plain stores: the atomic subtraction below publishes them to whoever sees its result.
-    i32[this.#cursors + CURSOR_TAIL_HI] = Math.floor(this.#tail * PER_HI);
-    i32[this.#cursors + CURSOR_TAIL_LO] = this.#tail | 0;
-    // An inline message holds no block: its entry is simply overwritten next.
-    if (block !== INLINE_BLOCK) {
-      this.#ringBlocks--;
-      Atomics.sub(i32, this.#tableIndex + block * TABLE_WORDS, 1);
+    const end = Math.min(this.#limitSeen, tail + this.#evictBatch);
+    // Advance the tail before any block is taken again: a reader that then fails to take one
+    // (or finds it reused) reads the tail and knows how many it missed. The high word first,
+    // plainly: the atomic store of the low word publishes it (see CURSOR_TAIL_LO).
+    this.#tail = end;
+    const i32 = this.#i32;
+    i32[this.#cursors + CURSOR_TAIL_HI] = Math.floor(end * PER_HI);
+    Atomics.store(i32, this.#cursors + CURSOR_TAIL_LO, end | 0);
+    for (let seq = tail; seq < end; seq++) {
+      // Our own record of the entry's block, not the entry: reading the shared line here
+      // would fetch it from a subscriber's cache, and writing it right after would fetch it
+      // again. An inline message holds no block: its entry is simply overwritten next.
+      const block = this.#entryBlocks[seq & this.#mask] as number;
+      // A block's reference is left to #findFree (see #staleRef).
+      if (block !== INLINE_BLOCK) {
+        this.#ringBlocks--;
+        this.#staleRef[block] = 1;
+      }
     }
-    this.#evicted++;
+    this.#evicted += end - tail;
     return true;
   }
 
@@ -490,13 +528,18 @@ export class Publisher {
       throw new ShmWouldBlockError(`a subscriber has not read message ${this.#tail} yet`);
     }
     const t = this.#tableIndex + block * TABLE_WORDS;
-    // Three sequentially consistent stores per message (each a locked instruction on x86);
-    // every other word is a plain store ordered before the atomic store that publishes it.
+    // One sequentially consistent store per message (a locked instruction on x86): the
+    // entry's commit below. Every word before it is a plain store it publishes.
     i32[t + 3] = length;
     i32[t + 2] = hi;
     i32[t + 1] = lo;
-    // From loaned to published, held by the ring entry: one reference.
-    Atomics.store(i32, t, 1);
+    // From loaned to published, held by the ring entry: one reference. A plain store, like
+    // the claim in #findFree: while LOAN_BIT is set no reader writes the word (a compare-
+    // exchange never starts from a loaned state), and a reader that takes a reference before
+    // the commit (it read an old entry naming this block) finds other sequence words and
+    // gives it back. A reader of this message synchronizes with the commit, which orders
+    // this store before it.
+    i32[t] = 1;
     const e = this.#ringIndex + (seq & this.#mask) * this.#ringWords;
     i32[e + 2] = block;
     this.#entryBlocks[seq & this.#mask] = block;
@@ -511,10 +554,11 @@ export class Publisher {
   }
 
   /**
-   * Publishes `data` inline in its ring entry: no block, no reference count. The entry's
-   * low sequence word is a seqlock (see pubsub-format.ts): moved back to seq − 1 before the
-   * payload is written, to seq after, so a reader that copied the old payload while it was
-   * overwritten sees the word change and drops the copy.
+   * Publishes `data` inline in its ring entry: no block, no reference count, one
+   * sequentially consistent store (the commit of the sequence word). A reader that copied
+   * the entry's old message while it was overwritten finds out afterwards (see
+   * Subscriber#copiesWhole): the entry was evicted (the tail, stored atomically, moved past
+   * it) and the message before this one was committed before the first byte was written.
    */
   #sendInline(data: Uint8Array): void {
     if (this.#closed) throw new ShmClosedError('the publisher is closed');
@@ -525,17 +569,13 @@ export class Publisher {
       );
     }
     const i32 = this.#i32;
-    const lo = seq | 0;
     const e = this.#ringIndex + (seq & this.#mask) * this.#ringWords;
-    // seq − 1 is older than this message (a reader of it waits) and newer than the one the
-    // entry held (ringDepth ≥ 2: a reader of that one sees it lapped).
-    Atomics.store(i32, e, (lo - 1) | 0);
     i32[e + 1] = Math.floor(seq * PER_HI);
     i32[e + 2] = INLINE_BLOCK;
     this.#entryBlocks[seq & this.#mask] = INLINE_BLOCK;
     i32[e + 3] = data.length;
     this.#bytes.set(data, (e << 2) + INLINE_HEADER_BYTES);
-    Atomics.store(i32, e, lo);
+    Atomics.store(i32, e, seq | 0);
     this.#afterPublish(seq);
   }
 

@@ -62,8 +62,13 @@ const COPY_SLOT_BASE = -2;
 const COPY_AREA_BYTES = 64 * 1024;
 /** Inline messages one poll takes at most (a power of two). */
 const AHEAD_MAX = 32;
-/** Regions with at most this many blocks keep one view per block (see Subscriber#view). */
-const VIEW_CACHE_BLOCKS = 1 << 16;
+/**
+ * Regions with at most this many blocks keep one view per block (see Subscriber#view): an
+ * array of up to 256 KiB, and about 100 bytes per view made. Above it, a view per message
+ * (about 25 ns and garbage) — cheaper than the cache would be: 2^17 views (tried for the 64 B
+ * benchmark's 131072 blocks) spread over megabytes, and looking one up missed the caches.
+ */
+export const VIEW_CACHE_BLOCKS = 1 << 16;
 // Longest single futex sleep of `block` and `recvSync`: bounds how late a stale heartbeat is noticed.
 const FUTEX_SLICE_MS = 50;
 
@@ -182,12 +187,17 @@ export class Subscriber {
   #copySlotWords = 0;
   /** The next copy slot to try. */
   #copyCursor = 0;
-  /** Inline messages taken ahead (see #takeInline), served in order: a ring of AHEAD_MAX. */
+  // Inline messages taken ahead (see #takeInline), served in order: each one's copy slot
+  // code, sequence and view. The queue fills from 0 (it is empty when a poll takes more), and
+  // its samples are made as they are served: storing new objects into these long-lived
+  // arrays would cost a write barrier each.
   readonly #aheadCode = new Int32Array(AHEAD_MAX);
-  readonly #aheadSeq: number[] = new Array<number>(AHEAD_MAX).fill(0);
+  readonly #aheadSeq = new Float64Array(AHEAD_MAX);
   readonly #aheadViews: (Uint8Array | undefined)[] = new Array<Uint8Array | undefined>(AHEAD_MAX).fill(
     undefined,
   );
+  /** Missed right before the first message of the queue. */
+  #aheadGap = 0;
   #aheadFirst = 0;
   #aheadCount = 0;
 
@@ -235,8 +245,7 @@ export class Subscriber {
     releaseHeld(this.#i32, this.#held, this.#tableIndex);
     this.#positionIndex = this.#posIndex + slot * (POSITION_BYTES >> 2);
     this.#cursors = header.cursorsOffset >> 2;
-    const head = this.#readPair(this.#cursors + CURSOR_HEAD_HI, this.#cursors + CURSOR_HEAD_LO);
-    const tail = this.#readPair(this.#cursors + CURSOR_TAIL_HI, this.#cursors + CURSOR_TAIL_LO);
+    const { head, tail } = this.#readCursors(header.ringDepth);
     this.#next = options.from === 'oldest' ? Math.max(tail, head - header.ringDepth) : head;
     this.#storePosition();
     Atomics.or(this.#i32, I_FLAGS, FLAG_ATTACHED);
@@ -307,6 +316,32 @@ export class Subscriber {
     }
   }
 
+  /**
+   * The tail, from its low word alone (one atomic load), as the 32-bit modular distance from
+   * `near`, a sequence known to lie within 2^31 of it (#copiesWhole: the message it just
+   * found in the ring, so the tail is at most a ring away). No high word: never a torn pair.
+   */
+  #tailNear(near: number): number {
+    return near + ((Atomics.load(this.#i32, this.#cursors + CURSOR_TAIL_LO) - (near | 0)) | 0);
+  }
+
+  /**
+   * Head and tail at attach, each a pair of words the publisher writes high, then low: while
+   * a low word wraps, a read can be 2^32 too high. The head, read after the tail, is at least
+   * the tail and at most a ring (and the few messages published in between) ahead; a pair
+   * outside that is read again. A publisher that died between two stores leaves one so for
+   * good: then the tail is the head.
+   */
+  #readCursors(ringDepth: number): { head: number; tail: number } {
+    for (let tries = 0; ; tries++) {
+      const tail = this.#readPair(this.#cursors + CURSOR_TAIL_HI, this.#cursors + CURSOR_TAIL_LO);
+      const head = this.#readPair(this.#cursors + CURSOR_HEAD_HI, this.#cursors + CURSOR_HEAD_LO);
+      if ((head >= tail && head - tail <= ringDepth + (1 << 24)) || tries === 1000) {
+        return { head: head >= tail && head - tail <= ringDepth + (1 << 24) ? head : tail, tail };
+      }
+    }
+  }
+
   #storePosition(): void {
     Atomics.store(this.#i32, this.#posIndex + this.#slot * (POSITION_BYTES >> 2), this.#next | 0);
   }
@@ -342,6 +377,11 @@ export class Subscriber {
    */
   tryRecv(): Sample | null {
     if (this.#closed) throw new ShmClosedError('the subscriber is closed');
+    // Inline messages taken ahead by an earlier poll: straight from the queue.
+    if (this.#aheadCount > 0) {
+      this.#emptyPolls = 0;
+      return this.#serve();
+    }
     const sample = this.#look();
     if (sample !== null) this.#emptyPolls = 0;
     else if ((this.#emptyPolls++ & 31) === 0) this.#checkAlive();
@@ -351,7 +391,7 @@ export class Subscriber {
   /** The hot path: one ring entry, one CAS on the block, one check. */
   #poll(): Sample | null {
     // Inline messages copied ahead by an earlier poll come first.
-    if (this.#aheadCount > 0) return this.#serve(0);
+    if (this.#aheadCount > 0) return this.#serve();
     const i32 = this.#i32;
     let missed = 0;
     for (;;) {
@@ -367,15 +407,14 @@ export class Subscriber {
       if (entryLo === lo && entryHi === hi) {
         const block = i32[e + 2] as number;
         if (block === INLINE_BLOCK && this.#inlineMax > 0) {
-          const taken = this.#takeInline(next, e);
+          const taken = this.#takeInline(next, missed + this.#pendingMissed);
           if (taken > 0) {
             this.#next = next + taken;
             // A plain store, as below.
             i32[this.#positionIndex] = (next + taken) | 0;
             if (missed > 0) this.#lagged(missed);
-            const gap = missed + this.#pendingMissed;
             this.#pendingMissed = 0;
-            return this.#serve(gap);
+            return this.#serve();
           }
           // Torn: overwritten while we copied it (its copy slots are free again).
         } else if (block >= 0 && block < this.#held.length) {
@@ -411,7 +450,8 @@ export class Subscriber {
         return null;
       }
       // Lapped: the entry holds a later message, or its block was taken back. The tail
-      // says where the oldest message still held is.
+      // says where the oldest message still held is: read whole (a subscriber may be lapped
+      // by any number of messages, so its position is no reference for the low word alone).
       const resume = Math.max(
         next + 1,
         this.#readPair(this.#cursors + CURSOR_TAIL_HI, this.#cursors + CURSOR_TAIL_LO),
@@ -423,48 +463,57 @@ export class Subscriber {
   }
 
   /**
-   * Takes inline message `next` (its entry `e` holds it, checked by the caller) and the
-   * inline messages published right after it, up to AHEAD_MAX: copies each into a free slot
-   * of this subscriber's private copy area, then checks that the seqlock word of the first
-   * entry did not move. The publisher rewrites entries in sequence order and moves that word
-   * before it writes anything newer, so that one check covers every copy. Returns how many
-   * were taken (0: torn, nothing kept); they are served from the queue by `#serve`.
+   * Takes inline message `next` (its entry holds it, checked by the caller) and the inline
+   * messages published right after it, up to AHEAD_MAX: copies each into a free slot of this
+   * subscriber's private copy area, then checks that none of those entries was being
+   * rewritten meanwhile (#copiesWhole: one check covers every copy). Returns how many were
+   * taken (0: torn, nothing kept); they wait in the queue for `#serve` (it is empty when
+   * this runs). `gap`: missed right before `next`.
    *
    * Per batch: one atomic load on the last entry taken (its sequence, stored last by the
    * publisher, orders every earlier entry's words before our reads) and one check, instead
    * of two atomic loads per message. Copies are word loops (a builtin copy or a `slice`
    * costs more than the 16 words of a 64 B message) and may be torn: the check decides.
    */
-  #takeInline(next: number, e: number): number {
+  #takeInline(next: number, gap: number): number {
     const i32 = this.#i32;
     const inlineMax = this.#inlineMax;
     let used = this.#copyUsed;
     if (used === undefined) used = this.#makeCopyArea();
+    const ring = this.#ringIndex;
+    const mask = this.#mask;
+    const ringWords = this.#ringWords;
     // How many consecutive inline messages are published (plain reads; a message seen here
-    // is confirmed by the atomic load below). Never a whole lap: at most ringDepth - 1.
-    const most = Math.min(AHEAD_MAX, this.#mask);
+    // is confirmed by the atomic load below, before any of them is copied). Never a whole
+    // lap: at most ringDepth - 1 (the check reads the entry before the first).
+    const most = Math.min(AHEAD_MAX, mask);
+    const hi = Math.floor(next * PER_HI);
     let count = 1;
     while (count < most) {
       const seq = next + count;
-      const entry = this.#ringIndex + (seq & this.#mask) * this.#ringWords;
+      const entry = ring + (seq & mask) * ringWords;
       if (i32[entry] !== (seq | 0) || i32[entry + 2] !== INLINE_BLOCK) break;
-      if (i32[entry + 1] !== Math.floor(seq * PER_HI)) break;
+      // The first one's high word; computed again only where the low word wraps to 0 (the
+      // run stops right after it: a conservative cut, once per 2^32 messages).
+      if (i32[entry + 1] !== ((seq | 0) === 0 ? Math.floor(seq * PER_HI) : hi)) break;
       count++;
     }
     if (count > 1) {
       const last = next + count - 1;
-      if (Atomics.load(i32, this.#ringIndex + (last & this.#mask) * this.#ringWords) !== (last | 0))
-        count = 1;
+      if (Atomics.load(i32, ring + (last & mask) * ringWords) !== (last | 0)) count = 1;
     }
     const copy = this.#copyWords as Int32Array;
     const slotWords = this.#copySlotWords;
     const slots = used.length;
-    const views = this.#copyViews;
+    const copyViews = this.#copyViews;
+    const codes = this.#aheadCode;
+    const seqs = this.#aheadSeq;
+    const views = this.#aheadViews;
     let slot = this.#copyCursor;
     let taken = 0;
     for (; taken < count; taken++) {
       const seq = next + taken;
-      const entry = this.#ringIndex + (seq & this.#mask) * this.#ringWords;
+      const entry = ring + (seq & mask) * ringWords;
       const length = i32[entry + 3] as number;
       if (length < 0 || length > inlineMax) break;
       const from = entry + (INLINE_HEADER_BYTES >> 2);
@@ -484,10 +533,10 @@ export class Subscriber {
         else for (let w = 0; w < words; w++) copy[to + w] = i32[from + w] as number;
         used[slot] = 1;
         code = COPY_SLOT_BASE - slot;
-        let cached = views[slot];
+        let cached = copyViews[slot];
         if (cached === undefined || cached.length !== length) {
           cached = new Uint8Array(copy.buffer, to << 2, length);
-          views[slot] = cached;
+          copyViews[slot] = cached;
         }
         view = cached;
         slot = slot + 1 === slots ? 0 : slot + 1;
@@ -497,22 +546,49 @@ export class Subscriber {
         code = INLINE_BLOCK;
         view = new Uint8Array(own.buffer, 0, length);
       } else break;
-      const q = (this.#aheadFirst + this.#aheadCount + taken) & (AHEAD_MAX - 1);
-      this.#aheadCode[q] = code;
-      this.#aheadSeq[q] = seq;
-      this.#aheadViews[q] = view;
+      codes[taken] = code;
+      seqs[taken] = seq;
+      views[taken] = view;
     }
-    if (taken > 0 && Atomics.load(i32, e) === (next | 0)) {
-      this.#aheadCount += taken;
+    if (taken > 0 && this.#copiesWhole(next)) {
+      this.#aheadGap = gap;
+      this.#aheadFirst = 0;
+      this.#aheadCount = taken;
       this.#copyCursor = slot;
       return taken;
     }
     // Torn (or nothing could be taken): give the slots back.
-    for (let n = 0; n < taken; n++) {
-      const code = this.#aheadCode[(this.#aheadFirst + this.#aheadCount + n) & (AHEAD_MAX - 1)] as number;
-      if (code !== INLINE_BLOCK) used[COPY_SLOT_BASE - code] = 0;
-    }
+    this.#dropAhead(taken);
     return 0;
+  }
+
+  /** Forgets the first `taken` messages of the queue being filled and frees their copy slots. */
+  #dropAhead(taken: number): void {
+    const used = this.#copyUsed as Uint8Array;
+    for (let n = 0; n < taken; n++) {
+      const code = this.#aheadCode[n] as number;
+      if (code !== INLINE_BLOCK) used[COPY_SLOT_BASE - code] = 0;
+      this.#aheadViews[n] = undefined;
+    }
+  }
+
+  /**
+   * Whether the entries of messages `next`, `next` + 1, … (fewer than `ringDepth`) still held
+   * them while this subscriber copied them. The publisher rewrites entry `next` only for
+   * message `next + ringDepth`, and only after it committed `next + ringDepth − 1` (in the
+   * entry before, with a sequentially consistent store) and evicted `next` (the tail, stored
+   * the same way, moved past it). So the copies are whole if, read after them, the entry
+   * before does not hold `next + ringDepth − 1` yet (the usual case: one load of a line this
+   * subscriber read last), or else the tail is still at or below `next` (when the publisher
+   * has come round to it: the ring is full). The payload is read with plain loads before
+   * these `Atomics.load`s; on x86-64 (loads are not reordered with loads) and with V8, which
+   * does not move typed-array loads across an `Atomics` call, they order the copy before them.
+   */
+  #copiesWhole(next: number): boolean {
+    const i32 = this.#i32;
+    const before = Atomics.load(i32, this.#ringIndex + ((next - 1) & this.#mask) * this.#ringWords);
+    if (((before - (next - 1 + this.#mask + 1)) | 0) < 0) return true;
+    return this.#tailNear(next) <= next;
   }
 
   /** The copy area, made on the first inline message: slots of align16(inlineMax) bytes. */
@@ -526,13 +602,14 @@ export class Subscriber {
     return this.#copyUsed;
   }
 
-  /** The oldest inline message taken ahead, as a sample (`gap`: missed right before it). */
-  #serve(gap: number): Sample {
+  /** The oldest inline message taken ahead, as a sample. */
+  #serve(): Sample {
     const q = this.#aheadFirst;
-    this.#aheadFirst = (q + 1) & (AHEAD_MAX - 1);
+    this.#aheadFirst = q + 1;
     this.#aheadCount--;
     const view = this.#aheadViews[q] as Uint8Array;
     this.#aheadViews[q] = undefined;
+    const gap = q === 0 ? this.#aheadGap : 0;
     return new Sample(this, this.#aheadCode[q] as number, view, this.#aheadSeq[q] as number, gap);
   }
 

@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { Publisher, Subscriber, inspectRegionFile, regionPath, type Sample } from '@switchyard/shm';
@@ -21,7 +21,7 @@ function intact(sample: Sample, length: number): boolean {
   return sample.bytes.length === length && sample.bytes.every((b, i) => b === want[i]);
 }
 
-test('inlineMaxBytes: validated, 64 by default (0 with a ring of 1), recorded in the header (format version 2)', () => {
+test('inlineMaxBytes: validated, 64 by default (0 with a ring of 1), recorded in the header (format version 3)', () => {
   const bad = [
     { inlineMaxBytes: -1 },
     { inlineMaxBytes: 1.5 },
@@ -44,10 +44,11 @@ test('inlineMaxBytes: validated, 64 by default (0 with a ring of 1), recorded in
   assert.equal(byDefault.config.inlineMaxBytes, 64);
   const on = Subscriber.open('inline-default', { dir: dir.path });
   assert.equal(on.header.inlineMaxBytes, 64);
-  assert.equal(on.header.ringEntryBytes, 128, 'align64(16 + 64)');
+  assert.equal(on.header.ringEntryBytes, 80, 'align16(16 + 64): inline entries are packed');
   on.close();
   byDefault.close();
-  // A ring of one entry cannot carry inline messages (the seqlock needs two): blocks only.
+  // A ring of one entry cannot carry inline messages (a copy is checked against the entry
+  // before it): blocks only.
   const single = Publisher.create('inline-single', {
     dir: dir.path,
     blockCount: 1,
@@ -66,8 +67,8 @@ test('inlineMaxBytes: validated, 64 by default (0 with a ring of 1), recorded in
   assert.equal(plain.config.inlineMaxBytes, 0);
   const off = Subscriber.open('inline-off', { dir: dir.path });
   assert.equal(off.header.inlineMaxBytes, 0);
-  assert.equal(off.header.ringEntryBytes, 64);
-  assert.equal(off.header.version, 2);
+  assert.equal(off.header.ringEntryBytes, 16, 'four entries a cache line');
+  assert.equal(off.header.version, 3);
   off.close();
   plain.close();
   const publisher = Publisher.create('inline-on', {
@@ -79,10 +80,19 @@ test('inlineMaxBytes: validated, 64 by default (0 with a ring of 1), recorded in
   });
   const subscriber = Subscriber.open('inline-on', { dir: dir.path });
   assert.equal(subscriber.header.inlineMaxBytes, 100);
-  assert.equal(subscriber.header.ringEntryBytes, 128, 'align64(16 + 100)');
+  assert.equal(subscriber.header.ringEntryBytes, 128, 'align16(16 + 100)');
   const file = readFileSync(regionPath(dir.path, 'inline-on'));
-  assert.equal(file.readUInt32LE(8), 2, 'format version');
+  assert.equal(file.readUInt32LE(8), 3, 'format version');
   assert.equal(file.readUInt32LE(64), 100, 'inline max bytes at offset 64');
+  // A version 2 region (a seqlock per inline entry, which this subscriber would not check
+  // for) is refused, as a version 2 subscriber refuses this one.
+  const older = Buffer.from(file);
+  older.writeUInt32LE(2, 8);
+  writeFileSync(regionPath(dir.path, 'inline-v2'), older, { mode: 0o600 });
+  assert.throws(() => Subscriber.open('inline-v2', { dir: dir.path }), {
+    code: 'SHM_ERR_UNSUPPORTED_VERSION',
+    message: /format version 2; this package reads 3/,
+  });
   subscriber.close();
   publisher.close();
 });
@@ -262,6 +272,85 @@ test("inline messages with slowSubscriber 'block': never overwritten unread", ()
   }
 });
 
+test('a full ring of 256 evicts 4 entries at a time (ringDepth / 64): counted, never past an unread message', () => {
+  const overwrite = Publisher.create('evict-batch', {
+    dir: dir.path,
+    blockCount: 512,
+    ringDepth: 256,
+    blockSize: 64,
+    slowSubscriber: 'overwrite',
+  });
+  const early = Subscriber.open('evict-batch', { dir: dir.path });
+  try {
+    for (let seq = 0; seq < 256; seq++) overwrite.send(pattern(seq, 64));
+    assert.equal(overwrite.stats.evicted, 0, 'a ring that is not full keeps everything');
+    overwrite.send(pattern(256, 64));
+    assert.equal(overwrite.stats.evicted, 4, 'one eviction frees four entries');
+    for (let seq = 257; seq < 260; seq++) overwrite.send(pattern(seq, 64));
+    assert.equal(overwrite.stats.evicted, 4, 'the next three need no eviction');
+    overwrite.send(pattern(260, 64));
+    assert.equal(overwrite.stats.evicted, 8);
+    // A subscriber opened now starts at the oldest message still held; the one that was
+    // attached all along is told it missed the eight evicted ones, and reads the rest whole.
+    const late = Subscriber.open('evict-batch', { dir: dir.path, from: 'oldest' });
+    assert.equal(late.position, 8n);
+    late.close();
+    const first = early.tryRecv()!;
+    assert.equal(first.sequence, 8n);
+    assert.equal(first.missed, 8);
+    assert.ok(intact(first, 64));
+    first.release();
+    for (let seq = 9; seq <= 260; seq++) {
+      const sample = early.tryRecv()!;
+      assert.equal(sample.sequence, BigInt(seq));
+      assert.ok(intact(sample, 64), `message ${seq} whole`);
+      sample.release();
+    }
+    assert.equal(early.tryRecv(), null);
+  } finally {
+    early.close();
+    overwrite.close();
+  }
+  // 'block': a batch stops at the slowest subscriber's position, so nothing unread goes.
+  const block = Publisher.create('evict-batch-block', {
+    dir: dir.path,
+    blockCount: 512,
+    ringDepth: 256,
+    blockSize: 64,
+    slowSubscriber: 'block',
+  });
+  const subscriber = Subscriber.open('evict-batch-block', { dir: dir.path });
+  try {
+    for (let seq = 0; seq < 256; seq++) block.send(pattern(seq, 64));
+    assert.throws(() => block.send(pattern(256, 64)), { code: 'SHM_ERR_WOULD_BLOCK' });
+    // The ring is full and the subscriber reads at its tail: the copies are checked
+    // against the tail (the entry before each already holds a message of the next lap).
+    // One poll copies the next 32 out of the ring (its position moves past them).
+    for (let seq = 0; seq < 2; seq++) {
+      const sample = subscriber.tryRecv()!;
+      assert.equal(sample.sequence, BigInt(seq));
+      assert.ok(intact(sample, 64));
+      sample.release();
+    }
+    assert.equal(subscriber.position, 2n);
+    block.send(pattern(256, 64));
+    assert.equal(block.stats.evicted, 4);
+    for (let seq = 257; seq < 288; seq++) block.send(pattern(seq, 64));
+    assert.equal(block.stats.evicted, 32, 'up to what every subscriber has copied, in steps of 4');
+    assert.throws(() => block.send(pattern(288, 64)), { code: 'SHM_ERR_WOULD_BLOCK' });
+    for (let seq = 2; seq < 288; seq++) {
+      const sample = subscriber.tryRecv()!;
+      assert.equal(sample.sequence, BigInt(seq));
+      assert.ok(intact(sample, 64), `message ${seq} whole`);
+      sample.release();
+    }
+    assert.equal(subscriber.missed, 0);
+  } finally {
+    subscriber.close();
+    block.close();
+  }
+});
+
 test('inline and block messages mixed, against a model: every message whole, gaps counted', () => {
   let run = 0;
   fc.assert(
@@ -374,45 +463,85 @@ test('inline, two processes, overwrite: a lapped subscriber never sees a torn me
   }
 });
 
-test("inline, two processes, 'block': nothing lost, content intact", async () => {
-  const config = {
-    dir: dir.path,
-    blockCount: 16,
-    ringDepth: 8,
-    blockSize: 256,
-    inlineMaxBytes: 192,
-    slowSubscriber: 'block' as const,
-  };
-  const count = 50_000;
+test('inline, two processes, overwrite, a ring that evicts in batches: never a torn message, every gap counted', async () => {
+  // 256 entries: the publisher frees 4 at a time, and the subscriber (holding each sample
+  // for 2 µs) is lapped again and again while it copies.
+  const config = { dir: dir.path, blockCount: 256, ringDepth: 256, blockSize: 256, inlineMaxBytes: 240 };
+  const count = 200_000;
   const pub = new PubSubChild([
     'pubsend',
-    'inline-lossless',
+    'inline-lag-batch',
     JSON.stringify(config),
     String(count),
     'close',
-    '0',
+    '1',
   ]);
   try {
     await pub.message('created');
     const sub = new PubSubChild([
       'sub',
-      'inline-lossless',
-      JSON.stringify({ dir: dir.path, from: 'oldest' }),
+      'inline-lag-batch',
+      JSON.stringify({ dir: dir.path, timeoutMs: 5000 }),
       String(count),
-      'adaptive',
-      '0',
+      'spin',
+      '2',
+      'total',
     ]);
     const summary = await sub.message<SubSummary>('received', 60_000);
-    await pub.message('published');
+    const published = await pub.message<{ stats: { published: number } }>('published');
     pub.send('close');
     assert.equal(summary.bad, 0, summary.firstError);
-    assert.equal(summary.missed, 0);
-    assert.equal(summary.received, count);
+    assert.equal(published.stats.published, count);
+    assert.ok(summary.missed > 0, 'the subscriber fell behind and was told so');
+    assert.equal(summary.start + summary.received + summary.missed, count);
+    assert.equal(summary.lastSeq, count - 1);
     assert.equal(await sub.exit(), 0);
   } finally {
     pub.kill();
   }
 });
+
+for (const ringDepth of [8, 256]) {
+  test(`inline, two processes, 'block', a ring of ${ringDepth}: nothing lost, content intact`, async () => {
+    const config = {
+      dir: dir.path,
+      blockCount: ringDepth * 2,
+      ringDepth,
+      blockSize: 256,
+      inlineMaxBytes: 192,
+      slowSubscriber: 'block' as const,
+    };
+    const count = 50_000;
+    const pub = new PubSubChild([
+      'pubsend',
+      `inline-lossless-${ringDepth}`,
+      JSON.stringify(config),
+      String(count),
+      'close',
+      '0',
+    ]);
+    try {
+      await pub.message('created');
+      const sub = new PubSubChild([
+        'sub',
+        `inline-lossless-${ringDepth}`,
+        JSON.stringify({ dir: dir.path, from: 'oldest' }),
+        String(count),
+        'adaptive',
+        '0',
+      ]);
+      const summary = await sub.message<SubSummary>('received', 60_000);
+      await pub.message('published');
+      pub.send('close');
+      assert.equal(summary.bad, 0, summary.firstError);
+      assert.equal(summary.missed, 0);
+      assert.equal(summary.received, count);
+      assert.equal(await sub.exit(), 0);
+    } finally {
+      pub.kill();
+    }
+  });
+}
 
 test('blocks reused with other lengths: every sample has its own length and bytes; loans span the block', () => {
   const name = 'views';

@@ -179,6 +179,65 @@ test('blockCount = ringDepth, ring full: every send frees the oldest entry’s b
   }
 });
 
+test('an evicted block is free (inspect counts it; the publisher takes it again) unless a guard holds it', () => {
+  using dir = shmDir();
+  using p = pair(dir.path, 'stale-ref', { blockCount: 4, ringDepth: 2, blockSize: 64, inlineMaxBytes: 0 });
+  const path = regionPath(dir.path, 'stale-ref');
+  p.publisher.send(bytes(0));
+  const held = p.subscriber.tryRecv()!; // message 0, block 0: a guard holds it
+  p.publisher.send(bytes(1));
+  assert.deepEqual(inspectRegionFile(path).blocks, { free: 2, loaned: 0, referenced: 2 });
+  p.publisher.send(bytes(2)); // evicts message 0: its block stays out (the guard)
+  p.publisher.send(bytes(3)); // evicts message 1: block 1 is free again
+  assert.equal(p.publisher.stats.evicted, 2);
+  assert.deepEqual(inspectRegionFile(path).blocks, { free: 1, loaned: 0, referenced: 3 });
+  // Every block has been used once; the next loan must take block 1 back (0 is held, 2 and
+  // 3 are in the ring).
+  const loan = p.publisher.loan();
+  assert.equal(loan.block, 1);
+  assert.deepEqual(inspectRegionFile(path).blocks, { free: 0, loaned: 1, referenced: 3 });
+  loan.discard();
+  held.release(); // block 0: evicted and released, free
+  assert.deepEqual(inspectRegionFile(path).blocks, { free: 2, loaned: 0, referenced: 2 });
+  const got: number[] = [];
+  for (let s = p.subscriber.tryRecv(); s !== null; s = p.subscriber.tryRecv()) {
+    got.push(s.bytes[0]!);
+    s.release();
+  }
+  assert.deepEqual(got, [2, 3]);
+  assert.equal(p.subscriber.missed, 1);
+});
+
+test('a torn head hint (its high word a wrap ahead of its low word) does not place a new subscriber 2^32 ahead', () => {
+  using dir = shmDir();
+  const publisher = Publisher.create('torn-head', {
+    dir: dir.path,
+    blockCount: 8,
+    ringDepth: 4,
+    blockSize: 64,
+  });
+  try {
+    for (let i = 0; i < 6; i++) publisher.send(bytes(i));
+    const { header, head, tail } = inspectRegionFile(publisher.path);
+    assert.deepEqual([head, tail], [6, 2]);
+    // What a reader could see while the head's low word wraps (high stored first), or forever
+    // after a publisher died between the two stores: 2^32 + 6.
+    const fd = openSync(publisher.path, 'r+');
+    const hi = Buffer.alloc(4);
+    hi.writeUInt32LE(1, 0);
+    writeSync(fd, hi, 0, 4, header.cursorsOffset + 4);
+    closeSync(fd);
+    const latest = Subscriber.open('torn-head', { dir: dir.path });
+    assert.equal(latest.position, 2n, 'not 2^32 + 6: the oldest message held (the tail)');
+    const first = latest.tryRecv()!;
+    assert.deepEqual([...first.bytes], [2]);
+    first.release();
+    latest.close();
+  } finally {
+    publisher.close();
+  }
+});
+
 test('isWritable finds a free block anywhere in the pool, not only next to the cursor', () => {
   using dir = shmDir();
   using p = pair(dir.path, 'far-free', { blockCount: 4, ringDepth: 2, blockSize: 64, inlineMaxBytes: 0 });
