@@ -40,7 +40,17 @@ async function spawnServe(
   child.stderr.on('data', (c: Buffer) => (out += c.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`no URL within 20 s:\n${out}`)), 20_000);
+    const timer = setTimeout(() => {
+      // Stop what was started (npm and its child: the whole group when detached), or the
+      // process and its pipes outlive the failed test and keep the test run waiting.
+      try {
+        if (detached) process.kill(-child.pid!, 'SIGKILL');
+        else child.kill('SIGKILL');
+      } catch {
+        // already gone
+      }
+      reject(new Error(`no URL within 20 s:\n${out}`));
+    }, 20_000);
     const check = (): void => {
       const m = /broker on (http:\/\/[^/\s]+)\//.exec(out);
       if (m !== null) {
