@@ -783,6 +783,162 @@ export function storeConformance(
       assert.ok(s.largestBatch >= 50);
     });
 
+    it('a batch that sends and claims: older due messages first, then its own sends in order, leased as any claim', async ({
+      broker,
+      clock,
+      store,
+    }) => {
+      const at = (i: number): Date => new Date(Date.UTC(2026, 0, 2, 0, 0, i));
+      const old = await broker.sendMany(
+        [0, 1, 2].map((i) => ({ sender: 's', receiver: 'q', body: { old: `${i}` }, clientTime: at(i) })),
+      );
+      await broker.send({ sender: 's', receiver: 'p', body: { p: '1' } });
+      const p = (await broker.fetch('p'))!;
+      await broker.ack(p.mid, p.lid!, 1);
+      const fence0 = p.fence!;
+      clock.advance(5);
+      const t = clock.now();
+      const batches = (await broker.stats()).batches;
+      // One batch: new sends (one delayed in their midst, one a resend of an old message, one
+      // sent twice, one with a body of any characters) and three claims asking for more than there is.
+      const odd = { x: 'caf\u00e9 \\ & = % + \u0001', y: ['1', '2'] };
+      const [sent, resent, twice, claims] = await Promise.all([
+        broker.sendMany(
+          [0, 1, 2, 3, 4, 5].map((i) => ({
+            sender: 's',
+            receiver: 'q',
+            body: i === 2 ? odd : i === 3 ? { late: '1' } : { new: `${i}` },
+            ...(i === 3 ? { delayMs: 3_600_000 } : {}),
+            ...(i === 5 ? { clientTime: at(9) } : {}),
+          })),
+        ),
+        broker.send({ sender: 's', receiver: 'q', body: { old: '1' }, clientTime: at(1) }),
+        broker.send({ sender: 's', receiver: 'q', body: { new: '5' }, clientTime: at(9) }),
+        Promise.all([
+          broker.fetchMany('q', { max: 4, leaseMs: 60_000, consumer: 'c1' }),
+          broker.fetchMany('q', { max: 3, leaseMs: 30_000, consumer: 'c2' }),
+          broker.fetchMany('q', { max: 10, leaseMs: 60_000, consumer: 'c3' }),
+        ]),
+      ]);
+      assert.equal((await broker.stats()).batches, batches + 1, 'all in one batch');
+      assert.equal(resent.mid, old[1]!.mid, 'the resend is the old message');
+      assert.equal(twice.mid, sent[5]!.mid, 'the send made twice is one message');
+      const mids = claims.map((c) => c.map((m) => m.mid));
+      assert.deepEqual(mids, [
+        [old[0]!.mid, old[1]!.mid, old[2]!.mid, sent[0]!.mid],
+        [sent[1]!.mid, sent[2]!.mid, sent[4]!.mid],
+        [sent[5]!.mid],
+      ]);
+      const got = claims.flat();
+      assert.deepEqual(got[3]!.body, { new: '0' });
+      assert.deepEqual(got[5]!.body, odd);
+      const fences = got.map((m) => m.fence!);
+      assert.equal(new Set(fences).size, fences.length, 'fencing tokens unique');
+      for (const f of fences) assert.ok(f > fence0, 'fencing tokens grow');
+      const consumers = ['c1', 'c1', 'c1', 'c1', 'c2', 'c2', 'c2', 'c3'];
+      for (const [i, m] of got.entries()) {
+        const leaseMs = consumers[i] === 'c2' ? 30_000 : 60_000;
+        assert.equal(m.state, 'leased');
+        assert.equal(m.deliveryCount, 1);
+        assert.match(m.lid!, /^[0-9a-f]{32}$/);
+        assert.equal(m.mailbox, 'q');
+        assert.equal(m.fetchTime?.getTime(), t);
+        assert.equal(m.leasedUntil?.getTime(), t + leaseMs);
+        assert.equal(m.dueAt, null);
+        const stored = await broker.get(m.mid);
+        assert.deepEqual(
+          [stored?.state, stored?.lid, stored?.fence, stored?.leasedUntil?.getTime(), stored?.deliveryCount],
+          ['leased', m.lid, m.fence, t + leaseMs, 1],
+        );
+        assert.deepEqual(stored?.body, m.body);
+        assert.deepEqual(stored?.attempts, []);
+      }
+      for (const m of got.slice(3))
+        assert.deepEqual(
+          [m.receivedAt.getTime(), m.sendWhen.getTime(), m.status, m.sender, m.receiver],
+          [t, t, MessageStatus.NotDelivered, 's', 'q'],
+        );
+      assert.equal((await broker.get(sent[3]!.mid))?.state, 'queued', 'the delayed send is not due');
+      // Pending messages in the order they were received: the delayed one where it was sent.
+      assert.deepEqual(
+        (await broker.headers('q')).map((h) => h.mid),
+        [...old.map((m) => m.mid), ...sent.map((m) => m.mid)],
+      );
+      // The leases are ordinary leases: a stale lid is refused, the right one confirms with its record.
+      await rejectsWith(broker.ack(got[4]!.mid, 'f'.repeat(32), 1), 'MAILBOX_ERR_LEASE_INVALID');
+      clock.advance(7);
+      for (const m of got) await broker.ack(m.mid, m.lid!, 1);
+      const done = await broker.get(sent[4]!.mid);
+      assert.equal(done?.state, 'confirmed');
+      assert.deepEqual(
+        done?.attempts?.map((a) => [a.n, a.consumer, a.fetchedAt.getTime(), a.endedAt.getTime(), a.outcome]),
+        [[1, 'c2', t, t + 7, 1]],
+      );
+      const st = (await broker.stats()).store;
+      assert.deepEqual([st.messages, st.queued, st.leased, st.confirmed], [10, 1, 0, 9]);
+      assert.equal(await broker.store.blobs.refCount(old[1]!.blobKey), 1, 'the resend took no reference');
+      assert.equal(await broker.store.blobs.refCount(sent[5]!.blobKey), 1, 'nor the second send');
+
+      // Straight on the store: ops naming a new message of their batch find it as sent; a
+      // claim that gets nothing learns when the next message comes due, its batch's delayed ones included.
+      const now = clock.now();
+      const newMessage = (mid: string, receiver: string, delayMs: number) => ({
+        mid,
+        sender: 's',
+        receiver,
+        clientTimeMs: now,
+        delayMs,
+        blobKey: `k${mid}`,
+        body: 'a=1',
+        decoded: { a: '1' },
+        bodyBytes: 3,
+      });
+      const defaults = { maxDeliveries: 5, retryDelayMs: 1000, retentionMs: 60_000 };
+      const claim = (mailbox: string, max: number) =>
+        ({ kind: 'claim', mailbox, max, leaseMs: 1000, consumer: 'c' }) as const;
+      const a = 'a'.repeat(40);
+      const b = 'b'.repeat(40);
+      const c = 'c'.repeat(40);
+      const r = await store.apply(
+        [
+          { kind: 'send', message: newMessage(a, 'y', 0), defaults },
+          { kind: 'send', message: newMessage(b, 'y', 0), defaults },
+          { kind: 'ack', mid: a, lid: 'f'.repeat(32), status: 1 },
+          { kind: 'extend', mid: b, lid: 'f'.repeat(32), leaseMs: 1000 },
+          { kind: 'send', message: newMessage(c, 'y', 0), defaults },
+          { kind: 'send', message: newMessage(c, 'y', 0), defaults },
+          claim('y', 2),
+          claim('y', 2),
+          { kind: 'send', message: newMessage('d'.repeat(40), 'z', 5000), defaults },
+          { kind: 'send', message: newMessage('e'.repeat(40), 'z', 2000), defaults },
+          claim('z', 5),
+        ],
+        now,
+      );
+      assert.deepEqual(
+        r.slice(2, 4).map((x) => (x.kind === 'ack' || x.kind === 'extend' ? x.outcome : x.kind)),
+        ['lease-invalid', 'lease-invalid'],
+      );
+      assert.deepEqual(
+        r.slice(4, 6).map((x) => (x.kind === 'send' ? [x.created, x.message.state] : x.kind)),
+        [
+          [true, 'queued'],
+          [false, 'queued'],
+        ],
+      );
+      assert.deepEqual(
+        r.slice(6, 8).map((x) => (x.kind === 'claim' ? x.messages.map((m) => [m.mid, m.body]) : x.kind)),
+        [
+          [
+            [a, { a: '1' }],
+            [b, { a: '1' }],
+          ],
+          [[c, { a: '1' }]],
+        ],
+      );
+      assert.deepEqual(r[10], { kind: 'claim', messages: [], nextDueMs: now + 2000 });
+    });
+
     it('fencing tokens only grow', async ({ broker, clock }) => {
       await broker.sendMany(
         Array.from({ length: 10 }, (_, i) => ({ sender: 's', receiver: 'fz', body: { i: `${i}` } })),

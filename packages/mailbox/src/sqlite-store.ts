@@ -61,6 +61,7 @@ import {
 import type {
   BlobStore,
   HeadersPosition,
+  NewMessage,
   HeadersRows,
   MailboxInfo,
   MailboxSettings,
@@ -267,6 +268,8 @@ type Statement = Database.Statement<unknown[], unknown>;
 /** The statements, prepared once. */
 class Statements {
   readonly insertMsg: Statement;
+  readonly insertLeased: Statement;
+  readonly maxSeq: Statement;
   readonly midExists: Statement;
   readonly insertBlob: Statement;
   readonly blobById: Statement;
@@ -301,10 +304,19 @@ class Statements {
 
   constructor(db: Database.Database) {
     this.totalChanges = db.prepare('SELECT total_changes()').pluck();
+    // seq: null takes the next rowid (max + 1); a batch that leases its own sends at insert
+    // gives every row of its the seq it reserved at its send (see HandOff).
     this.insertMsg = db.prepare(
-      `INSERT INTO messages (mid, mailbox, sender, receiver, client_time, received_at, delay_ms, state, status, due, blob, blob_id, body_bytes)
-       VALUES (?, ?, ?, ?, ?, ?, ?, 0, 8, ?, ?, ?, ?)`,
+      `INSERT INTO messages (seq, mid, mailbox, sender, receiver, client_time, received_at, delay_ms, state, status, due, blob, blob_id, body_bytes)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 8, ?, ?, ?, ?)`,
     );
+    // A new message inserted already leased: the row a claim would have left (no history yet).
+    this.insertLeased = db.prepare(
+      `INSERT INTO messages (seq, mid, mailbox, sender, receiver, client_time, received_at, delay_ms, state, status, due,
+       delivery_count, lid, fence, leased_until, fetch_time, consumer, blob, blob_id, body_bytes)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, 8, NULL, 1, ?, ?, ?, ?, ?, ?, ?, ?)`,
+    );
+    this.maxSeq = db.prepare('SELECT max(seq) FROM messages').pluck();
     this.midExists = db.prepare('SELECT 1 FROM messages WHERE mid = ?').pluck();
     this.insertBlob = db.prepare('INSERT INTO blobs (key, refs, data) VALUES (?, 1, ?)');
     this.blobById = db.prepare('SELECT key, refs, data FROM blobs WHERE id = ?');
@@ -525,6 +537,72 @@ interface StoreInternals {
   flushed(): Promise<void>;
   /** Stores a new blob or counts one more reference to it. */
   putBlob(key: string, data: string | Buffer): number;
+}
+
+/** A send held back from its insert until a claim of its batch takes it (or the batch ends). */
+interface Held {
+  readonly m: NewMessage;
+  /** The seq its row would have had, reserved at its send. */
+  readonly seq: number;
+  readonly blobId: number;
+}
+
+/** The state of a batch whose claims take its own sends (`SqliteStore.#applyAll`). */
+interface HandOff {
+  /** The position of each mailbox's last claim in the batch: a send before it may be held. */
+  readonly lastClaim: ReadonlyMap<string, number>;
+  /** The position of the op being applied. */
+  index: number;
+  /** The seq of the batch's next insert (each send reserves one, held or not, in send order). */
+  next: number;
+  /** Held sends per mailbox in send order; `head`: the first no claim took yet. */
+  readonly held: Map<string, { readonly items: Held[]; head: number }>;
+  /** The held sends by mid. */
+  readonly heldMids: Map<string, NewMessage>;
+  /** False once the held sends were inserted early (an ack or extend named one): the batch holds no more. */
+  on: boolean;
+}
+
+/**
+ * The last claim of each mailbox in `ops` when a due send comes before a claim of its mailbox;
+ * undefined otherwise, or when an op could find the queued rows of a mailbox otherwise than a
+ * claim does (purge and redrive take queued rows, held ones included; expire deletes rows,
+ * which may free the seq a held send reserved): then nothing is held.
+ */
+function handOffPlan(ops: readonly StoreOp[]): Map<string, number> | undefined {
+  let lastClaim: Map<string, number> | undefined;
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i]!;
+    if (op.kind === 'claim') (lastClaim ??= new Map()).set(op.mailbox, i);
+    else if (op.kind === 'purge' || op.kind === 'redrive' || op.kind === 'expire') return undefined;
+  }
+  if (lastClaim === undefined) return undefined;
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i]!;
+    if (op.kind === 'send' && op.message.delayMs <= 0 && (lastClaim.get(op.message.receiver) ?? -1) > i)
+      return lastClaim;
+  }
+  return undefined;
+}
+
+/** The message a claim leased from a held send: what its row would have given (body decoded anew, as from the row). */
+function heldMessage(m: NewMessage, now: number, lid: string, fence: number, leasedUntil: number): Message {
+  const row: ClaimRow = [
+    0,
+    m.mid,
+    m.receiver,
+    m.sender,
+    m.receiver,
+    m.clientTimeMs,
+    now,
+    m.delayMs,
+    MessageStatus.NotDelivered,
+    0,
+    m.blobKey,
+    m.bodyBytes,
+    null,
+  ];
+  return leasedMessage(row, CLAIM_AT, 1, lid, fence, leasedUntil, now, decodeBody(m.body));
 }
 
 /** A `MessageStore` (and its `BlobStore`) in one SQLite file. */
@@ -761,7 +839,7 @@ export class SqliteStore implements MessageStore {
     let results: StoreResult[];
     const changesBefore = this.#st.totalChanges.get() as number;
     try {
-      results = this.#transaction(() => ops.map((op) => this.#applyOne(op, nowMs, added)), added);
+      results = this.#transaction(() => this.#applyAll(ops, nowMs, added), added);
     } catch (error) {
       throw new MailboxStoreError('the SQLite store failed to commit a batch', { cause: error });
     }
@@ -804,29 +882,104 @@ export class SqliteStore implements MessageStore {
     this.#st.addRefById.run(-1, blobId);
   }
 
-  #applyOne(op: StoreOp, now: number, added: string[]): StoreResult {
+  /**
+   * Applies a batch's ops in order. A batch in which a claim follows a send to its mailbox (the
+   * broker appends the claims of the long polls waiting on the mailboxes it sends to) hands
+   * those sends to the claims instead (see `HandOff`): a due new message that a later claim of
+   * the batch would take is held back from its send, and inserted already leased by that claim
+   * — one insert instead of an insert, a select (with its body) and an update, and no
+   * messages_ready entry added and removed. A claim takes the due rows there before it (its
+   * select), then the held sends in send order, as it would have found them; held sends it
+   * leaves are inserted queued at the end of the batch. Every row keeps the seq it would have
+   * had (the batch reserves them in send order), so the outcome is the ops' in order, exactly.
+   */
+  #applyAll(ops: readonly StoreOp[], now: number, added: string[]): StoreResult[] {
+    const lastClaim = handOffPlan(ops);
+    const results = new Array<StoreResult>(ops.length);
+    if (lastClaim === undefined) {
+      for (let i = 0; i < ops.length; i++) results[i] = this.#applyOne(ops[i]!, now, added, undefined);
+      return results;
+    }
+    const h: HandOff = {
+      lastClaim,
+      index: 0,
+      next: ((this.#st.maxSeq.get() as number | null) ?? 0) + 1,
+      held: new Map(),
+      heldMids: new Map(),
+      on: true,
+    };
+    for (let i = 0; i < ops.length; i++) {
+      h.index = i;
+      results[i] = this.#applyOne(ops[i]!, now, added, h);
+    }
+    this.#release(h, now);
+    return results;
+  }
+
+  /** Inserts the held sends no claim took, queued (each at its reserved seq); holds no more. */
+  #release(h: HandOff, now: number): void {
+    h.on = false;
+    for (const held of h.held.values())
+      for (let k = held.head; k < held.items.length; k++) {
+        const { m, seq, blobId } = held.items[k]!;
+        this.#insertQueued(m, seq, blobId, now);
+      }
+    h.held.clear();
+    h.heldMids.clear();
+  }
+
+  #insertQueued(m: NewMessage, seq: number | null, blobId: number, now: number): void {
+    this.#st.insertMsg.run(
+      seq,
+      m.mid,
+      m.receiver,
+      m.sender,
+      m.receiver,
+      m.clientTimeMs,
+      now,
+      m.delayMs,
+      now + m.delayMs,
+      m.blobKey,
+      blobId,
+      m.bodyBytes,
+    );
+  }
+
+  #applyOne(op: StoreOp, now: number, added: string[], h: HandOff | undefined): StoreResult {
     const st = this.#st;
+    // An ack or extend naming a held send's mid must find its row: the batch holds no more.
+    if (
+      h?.on === true &&
+      h.heldMids.size > 0 &&
+      (op.kind === 'ack' || op.kind === 'extend') &&
+      h.heldMids.has(op.mid)
+    )
+      this.#release(h, now);
     switch (op.kind) {
       case 'send': {
         const m = op.message;
+        // A resend of a held send: the message as its row would read, queued and new.
+        const first = h?.heldMids.get(m.mid);
+        if (first !== undefined)
+          return {
+            kind: 'send',
+            message: { ...newMessage(first, now), body: decodeBody(first.body) },
+            created: false,
+          };
         if (st.midExists.get(m.mid) !== undefined)
           return { kind: 'send', message: message(st.byMid.get(m.mid) as Row), created: false };
         this.#ensureMailbox(m.receiver, op.defaults, now, added);
         const blobId = this.#putBlob(m.blobKey, m.body);
-        const due = now + m.delayMs;
-        st.insertMsg.run(
-          m.mid,
-          m.receiver,
-          m.sender,
-          m.receiver,
-          m.clientTimeMs,
-          now,
-          m.delayMs,
-          due,
-          m.blobKey,
-          blobId,
-          m.bodyBytes,
-        );
+        if (h === undefined) this.#insertQueued(m, null, blobId, now);
+        else {
+          const seq = h.next++;
+          if (h.on && m.delayMs <= 0 && (h.lastClaim.get(m.receiver) ?? -1) > h.index) {
+            let held = h.held.get(m.receiver);
+            if (held === undefined) h.held.set(m.receiver, (held = { items: [], head: 0 }));
+            held.items.push({ m, seq, blobId });
+            h.heldMids.set(m.mid, m);
+          } else this.#insertQueued(m, seq, blobId, now);
+        }
         return { kind: 'send', created: true, message: newMessage(m, now) };
       }
       case 'claim': {
@@ -842,9 +995,41 @@ export class SqliteStore implements MessageStore {
           const body = decodeBody(typeof data === 'string' ? data : (data?.toString('utf8') ?? ''));
           messages.push(leasedMessage(r, CLAIM_AT, deliveryCount, lid, fence, leasedUntil, now, body));
         }
+        // Then the batch's own held sends, in send order: they come after every row there was.
+        const held = h?.held.get(op.mailbox);
+        if (held !== undefined) {
+          while (messages.length < op.max && held.head < held.items.length) {
+            const { m, seq, blobId } = held.items[held.head++]!;
+            h!.heldMids.delete(m.mid);
+            const lid = this.#ids.next();
+            const fence = this.#nextFence();
+            st.insertLeased.run(
+              seq,
+              m.mid,
+              m.receiver,
+              m.sender,
+              m.receiver,
+              m.clientTimeMs,
+              now,
+              m.delayMs,
+              lid,
+              fence,
+              leasedUntil,
+              now,
+              op.consumer,
+              m.blobKey,
+              blobId,
+              m.bodyBytes,
+            );
+            messages.push(heldMessage(m, now, lid, fence, leasedUntil));
+          }
+        }
         // Only an empty claim needs to know when to look again (the long poll sleeps until then).
         if (messages.length > 0) return { kind: 'claim', messages, nextDueMs: null };
         const next = st.nextDue.get(op.mailbox) as { due: number } | undefined;
+        // Held sends left (a claim of max 0) are queued and due now, as their rows would say.
+        if (held !== undefined && held.head < held.items.length)
+          return { kind: 'claim', messages, nextDueMs: next === undefined ? now : Math.min(next.due, now) };
         return { kind: 'claim', messages, nextDueMs: next?.due ?? null };
       }
       case 'ack': {

@@ -14,6 +14,7 @@ import {
   Broker,
   MailboxError,
   ManualClock,
+  MemoryStore,
   SqliteStore,
   SqliteThreadStore,
   type MessageStore,
@@ -496,5 +497,147 @@ test('a process started with V8 or module flags opens both thread-backed stores 
     assert.equal(child.status, 0);
   } finally {
     rmSync(dir.path, { recursive: true, force: true });
+  }
+});
+
+test('batches whose claims take their own sends give what the memory store gives, op for op (random batches)', async () => {
+  // A seeded generator: the same batches every run.
+  let seed = 0x5eed;
+  const rnd = (n: number): number => {
+    seed = (seed + 0x6d2b79f5) | 0;
+    let t = Math.imul(seed ^ (seed >>> 15), 1 | seed);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) % n;
+  };
+  const stores: MessageStore[] = [new MemoryStore(), await SqliteStore.open(':memory:')];
+  try {
+    const boxes = ['a', 'b', 'c'];
+    // Retries come due at once (retryDelayMs 0), so acks with status 2 put due rows before a batch's sends.
+    const defaults = { maxDeliveries: 2, retryDelayMs: 0, retentionMs: 60_000 };
+    /** Leases handed out so far, per store (same position, each store's own lid). */
+    const leases: { mid: string; lids: string[] }[] = [];
+    const fences: number[][] = [[], []];
+    const mids: string[] = [];
+    let now = Date.UTC(2026, 0, 1);
+    let k = 0;
+    for (let batch = 0; batch < 300; batch++) {
+      now += rnd(3) * 500;
+      // Each op is made per store (its own lids).
+      const plan: ((side: number) => StoreOp)[] = [];
+      const size = 1 + rnd(12);
+      for (let i = 0; i < size; i++) {
+        const r = rnd(100);
+        if (r < 45) {
+          // A send: new, delayed, or the mid of an earlier (or this batch's) send.
+          const again = mids.length > 0 && rnd(8) === 0;
+          const mid = again ? mids[rnd(mids.length)]! : (++k).toString(16).padStart(40, '0');
+          if (!again) mids.push(mid);
+          const receiver = boxes[rnd(boxes.length)]!;
+          // Blob keys are content hashes: a few distinct bodies, each under its own key.
+          const body = `n=${k % 7}&x=${encodeURIComponent('é&=')}`;
+          const message = {
+            mid,
+            sender: 's',
+            receiver,
+            clientTimeMs: now - 1,
+            delayMs: rnd(5) === 0 ? 1000 : 0,
+            blobKey: `key-${k % 7}`,
+            body,
+            decoded: { n: String(k % 7), x: 'é&=' },
+            bodyBytes: body.length,
+          };
+          plan.push(() => ({ kind: 'send', message, defaults }));
+        } else if (r < 75) {
+          const op: StoreOp = {
+            kind: 'claim',
+            mailbox: boxes[rnd(boxes.length)]!,
+            max: rnd(6),
+            leaseMs: 1000 + rnd(3) * 1000,
+            consumer: `c${rnd(3)}`,
+          };
+          plan.push(() => op);
+        } else if (r < 92 && leases.length > 0) {
+          const l = leases[rnd(leases.length)]!;
+          const status = rnd(3) === 0 ? 2 : 1;
+          const forged = rnd(6) === 0;
+          plan.push((side) => ({
+            kind: 'ack',
+            mid: l.mid,
+            lid: forged ? 'f'.repeat(32) : l.lids[side]!,
+            status,
+          }));
+        } else if (r < 96 && mids.length > 0) {
+          // An ack or extend naming a send, maybe one of this very batch.
+          const mid = mids[mids.length - 1 - rnd(Math.min(3, mids.length))]!;
+          const op: StoreOp =
+            rnd(2) === 0
+              ? { kind: 'ack', mid, lid: 'f'.repeat(32), status: 1 }
+              : { kind: 'extend', mid, lid: 'f'.repeat(32), leaseMs: 500 };
+          plan.push(() => op);
+        } else plan.push(() => ({ kind: 'reenqueue', limit: 3 }));
+      }
+      const results: StoreResult[][] = [];
+      for (const [side, store] of stores.entries())
+        results.push(
+          await store.apply(
+            plan.map((p) => p(side)),
+            now,
+          ),
+        );
+      // Same results, but for lids (random) and fences (each store's own numbering; their order is compared).
+      const seen = results.map((rs, side) =>
+        rs.map((r) => {
+          if (r.kind !== 'claim' && r.kind !== 'extend' && r.kind !== 'send') return r;
+          const ms = r.kind === 'claim' ? r.messages : r.message === null ? [] : [r.message];
+          for (const m of ms) if (m.fence !== null && r.kind === 'claim') fences[side]!.push(m.fence);
+          const plain = ms.map((m) => ({
+            ...m,
+            lid: m.lid === null ? null : 'lid',
+            fence: m.fence === null ? null : 0,
+          }));
+          // nextDueMs is required only of an empty claim (the memory store gives it always).
+          if (r.kind === 'claim')
+            return { ...r, messages: plain, nextDueMs: plain.length === 0 ? r.nextDueMs : null };
+          return { ...r, message: plain[0] ?? null };
+        }),
+      );
+      assert.deepEqual(seen[1], seen[0], `batch ${batch}`);
+      for (const [j, r] of results[0]!.entries())
+        if (r.kind === 'claim')
+          for (const [x, m] of r.messages.entries()) {
+            const other = results[1]![j] as Extract<StoreResult, { kind: 'claim' }>;
+            leases.push({ mid: m.mid, lids: [m.lid!, other.messages[x]!.lid!] });
+          }
+      if (leases.length > 40) leases.splice(0, leases.length - 40);
+      if (batch % 25 === 24 || batch === 299) {
+        for (const mailbox of [...boxes, 'a.dead', 'b.dead', 'c.dead']) {
+          const pages = await Promise.all(
+            stores.map((s) => s.headers(mailbox, { receivedAtMs: -1, seq: Number.MAX_SAFE_INTEGER }, 10_000)),
+          );
+          const [m0, m1] = pages.map((p) =>
+            p.headers.map((h) => ({
+              ...h,
+              lid: h.lid === null ? null : 'lid',
+              fence: h.fence === null ? null : 0,
+            })),
+          );
+          assert.deepEqual(m1, m0, `headers of ${mailbox} after batch ${batch}`);
+        }
+        for (const mid of mids.slice(-60)) {
+          const [g0, g1] = await Promise.all(stores.map((s) => s.get(mid)));
+          const plain = (m: typeof g0 | undefined) =>
+            m === null || m === undefined
+              ? null
+              : { ...m, lid: m.lid === null ? null : 'lid', fence: m.fence === null ? null : 0 };
+          assert.deepEqual(plain(g1), plain(g0), `message ${mid}`);
+        }
+      }
+    }
+    // Fencing tokens handed out in the same order.
+    const rank = (fs: number[]): number[] => fs.map((f) => [...fs].sort((x, y) => x - y).indexOf(f));
+    assert.deepEqual(rank(fences[1]!), rank(fences[0]!));
+    assert.ok(fences[0]!.length > 300, `${fences[0]!.length} leases`);
+  } finally {
+    for (const s of stores) await s.close();
   }
 });
