@@ -1,6 +1,8 @@
 // Kills a broker process with SIGKILL at random moments under load, 20 times, and checks after
 // each reopen that every send that had resolved is stored and every message that had been
-// confirmed is never delivered again.
+// confirmed is never delivered again. Rounds take turns between WAL checkpoint modes (see
+// fixtures/crash-child.ts), so a kill also lands in a checkpoint pass, a hand-over or a WAL
+// restart, and a database left by one mode is opened by the other.
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
