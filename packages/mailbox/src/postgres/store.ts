@@ -305,9 +305,31 @@ const FAST_NOTIFY_SQL = `SELECT pg_notify($1, json_build_object('s', $2::text, '
   WHERE c.sticky OR d.due
   HAVING count(*) > 0`;
 
+/**
+ * A list of strings for a `text[]` parameter of the fast path, written as one string literal that
+ * `string_to_array` splits at commas (`EXECUTE`'s arguments are evaluated once, then coerced to
+ * the statement's parameter types), when no element holds a comma: mids, lids and blob keys are
+ * hex, names have no comma, and a canonical body encodes one as %2C. Against an array literal:
+ * no quotes and escapes per element to write in the broker, and PostgreSQL splits at a byte with
+ * `memchr` instead of running `array_in`'s quote-aware parser over every character.
+ */
+class TextList {
+  constructor(readonly items: readonly string[]) {}
+}
+
+/** The SQL for a `TextList`: `string_to_array('a,b,c', ',')`, or an array literal. */
+function textListSql(xs: readonly string[]): string {
+  // One element (possibly empty: string_to_array('') is an empty array) or a comma somewhere:
+  // the array literal.
+  if (xs.length < 2) return literal(xs);
+  for (let i = 0; i < xs.length; i++) if (xs[i]!.includes(',')) return literal(xs);
+  return `string_to_array(${literal(xs.join(','))}, ',')`;
+}
+
 /** A value as an SQL literal (strings, finite numbers, booleans, null, and one-dimensional arrays of them). */
 function literal(v: unknown): string {
   if (v === null || v === undefined) return 'NULL';
+  if (v instanceof TextList) return textListSql(v.items);
   if (typeof v === 'number') {
     if (!Number.isFinite(v)) throw new MailboxStoreError(`cannot inline the number ${v}`);
     return String(v);
@@ -315,6 +337,7 @@ function literal(v: unknown): string {
   if (typeof v === 'boolean') return v ? 'true' : 'false';
   if (typeof v === 'string') return `'${v.replaceAll("'", "''")}'`;
   if (Array.isArray(v)) {
+    if (v.every((x) => typeof x === 'number' && Number.isFinite(x))) return `'{${v.join(',')}}'`;
     // One pass: each element quoted for the array literal and, at once, for the SQL string.
     let out = "'{";
     for (let i = 0; i < v.length; i++) {
@@ -778,7 +801,13 @@ export class PostgresStore implements MessageStore {
     const plan: FastPlan = { sql: '', sends, confirms, claims, first: [], combined, wake: new Map() };
     // Confirms first: they touch leased rows only, so they commute with the sends and claims.
     if (confirms.length > 0)
-      parts.push(execute('syf_confirm', [confirms.map((op) => op.mid), confirms.map((op) => op.lid), now]));
+      parts.push(
+        execute('syf_confirm', [
+          new TextList(confirms.map((op) => op.mid)),
+          new TextList(confirms.map((op) => op.lid)),
+          now,
+        ]),
+      );
     let send: unknown[] | undefined;
     if (sends.length > 0) {
       const first = new Map<string, NewMessage>();
@@ -786,11 +815,13 @@ export class PostgresStore implements MessageStore {
       const ms = [...first.values()];
       plan.first = ms;
       send = sendParams(ms, sends[0]!.defaults, now);
+      // mids, senders, receivers, blob keys, bodies.
+      for (const i of [0, 1, 2, 5, 7]) send[i] = new TextList(send[i] as string[]);
     }
     const claim =
       claims.length > 0
         ? [
-            claims.map((op) => op.mailbox),
+            new TextList(claims.map((op) => op.mailbox)),
             claims.map((op) => op.max),
             claims.map((op) => op.leaseMs),
             claims.map((op) => pgText(op.consumer)),
