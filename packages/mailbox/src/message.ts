@@ -117,7 +117,13 @@ function setField(body: Body, key: string, value: string | string[]): void {
 export function encodeBodyParts(body: unknown): { encoded: string; decoded: Body } {
   if (typeof body !== 'object' || body === null || Array.isArray(body))
     throw new MailboxInvalidArgumentError('body must be an object of string fields');
-  const keys = Object.keys(body).sort();
+  const keys = Object.keys(body);
+  // Sorted only when not in order already (as most bodies are): `sort` allocates even then.
+  for (let i = 1; i < keys.length; i++)
+    if (keys[i - 1]! > keys[i]!) {
+      keys.sort();
+      break;
+    }
   const decoded: Body = {};
   let out = '';
   for (const key of keys) {

@@ -5,7 +5,14 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import { after, describe, test } from 'node:test';
-import { Broker, MailboxError, MemoryStore, openPostgresStore, type MessageStore } from '@switchyard/mailbox';
+import {
+  Broker,
+  MailboxError,
+  MemoryStore,
+  decodeBody,
+  openPostgresStore,
+  type MessageStore,
+} from '@switchyard/mailbox';
 import pg from 'pg';
 import { PG_URL, dropSchema, freshSchema, pgExec, pgUnavailable, pgUrl } from './helpers/pg-env.js';
 
@@ -578,6 +585,115 @@ if (unavailable !== undefined) {
         assert.deepEqual(claim, { kind: 'claim', messages: [], nextDueMs: now + 2000 });
       } finally {
         await broker.close();
+      }
+    });
+
+    test('one batch of sends, claims and confirms carries any text: commas, quotes, backslashes, empty bodies', async () => {
+      // The common batch writes its lists of strings as one comma-separated literal when no
+      // element holds a comma; the store API takes any strings, so every odd case must round-trip.
+      const schema = fresh();
+      const store = await openPostgresStore(pgUrl(schema));
+      try {
+        const defaults = { maxDeliveries: 5, retryDelayMs: 1000, retentionMs: 60_000 };
+        const now = 1_700_000_000_000;
+        const msg = (mid: string, receiver: string, body: string, sender = 's') => ({
+          kind: 'send' as const,
+          defaults,
+          message: {
+            mid,
+            sender,
+            receiver,
+            clientTimeMs: now,
+            delayMs: 0,
+            blobKey: `k-${mid}`,
+            body,
+            decoded: decodeBody(body),
+            bodyBytes: Buffer.byteLength(body),
+          },
+        });
+        const cases: [mid: string, receiver: string, body: string, sender?: string][] = [
+          ['m,1', 'q', 'a=1,2'],
+          ["m'2", "q'x", "a=it's"],
+          ['m\\3', 'q', 'a=\\n\\'],
+          ['m"4', 'q"y', 'a="{x}"', 's,"\''],
+          ['m5', 'q', ''],
+          ['m6', 'q', ''],
+        ];
+        const claim = (mailbox: string, max: number) => ({
+          kind: 'claim' as const,
+          mailbox,
+          max,
+          leaseMs: 60_000,
+          consumer: 'c,1',
+        });
+        // Sends alone, then sends with claims (a batch that does both leases at insert).
+        const first = await store.apply([msg(...cases[0]!), msg(...cases[4]!)], now);
+        assert.deepEqual(
+          first.map((r) => r.kind === 'send' && r.created),
+          [true, true],
+        );
+        const rs = await store.apply(
+          [
+            ...cases.slice(1).map((c) => msg(...c)),
+            claim('q', 10),
+            claim("q'x", 1),
+            claim('q"y', 1),
+            claim('n,o', 1),
+          ],
+          now,
+        );
+        assert.deepEqual(
+          rs.slice(0, 5).map((r) => r.kind === 'send' && r.created),
+          [true, true, true, false, true],
+          'm5 existed already',
+        );
+        const got = rs.slice(5).map((r) => (r.kind === 'claim' ? r.messages : []));
+        assert.deepEqual(
+          got.map((ms) => ms.map((m) => m.mid)),
+          [['m,1', 'm5', 'm\\3', 'm6'], ["m'2"], ['m"4'], []],
+        );
+        const all = got.flat();
+        for (const m of all) {
+          const c = cases.find((x) => x[0] === m.mid)!;
+          assert.deepEqual(m.body, decodeBody(c[2]), m.mid);
+          assert.equal(m.receiver, c[1]);
+          assert.equal(m.sender, c[3] ?? 's');
+          assert.equal(m.blobKey, `k-${m.mid}`);
+        }
+        // Confirms in one batch (one with a wrong lid, one of a mid that never was), those
+        // without a comma apart from the one with.
+        const confirm = (mid: string, lid: string) => ({
+          kind: 'ack' as const,
+          mid,
+          lid,
+          status: 1 as const,
+        });
+        const [withComma, ...rest] = all;
+        const acks = await store.apply(
+          [
+            ...rest.map((m, i) => confirm(m.mid, i === 0 ? `${m.lid!}'x` : m.lid!)),
+            confirm("no'such\\", 'l'),
+          ],
+          now + 1,
+        );
+        assert.deepEqual(
+          acks.map((r) => r.kind === 'ack' && r.outcome),
+          ['lease-invalid', 'ok', 'ok', 'ok', 'ok', 'not-found'],
+        );
+        const last = await store.apply(
+          [confirm(withComma!.mid, withComma!.lid!), confirm('x,y', 'l')],
+          now + 1,
+        );
+        assert.deepEqual(
+          last.map((r) => r.kind === 'ack' && r.outcome),
+          ['ok', 'not-found'],
+        );
+        assert.equal((await store.get(rest[0]!.mid))?.state, 'leased');
+        for (const m of [withComma!, ...rest.slice(1)])
+          assert.equal((await store.get(m.mid))?.state, 'confirmed', m.mid);
+        assert.deepEqual((await store.get('m6'))?.body, {});
+      } finally {
+        await store.close();
       }
     });
 

@@ -186,9 +186,11 @@ const FAST_SEND_SQL = SY_SEND_SQL.replace(
  * one row version instead of an insert and then an update — no entry in `messages_ready`, no
  * second entry in the mid index, no row lock — for what is, with consumers waiting, nearly
  * every message. A new message whose mid exists already is not inserted, and its claim gets one
- * message fewer. Rows (`ClaimRow`, then `not_created`): the claimed old rows; the new leased
- * rows (idx, rn, mid, lid, fence only: the broker has the rest); per claimed mailbox when its
- * next message comes due (delayed new messages included); and one row with the mids not created.
+ * message fewer. Rows (`ClaimRow`, then `not_created` and `leased`): the claimed old rows; per
+ * claimed mailbox when its next message comes due (delayed new messages included); and one row
+ * with the mids not created and the new leased messages, as one text: idx, rn, the message's
+ * position in the batch's sends, lid, fence, for each (the broker has the rest of them). One
+ * text instead of a row per message: no row of 20 fields to send, parse and type for each.
  */
 const SYF_SENDCLAIMS_SQL = `WITH input AS MATERIALIZED (
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::integer[], $8::text[])
@@ -216,13 +218,13 @@ const SYF_SENDCLAIMS_SQL = `WITH input AS MATERIALIZED (
          RETURNING ${CLAIM_COLS}),
        taken AS MATERIALIZED (SELECT mailbox, count(*) AS k FROM c GROUP BY mailbox),
        nn AS MATERIALIZED (
-         SELECT i.mid, i.receiver AS mailbox,
+         SELECT i.mid, i.ord, i.receiver AS mailbox,
            coalesce(t.k, 0) + row_number() OVER (PARTITION BY i.receiver ORDER BY i.ord) AS rn
          FROM input i JOIN cmb ON cmb.mailbox = i.receiver LEFT JOIN taken t ON t.mailbox = i.receiver
          WHERE i.delay_ms <= 0),
        na AS MATERIALIZED (
          SELECT s.*, nextval('fence_seq') AS fence, replace(gen_random_uuid()::text, '-', '') AS lid FROM (
-           SELECT nn.mid, nn.rn, req.idx, req.lease_ms, req.consumer FROM nn
+           SELECT nn.mid, nn.ord, nn.rn, req.idx, req.lease_ms, req.consumer FROM nn
            JOIN req ON req.mailbox = nn.mailbox AND nn.rn > req.lo AND nn.rn <= req.hi ORDER BY req.idx, nn.rn) s),
        mb AS (
          INSERT INTO mailboxes (name, max_deliveries, retry_delay_ms, retention_ms, created_at)
@@ -242,20 +244,18 @@ const SYF_SENDCLAIMS_SQL = `WITH input AS MATERIALIZED (
          SELECT i.blob, count(*), convert_to(min(t.body), 'UTF8') FROM ins i JOIN input t ON t.mid = i.mid
          GROUP BY i.blob ORDER BY i.blob
          ON CONFLICT (key) DO UPDATE SET refs = blobs.refs + excluded.refs)
-       SELECT u.*, NULL::text AS nd_mailbox, NULL::bigint AS next_due, NULL::text[] AS not_created FROM u
-       UNION ALL
-       SELECT na.idx, na.rn, na.mid, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, na.lid, na.fence, NULL, NULL, NULL,
-         NULL, NULL, NULL
-       FROM na JOIN ins ON ins.mid = na.mid
+       SELECT u.*, NULL::text AS nd_mailbox, NULL::bigint AS next_due, NULL::text[] AS not_created, NULL::text AS leased
+       FROM u
        UNION ALL
        SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, cmb.mailbox,
          least((SELECT due FROM messages WHERE mailbox = cmb.mailbox AND state = 0 AND due > $12::bigint
                 ORDER BY due, seq LIMIT 1),
-               (SELECT min($12::bigint + delay_ms) FROM input WHERE receiver = cmb.mailbox AND delay_ms > 0)), NULL
+               (SELECT min($12::bigint + delay_ms) FROM input WHERE receiver = cmb.mailbox AND delay_ms > 0)), NULL, NULL
        FROM cmb
        UNION ALL
        SELECT NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
-         (SELECT array_agg(mid) FROM (SELECT mid FROM input EXCEPT SELECT mid FROM ins) x)`;
+         (SELECT array_agg(mid) FROM (SELECT mid FROM input EXCEPT SELECT mid FROM ins) x),
+         (SELECT string_agg(concat_ws(',', na.idx, na.rn, na.ord, na.lid, na.fence), ',') FROM na JOIN ins ON ins.mid = na.mid)`;
 
 /**
  * How every batch transaction starts. Plans come from prepared statements, and a cached generic
@@ -305,16 +305,39 @@ const FAST_NOTIFY_SQL = `SELECT pg_notify($1, json_build_object('s', $2::text, '
   WHERE c.sticky OR d.due
   HAVING count(*) > 0`;
 
+/**
+ * A list of strings for a `text[]` parameter of the fast path, written as one string literal that
+ * `string_to_array` splits at commas (`EXECUTE`'s arguments are evaluated once, then coerced to
+ * the statement's parameter types), when no element holds a comma: mids, lids and blob keys are
+ * hex, names have no comma, and a canonical body encodes one as %2C. Against an array literal:
+ * no quotes and escapes per element to write in the broker, and PostgreSQL splits at a byte with
+ * `memchr` instead of running `array_in`'s quote-aware parser over every character.
+ */
+class TextList {
+  constructor(readonly items: readonly string[]) {}
+}
+
+/** The SQL for a `TextList`: `string_to_array('a,b,c', ',')`, or an array literal. */
+function textListSql(xs: readonly string[]): string {
+  // One element (possibly empty: string_to_array('') is an empty array) or a comma somewhere:
+  // the array literal.
+  if (xs.length < 2) return literal(xs);
+  for (let i = 0; i < xs.length; i++) if (xs[i]!.includes(',')) return literal(xs);
+  return `string_to_array(${literal(xs.join(','))}, ',')`;
+}
+
 /** A value as an SQL literal (strings, finite numbers, booleans, null, and one-dimensional arrays of them). */
 function literal(v: unknown): string {
   if (v === null || v === undefined) return 'NULL';
+  if (v instanceof TextList) return textListSql(v.items);
   if (typeof v === 'number') {
     if (!Number.isFinite(v)) throw new MailboxStoreError(`cannot inline the number ${v}`);
     return String(v);
   }
   if (typeof v === 'boolean') return v ? 'true' : 'false';
-  if (typeof v === 'string') return `'${v.replaceAll("'", "''")}'`;
+  if (typeof v === 'string') return `'${v.includes("'") ? v.replaceAll("'", "''") : v}'`;
   if (Array.isArray(v)) {
+    if (v.every((x) => typeof x === 'number' && Number.isFinite(x))) return `'{${v.join(',')}}'`;
     // One pass: each element quoted for the array literal and, at once, for the SQL string.
     let out = "'{";
     for (let i = 0; i < v.length; i++) {
@@ -778,7 +801,13 @@ export class PostgresStore implements MessageStore {
     const plan: FastPlan = { sql: '', sends, confirms, claims, first: [], combined, wake: new Map() };
     // Confirms first: they touch leased rows only, so they commute with the sends and claims.
     if (confirms.length > 0)
-      parts.push(execute('syf_confirm', [confirms.map((op) => op.mid), confirms.map((op) => op.lid), now]));
+      parts.push(
+        execute('syf_confirm', [
+          new TextList(confirms.map((op) => op.mid)),
+          new TextList(confirms.map((op) => op.lid)),
+          now,
+        ]),
+      );
     let send: unknown[] | undefined;
     if (sends.length > 0) {
       const first = new Map<string, NewMessage>();
@@ -786,11 +815,13 @@ export class PostgresStore implements MessageStore {
       const ms = [...first.values()];
       plan.first = ms;
       send = sendParams(ms, sends[0]!.defaults, now);
+      // mids, senders, receivers, blob keys, bodies.
+      for (const i of [0, 1, 2, 5, 7]) send[i] = new TextList(send[i] as string[]);
     }
     const claim =
       claims.length > 0
         ? [
-            claims.map((op) => op.mailbox),
+            new TextList(claims.map((op) => op.mailbox)),
             claims.map((op) => op.max),
             claims.map((op) => op.leaseMs),
             claims.map((op) => pgText(op.consumer)),
@@ -848,32 +879,46 @@ export class PostgresStore implements MessageStore {
       const existing = new Map<string, Message>();
       let notCreated: Set<string>;
       if (plan.combined) {
-        // ClaimRow rows, and one row (no mid, no mailbox) holding the mids not created.
+        // ClaimRow rows, and one row (no mid, no mailbox) holding the mids not created and the
+        // new messages leased at insert.
         claimRows = [];
         notCreated = new Set();
+        let leased: string | null = null;
         for (const row of rows)
-          if (row[2] === null && row[16] === null)
+          if (row[2] === null && row[16] === null) {
             for (const mid of (row[18] as string[] | null) ?? []) notCreated.add(mid);
-          else claimRows.push(row as unknown as ClaimRow);
-        const sent = new Map<string, NewMessage>();
-        for (const m of plan.first) sent.set(m.mid, m);
+            leased = row[19] as string | null;
+          } else claimRows.push(row as unknown as ClaimRow);
         leasedBodies = new Map();
-        for (const row of claimRows)
-          if (row[3] === null && row[2] !== null) {
+        if (leased !== null) {
+          // idx, rn, position in plan.first (from 1), lid, fence: numbers and hex, no comma inside.
+          const f = leased.split(',');
+          for (let j = 0; j + 4 < f.length; j += 5) {
             // A new message leased at insert: its fields are the send's.
-            const m = sent.get(row[2])!;
-            row[3] = m.receiver;
-            row[4] = m.sender;
-            row[5] = m.receiver;
-            row[6] = m.clientTimeMs;
-            row[7] = now;
-            row[8] = m.delayMs;
-            row[9] = MessageStatus.NotDelivered;
-            row[10] = 1;
-            row[13] = m.blobKey;
-            row[14] = m.bodyBytes;
+            const m = plan.first[Number(f[j + 2]) - 1]!;
+            claimRows.push([
+              Number(f[j]),
+              Number(f[j + 1]),
+              m.mid,
+              m.receiver,
+              m.sender,
+              m.receiver,
+              m.clientTimeMs,
+              now,
+              m.delayMs,
+              MessageStatus.NotDelivered,
+              1,
+              f[j + 3]!,
+              Number(f[j + 4]),
+              m.blobKey,
+              m.bodyBytes,
+              null,
+              null,
+              null,
+            ]);
             leasedBodies.set(m.mid, m.body);
           }
+        }
       } else {
         // COLS, data, not_created: one row, plus one per mid that existed before (duplicate sends).
         notCreated = new Set((rows[0]![rows[0]!.length - 1] as string[] | null) ?? []);
