@@ -136,17 +136,25 @@ const SY_SEND_SQL = `WITH input AS (
          ON CONFLICT (key) DO UPDATE SET refs = blobs.refs + excluded.refs)
        SELECT mid FROM ins`;
 
-/** The claims of a batch, and per mailbox when its next message comes due. */
-const SY_CLAIMS_SQL = `WITH req AS MATERIALIZED (
+/**
+ * The common table expressions that lease, for a batch's claims, the oldest due rows of each
+ * claimed mailbox: \`req\` (one row per claim, from the arrays \`$p\`…\`$p+4\`: mailbox, max,
+ * lease, consumer, index), \`mbs\` (each claimed mailbox and how many its claims ask for), \`c\`
+ * (those rows, locked, \`SKIP LOCKED\`), \`n\` (their rank in their mailbox), \`a\` (which claim
+ * gets which rank), \`f\` (fences in claim order) and \`u\` (the update, returning \`CLAIM_COLS\`).
+ * \`now\` is the SQL of the batch's time.
+ */
+function claimCtes(p: number, now: string, mbs: string): string {
+  return `req AS MATERIALIZED (
          SELECT r.*, sum(r.max) OVER (PARTITION BY r.mailbox ORDER BY r.idx) - r.max AS lo,
            sum(r.max) OVER (PARTITION BY r.mailbox ORDER BY r.idx) AS hi
-         FROM unnest($1::text[], $2::integer[], $3::bigint[], $4::text[], $5::integer[])
+         FROM unnest($${p}::text[], $${p + 1}::integer[], $${p + 2}::bigint[], $${p + 3}::text[], $${p + 4}::integer[])
            AS r(mailbox, max, lease_ms, consumer, idx)),
-       mb AS MATERIALIZED (SELECT mailbox, max(hi) AS total FROM req GROUP BY mailbox ORDER BY mailbox),
+       ${mbs} AS MATERIALIZED (SELECT mailbox, max(hi) AS total FROM req GROUP BY mailbox ORDER BY mailbox),
        c AS MATERIALIZED (
-         SELECT l.tid, l.seq, l.due, mb.mailbox FROM mb CROSS JOIN LATERAL (
-           SELECT ctid AS tid, seq, due FROM messages WHERE mailbox = mb.mailbox AND state = 0 AND due <= $6::bigint
-           ORDER BY due, seq LIMIT mb.total FOR UPDATE SKIP LOCKED) l),
+         SELECT l.tid, l.seq, l.due, ${mbs}.mailbox FROM ${mbs} CROSS JOIN LATERAL (
+           SELECT ctid AS tid, seq, due FROM messages WHERE mailbox = ${mbs}.mailbox AND state = 0 AND due <= ${now}
+           ORDER BY due, seq LIMIT ${mbs}.total FOR UPDATE SKIP LOCKED) l),
        n AS MATERIALIZED (SELECT tid, mailbox, row_number() OVER (PARTITION BY mailbox ORDER BY due, seq) AS rn FROM c),
        a AS MATERIALIZED (
          SELECT n.tid, n.rn, req.idx, req.lease_ms, req.consumer FROM n
@@ -154,10 +162,14 @@ const SY_CLAIMS_SQL = `WITH req AS MATERIALIZED (
        f AS MATERIALIZED (SELECT s.*, nextval('fence_seq') AS fence FROM (SELECT * FROM a ORDER BY idx, rn) s),
        u AS (
          UPDATE messages m SET state = 1, due = NULL, delivery_count = m.delivery_count + 1,
-           lid = replace(gen_random_uuid()::text, '-', ''), fence = f.fence, leased_until = $6::bigint + f.lease_ms,
-           fetch_time = $6::bigint, consumer = f.consumer
+           lid = replace(gen_random_uuid()::text, '-', ''), fence = f.fence, leased_until = ${now} + f.lease_ms,
+           fetch_time = ${now}, consumer = f.consumer
          FROM f WHERE m.ctid = f.tid
-         RETURNING ${CLAIM_COLS})
+         RETURNING ${CLAIM_COLS})`;
+}
+
+/** The claims of a batch, and per mailbox when its next message comes due. */
+const SY_CLAIMS_SQL = `WITH ${claimCtes(1, '$6::bigint', 'mb')}
        SELECT u.*, NULL::text AS nd_mailbox, NULL::bigint AS next_due FROM u
        UNION ALL
        -- When the next message of each mailbox comes due, for its claims that got nothing (rows
@@ -195,27 +207,7 @@ const FAST_SEND_SQL = SY_SEND_SQL.replace(
 const SYF_SENDCLAIMS_SQL = `WITH input AS MATERIALIZED (
          SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], $5::bigint[], $6::text[], $7::integer[], $8::text[])
            WITH ORDINALITY AS t(mid, sender, receiver, client_time, delay_ms, blob, body_bytes, body, ord)),
-       req AS MATERIALIZED (
-         SELECT r.*, sum(r.max) OVER (PARTITION BY r.mailbox ORDER BY r.idx) - r.max AS lo,
-           sum(r.max) OVER (PARTITION BY r.mailbox ORDER BY r.idx) AS hi
-         FROM unnest($13::text[], $14::integer[], $15::bigint[], $16::text[], $17::integer[])
-           AS r(mailbox, max, lease_ms, consumer, idx)),
-       cmb AS MATERIALIZED (SELECT mailbox, max(hi) AS total FROM req GROUP BY mailbox ORDER BY mailbox),
-       c AS MATERIALIZED (
-         SELECT l.tid, l.seq, l.due, cmb.mailbox FROM cmb CROSS JOIN LATERAL (
-           SELECT ctid AS tid, seq, due FROM messages WHERE mailbox = cmb.mailbox AND state = 0 AND due <= $12::bigint
-           ORDER BY due, seq LIMIT cmb.total FOR UPDATE SKIP LOCKED) l),
-       n AS MATERIALIZED (SELECT tid, mailbox, row_number() OVER (PARTITION BY mailbox ORDER BY due, seq) AS rn FROM c),
-       a AS MATERIALIZED (
-         SELECT n.tid, n.rn, req.idx, req.lease_ms, req.consumer FROM n
-         JOIN req ON req.mailbox = n.mailbox AND n.rn > req.lo AND n.rn <= req.hi),
-       f AS MATERIALIZED (SELECT s.*, nextval('fence_seq') AS fence FROM (SELECT * FROM a ORDER BY idx, rn) s),
-       u AS (
-         UPDATE messages m SET state = 1, due = NULL, delivery_count = m.delivery_count + 1,
-           lid = replace(gen_random_uuid()::text, '-', ''), fence = f.fence, leased_until = $12::bigint + f.lease_ms,
-           fetch_time = $12::bigint, consumer = f.consumer
-         FROM f WHERE m.ctid = f.tid
-         RETURNING ${CLAIM_COLS}),
+       ${claimCtes(13, '$12::bigint', 'cmb')},
        taken AS MATERIALIZED (SELECT mailbox, count(*) AS k FROM c GROUP BY mailbox),
        nn AS MATERIALIZED (
          SELECT i.mid, i.ord, i.receiver AS mailbox,
