@@ -9,7 +9,8 @@
 // flight and consumer at once), and send-to-receive p50/p99 at a steady 1 000 msg/s. Each
 // throughput phase stops after `phaseMs` or 20 000 messages, whichever comes first.
 //
-//   npm run bench -- mailbox-peers [phaseMs=2000] [latencyMs=3000] [systems=all, comma-separated]
+//   npm run bench -- mailbox-peers [phaseMs=2000] [latencyMs=10000] [systems=all, comma-separated]
+// (10 s at 1 000 msg/s: the latency phase of shared/BENCHMARKS.md.)
 //
 // Env: SWITCHYARD_BENCH_SERVER_ARGS adds node flags to the broker process (e.g. "--cpu-prof");
 // SWITCHYARD_SQLITE_WORKER=1 runs its SQLite store on a worker thread (`sqlite.worker`);
@@ -426,7 +427,7 @@ function fsyncMs(path: string): number {
 
 export default async function main(args: string[]): Promise<void> {
   const phaseMs = Number(args[0] ?? 2000);
-  const latencyMs = Number(args[1] ?? 3000);
+  const latencyMs = Number(args[1] ?? 10_000);
   const only = args[2]?.split(',');
   const systems = SYSTEMS.filter((s) => only === undefined || only.includes(s.key));
   const loadBefore = loadavg()[0]!;
