@@ -7,7 +7,8 @@
  * broker keeps committing meanwhile), syncs the WAL before and the database file after
  * (`synchronous=NORMAL`: SQLite sets the backfill mark only after that sync, so the WAL is
  * never reused over frames the database file does not durably hold). While frames are left the
- * next pass follows at once, otherwise after `idleMs`. Each pass that saw a WAL reports
+ * next pass follows at once, otherwise after `idleMs`, doubled up to 1 s while the WAL stays
+ * the same (an idle broker costs a pass a second). Each pass that saw a WAL reports
  * `{ log, done, handOver }` (frames in the WAL, frames copied); with `handOver` it waits for
  * the owner to copy the last few frames itself and answer 'resume' (see sqlite-checkpointer.ts).
  */
@@ -34,6 +35,10 @@ try {
 
 let closing = false;
 let timer: NodeJS.Timeout | undefined;
+/** The last report (frames in the WAL, copied): an idle WAL is not reported again. */
+let reported = { log: -1, done: -1 };
+/** The pause between passes: `idleMs`, doubled (up to 1 s) while the WAL does not change. */
+let idle = idleMs;
 /** Waiting for the owner to copy the last frames (it answers 'resume'); a timer bounds the wait. */
 let handedOver = false;
 
@@ -46,11 +51,19 @@ function pass(): void {
   timer = undefined;
   handedOver = false;
   if (closing) return;
-  let next = idleMs;
+  let next = idle;
   try {
     const [r] = db.pragma('wal_checkpoint(PASSIVE)') as { busy: number; log: number; checkpointed: number }[];
+    const changed = r !== undefined && (r.log !== reported.log || r.checkpointed !== reported.done);
+    // Nothing written since the last pass: look again later and later (a commit is seen at the
+    // latest one pause after it), and say nothing.
+    if (!changed) {
+      idle = Math.min(idle * 2, Math.max(idleMs, 1000));
+      next = idle;
+    } else idle = next = idleMs;
     // busy: another checkpoint (the owner's) holds the lock; log -1: not in WAL mode.
-    if (r !== undefined && r.busy === 0 && r.log > 0) {
+    if (changed && r.busy === 0 && r.log > 0) {
+      reported = { log: r.log, done: r.checkpointed };
       const left = r.log - r.checkpointed;
       // A large WAL with a few frames left: the owner copies them between two of its commits
       // (nothing can be appended meanwhile), so its next commit restarts the WAL. This thread
