@@ -2,8 +2,8 @@
  * WAL checkpoints off the broker's event loop. SQLite's automatic checkpoint runs inside the
  * commit that crosses `wal_autocheckpoint` pages: it copies ~1 000 pages back into the database
  * file and fsyncs the WAL and the database, a stall of several milliseconds on the event loop
- * every second or so at 1 000 msg/s — the tail of the send-to-receive latency. Here the owner's
- * connection has automatic checkpoints off and a worker thread (sqlite-checkpointer-worker.ts)
+ * every second or so at 1 000 msg/s (not, as measured, what sets the latency tail; but no
+ * fsync belongs on the event loop). Here the owner's connection has automatic checkpoints off and a worker thread (sqlite-checkpointer-worker.ts)
  * runs PASSIVE checkpoints on a second connection, concurrently with the owner's commits.
  *
  * A WAL restarts (is written again from its start) only when a write transaction begins after
