@@ -326,8 +326,8 @@ export class Subscriber {
   }
 
   /**
-   * Head and tail at attach, each a pair of words the publisher writes high, then low: while
-   * a low word wraps, a read can be 2^32 too high. The head, read after the tail, is at least
+   * Head and tail, read whole (at attach, and when lapped), each a pair of words the publisher
+   * writes high, then low: while a low word wraps, a read can be 2^32 too high. The head, read after the tail, is at least
    * the tail and at most a ring (and the few messages published in between) ahead; a pair
    * outside that is read again. A publisher that died between two stores leaves one so for
    * good: then the tail is the head.
@@ -451,11 +451,10 @@ export class Subscriber {
       }
       // Lapped: the entry holds a later message, or its block was taken back. The tail
       // says where the oldest message still held is: read whole (a subscriber may be lapped
-      // by any number of messages, so its position is no reference for the low word alone).
-      const resume = Math.max(
-        next + 1,
-        this.#readPair(this.#cursors + CURSOR_TAIL_HI, this.#cursors + CURSOR_TAIL_LO),
-      );
+      // by any number of messages, so its position is no reference for the low word alone),
+      // and checked against the head as at attach — a pair read while its low word wraps is
+      // 2^32 too high, past the head, and is read again.
+      const resume = Math.max(next + 1, this.#readCursors(this.#mask + 1).tail);
       missed += resume - next;
       this.#next = resume;
       this.#storePosition();
