@@ -268,7 +268,6 @@ type Statement = Database.Statement<unknown[], unknown>;
 /** The statements, prepared once. */
 class Statements {
   readonly insertMsg: Statement;
-  readonly insertLeased: Statement;
   readonly maxSeq: Statement;
   readonly midExists: Statement;
   readonly insertBlob: Statement;
@@ -305,16 +304,12 @@ class Statements {
   constructor(db: Database.Database) {
     this.totalChanges = db.prepare('SELECT total_changes()').pluck();
     // seq: null takes the next rowid (max + 1); a batch that leases its own sends at insert
-    // gives every row of its the seq it reserved at its send (see HandOff).
+    // gives every row of its the seq it reserved at its send (see HandOff). A row inserted
+    // leased is the row a claim would have left (state 1, no due time, no history yet).
     this.insertMsg = db.prepare(
-      `INSERT INTO messages (seq, mid, mailbox, sender, receiver, client_time, received_at, delay_ms, state, status, due, blob, blob_id, body_bytes)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 8, ?, ?, ?, ?)`,
-    );
-    // A new message inserted already leased: the row a claim would have left (no history yet).
-    this.insertLeased = db.prepare(
       `INSERT INTO messages (seq, mid, mailbox, sender, receiver, client_time, received_at, delay_ms, state, status, due,
        delivery_count, lid, fence, leased_until, fetch_time, consumer, blob, blob_id, body_bytes)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, 1, 8, NULL, 1, ?, ?, ?, ?, ?, ?, ?, ?)`,
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 8, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
     );
     this.maxSeq = db.prepare('SELECT max(seq) FROM messages').pluck();
     this.midExists = db.prepare('SELECT 1 FROM messages WHERE mid = ?').pluck();
@@ -922,13 +917,20 @@ export class SqliteStore implements MessageStore {
     for (const held of h.held.values())
       for (let k = held.head; k < held.items.length; k++) {
         const { m, seq, blobId } = held.items[k]!;
-        this.#insertQueued(m, seq, blobId, now);
+        this.#insertRow(m, seq, blobId, now);
       }
     h.held.clear();
     h.heldMids.clear();
   }
 
-  #insertQueued(m: NewMessage, seq: number | null, blobId: number, now: number): void {
+  /** Inserts the row of new message `m`: queued (due after its delay), or leased by `lease`. */
+  #insertRow(
+    m: NewMessage,
+    seq: number | null,
+    blobId: number,
+    now: number,
+    lease?: { lid: string; fence: number; leasedUntil: number; consumer: string | null },
+  ): void {
     this.#st.insertMsg.run(
       seq,
       m.mid,
@@ -938,7 +940,14 @@ export class SqliteStore implements MessageStore {
       m.clientTimeMs,
       now,
       m.delayMs,
-      now + m.delayMs,
+      lease === undefined ? 0 : 1,
+      lease === undefined ? now + m.delayMs : null,
+      lease === undefined ? 0 : 1,
+      lease?.lid ?? null,
+      lease?.fence ?? null,
+      lease?.leasedUntil ?? null,
+      lease === undefined ? null : now,
+      lease?.consumer ?? null,
       m.blobKey,
       blobId,
       m.bodyBytes,
@@ -970,7 +979,7 @@ export class SqliteStore implements MessageStore {
           return { kind: 'send', message: message(st.byMid.get(m.mid) as Row), created: false };
         this.#ensureMailbox(m.receiver, op.defaults, now, added);
         const blobId = this.#putBlob(m.blobKey, m.body);
-        if (h === undefined) this.#insertQueued(m, null, blobId, now);
+        if (h === undefined) this.#insertRow(m, null, blobId, now);
         else {
           const seq = h.next++;
           if (h.on && m.delayMs <= 0 && (h.lastClaim.get(m.receiver) ?? -1) > h.index) {
@@ -978,7 +987,7 @@ export class SqliteStore implements MessageStore {
             if (held === undefined) h.held.set(m.receiver, (held = { items: [], head: 0 }));
             held.items.push({ m, seq, blobId });
             h.heldMids.set(m.mid, m);
-          } else this.#insertQueued(m, seq, blobId, now);
+          } else this.#insertRow(m, seq, blobId, now);
         }
         return { kind: 'send', created: true, message: newMessage(m, now) };
       }
@@ -1003,24 +1012,7 @@ export class SqliteStore implements MessageStore {
             h!.heldMids.delete(m.mid);
             const lid = this.#ids.next();
             const fence = this.#nextFence();
-            st.insertLeased.run(
-              seq,
-              m.mid,
-              m.receiver,
-              m.sender,
-              m.receiver,
-              m.clientTimeMs,
-              now,
-              m.delayMs,
-              lid,
-              fence,
-              leasedUntil,
-              now,
-              op.consumer,
-              m.blobKey,
-              blobId,
-              m.bodyBytes,
-            );
+            this.#insertRow(m, seq, blobId, now, { lid, fence, leasedUntil, consumer: op.consumer });
             messages.push(heldMessage(m, now, lid, fence, leasedUntil));
           }
         }
