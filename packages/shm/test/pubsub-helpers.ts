@@ -83,3 +83,34 @@ export class PubSubChild {
     if (this.process.exitCode === null && this.process.signalCode === null) this.process.kill('SIGKILL');
   }
 }
+
+/**
+ * One child publishes `count` messages of `name` with `config` (`pubRole`: 'pub' loans,
+ * 'pubsend' sends), another reads them all from the oldest (adaptive wait); the publisher
+ * closes once the reader has them. Returns the reader's summary and exit code.
+ */
+export async function runPubSub(
+  pubRole: 'pub' | 'pubsend',
+  name: string,
+  config: { readonly dir: string } & Record<string, unknown>,
+  count: number,
+): Promise<{ summary: SubSummary; subExit: number | null }> {
+  const pub = new PubSubChild([pubRole, name, JSON.stringify(config), String(count), 'close', '0']);
+  try {
+    await pub.message('created');
+    const sub = new PubSubChild([
+      'sub',
+      name,
+      JSON.stringify({ dir: config.dir, from: 'oldest' }),
+      String(count),
+      'adaptive',
+      '0',
+    ]);
+    const summary = await sub.message<SubSummary>('received', 60_000);
+    await pub.message('published');
+    pub.send('close');
+    return { summary, subExit: await sub.exit() };
+  } finally {
+    pub.kill();
+  }
+}

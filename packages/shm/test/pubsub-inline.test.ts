@@ -3,7 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { Publisher, Subscriber, inspectRegionFile, regionPath, type Sample } from '@switchyard/shm';
-import { PubSubChild, shmDir, type SubSummary } from './pubsub-helpers.js';
+import { PubSubChild, runPubSub, shmDir, type SubSummary } from './pubsub-helpers.js';
 
 const dir = shmDir();
 test.after(() => dir[Symbol.dispose]());
@@ -512,34 +512,11 @@ for (const ringDepth of [8, 256]) {
       slowSubscriber: 'block' as const,
     };
     const count = 50_000;
-    const pub = new PubSubChild([
-      'pubsend',
-      `inline-lossless-${ringDepth}`,
-      JSON.stringify(config),
-      String(count),
-      'close',
-      '0',
-    ]);
-    try {
-      await pub.message('created');
-      const sub = new PubSubChild([
-        'sub',
-        `inline-lossless-${ringDepth}`,
-        JSON.stringify({ dir: dir.path, from: 'oldest' }),
-        String(count),
-        'adaptive',
-        '0',
-      ]);
-      const summary = await sub.message<SubSummary>('received', 60_000);
-      await pub.message('published');
-      pub.send('close');
-      assert.equal(summary.bad, 0, summary.firstError);
-      assert.equal(summary.missed, 0);
-      assert.equal(summary.received, count);
-      assert.equal(await sub.exit(), 0);
-    } finally {
-      pub.kill();
-    }
+    const { summary, subExit } = await runPubSub('pubsend', `inline-lossless-${ringDepth}`, config, count);
+    assert.equal(summary.bad, 0, summary.firstError);
+    assert.equal(summary.missed, 0);
+    assert.equal(summary.received, count);
+    assert.equal(subExit, 0);
   });
 }
 

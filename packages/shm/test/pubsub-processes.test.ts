@@ -10,7 +10,7 @@ import {
   regionPath,
   removeRegionFiles,
 } from '@switchyard/shm';
-import { PubSubChild, shmDir, type SubSummary } from './pubsub-helpers.js';
+import { PubSubChild, runPubSub, shmDir, type SubSummary } from './pubsub-helpers.js';
 
 const dir = shmDir();
 test.after(() => dir[Symbol.dispose]());
@@ -58,26 +58,10 @@ test("'block', two processes: a subscriber that keeps up misses nothing; content
     slowSubscriber: 'block' as const,
   };
   const count = 50_000;
-  const pub = new PubSubChild(['pub', 'lossless', JSON.stringify(config), String(count), 'close', '0']);
-  try {
-    await pub.message('created');
-    const sub = new PubSubChild([
-      'sub',
-      'lossless',
-      JSON.stringify({ dir: dir.path, from: 'oldest' }),
-      String(count),
-      'adaptive',
-      '0',
-    ]);
-    const summary = await sub.message<SubSummary>('received', 60_000);
-    await pub.message('published');
-    pub.send('close');
-    assert.equal(summary.bad, 0, summary.firstError);
-    assert.equal(summary.missed, 0);
-    assert.equal(summary.received, count);
-  } finally {
-    pub.kill();
-  }
+  const { summary } = await runPubSub('pub', 'lossless', config, count);
+  assert.equal(summary.bad, 0, summary.firstError);
+  assert.equal(summary.missed, 0);
+  assert.equal(summary.received, count);
 });
 
 test('guards across processes: held blocks are never reused; PoolExhausted until the holder releases', async () => {
