@@ -588,6 +588,7 @@ export class Broker {
         body,
         decoded,
         bodyBytes,
+        fresh: nonce !== '',
       },
     };
   }

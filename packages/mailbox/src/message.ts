@@ -105,8 +105,11 @@ export function encodeBody(body: unknown): string {
 }
 
 function setField(body: Body, key: string, value: string | string[]): void {
-  // A "__proto__" field must stay an own data property, never set the prototype.
-  Object.defineProperty(body, key, { value, enumerable: true, writable: true, configurable: true });
+  // A "__proto__" field must stay an own data property, never set the prototype; any other key
+  // is a plain assignment (defineProperty cost a send ~0.3 µs a field).
+  if (key === '__proto__')
+    Object.defineProperty(body, key, { value, enumerable: true, writable: true, configurable: true });
+  else body[key] = value;
 }
 
 /**

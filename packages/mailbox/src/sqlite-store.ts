@@ -975,7 +975,8 @@ export class SqliteStore implements MessageStore {
             message: { ...newMessage(first, now), body: decodeBody(first.body) },
             created: false,
           };
-        if (st.midExists.get(m.mid) !== undefined)
+        // A fresh mid (a nonce in it) cannot be stored yet: one index probe a send saved.
+        if (m.fresh !== true && st.midExists.get(m.mid) !== undefined)
           return { kind: 'send', message: message(st.byMid.get(m.mid) as Row), created: false };
         this.#ensureMailbox(m.receiver, op.defaults, now, added);
         const blobId = this.#putBlob(m.blobKey, m.body);

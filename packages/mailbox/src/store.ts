@@ -73,6 +73,11 @@ export interface NewMessage {
   /** The body as `decodeBody(body)` returns it (the broker has it already; stores need not decode). */
   readonly decoded: Body;
   readonly bodyBytes: number;
+  /**
+   * The mid holds a random 128-bit nonce (a send without clientTime): no stored message can
+   * have it, so a store may skip its duplicate lookup. Absent or false: look it up.
+   */
+  readonly fresh?: boolean;
 }
 
 export type StoreOp =

@@ -122,6 +122,35 @@ describe('binary API calls', () => {
     await pushed.return(undefined).catch(() => {});
   });
 
+  test("pushed messages of any valid names and bodies equal the broker's own (fast-check)", async () => {
+    // Pushed frames are JSON written by hand around the body: names of every allowed character
+    // and bodies of any text (quotes, backslashes, control characters, astral planes) must
+    // come back exactly as the broker stores them.
+    const name = fc.stringMatching(/^[A-Za-z0-9@._\-:/]{1,24}$/);
+    const text = fc.string({ unit: 'binary', maxLength: 40 });
+    const bodyArb = fc.dictionary(
+      fc.string({ unit: 'grapheme', minLength: 1, maxLength: 8 }),
+      fc.oneof(text, fc.array(text, { minLength: 2, maxLength: 3 })),
+      { maxKeys: 4 },
+    );
+    let round = 0;
+    await fc.assert(
+      fc.asyncProperty(name, name, bodyArb, async (sender, receiver, b) => {
+        const mailbox = `${receiver}.${round++}`; // a fresh mailbox: the push takes this message
+        const sent = await client.send({ sender, receiver: mailbox, body: b });
+        const ac = new AbortController();
+        const pushed = client.subscribe(mailbox, { prefetch: 1, leaseMs: 5000, signal: ac.signal });
+        const next = await pushed.next();
+        ac.abort();
+        await pushed.return(undefined).catch(() => {});
+        const { attempts: _none, ...stored } = (await env.broker.get(sent.mid))!;
+        assert.deepEqual(next.value, stored);
+        assert.deepEqual((next.value as Message).body, stored.body);
+      }),
+      { numRuns: 60 },
+    );
+  });
+
   test('sends made in one turn share requests and every one is committed when it resolves', async () => {
     const before = (await env.broker.stats()).batches;
     const sent = await Promise.all(

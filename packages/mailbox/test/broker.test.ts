@@ -233,6 +233,22 @@ test('body codec: a "__proto__" field is data, not a prototype', () => {
   assert.equal(Object.getOwnPropertyDescriptor(decoded, '__proto__')?.value, 'x');
 });
 
+test('a sent "__proto__" field comes back as data in the send answer and the stored message', async () => {
+  using dir = makeTempDir('proto-field');
+  const broker = await Broker.open({ store: `sqlite:${join(dir.path, 'db.sqlite')}` });
+  try {
+    const raw = JSON.parse('{"a":"1","__proto__":["x","y"],"z":"2"}') as Record<string, string | string[]>;
+    const sent = await broker.send({ sender: 's', receiver: 'proto', body: raw });
+    for (const body of [sent.body, (await broker.get(sent.mid))!.body]) {
+      assert.equal(Object.getPrototypeOf(body), Object.prototype);
+      assert.deepEqual(Object.keys(body), ['__proto__', 'a', 'z']);
+      assert.deepEqual(Object.getOwnPropertyDescriptor(body, '__proto__')?.value, ['x', 'y']);
+    }
+  } finally {
+    await broker.close();
+  }
+});
+
 test('body codec: anything but string fields is refused with MAILBOX_ERR_INVALID_ARGUMENT', () => {
   fc.assert(
     fc.property(
