@@ -120,7 +120,8 @@ async function producerFor(system: string, queue: string, server: ServerInfo): P
       };
     }
     case 'sy-binary': {
-      const c = new MailboxBinaryClient(server.binary);
+      const maxBatch = Number(process.env.SWITCHYARD_BENCH_MAX_BATCH ?? 1000);
+      const c = new MailboxBinaryClient(server.binary, { maxBatch });
       return {
         send: async (ts) => {
           await c.send({ sender: 'bench', receiver: queue, body: { t: ts, d: PAD } });
@@ -376,18 +377,24 @@ async function runProducer(args: string[]): Promise<void> {
 }
 
 async function runConsumer(args: string[]): Promise<void> {
-  const [system, queue, serverJson] = args as [string, string, string];
+  const [system, queue, serverJson, warmupS = '0'] = args as [string, string, string, string?];
   const c = await consumerFor(system, queue, JSON.parse(serverJson) as ServerInfo);
+  // Messages sent in the first `warmupMs` (by their stamps, from the first one) are not counted
+  // in the latency percentiles.
+  const warmupMs = Number(warmupS);
   let count = 0;
   let first = 0;
   let last = 0;
+  let firstStamp = NaN;
   const latencies: number[] = [];
   await c.start((ts) => {
     const t = now();
     if (count === 0) first = t;
     last = t;
     count++;
-    latencies.push(t - Number(ts));
+    const sent = Number(ts);
+    if (Number.isNaN(firstStamp)) firstStamp = sent;
+    if (sent - firstStamp >= warmupMs) latencies.push(t - sent);
   });
   out('READY');
   const progressTimer = setInterval(() => out(`C ${count}`), 100);

@@ -10,7 +10,11 @@
 // throughput phase stops after `phaseMs` or 20 000 messages, whichever comes first.
 //
 //   npm run bench -- mailbox-peers [phaseMs=2000] [latencyMs=10000] [systems=all, comma-separated]
-// (10 s at 1 000 msg/s: the latency phase of shared/BENCHMARKS.md.)
+// (10 s at 1 000 msg/s: the latency phase of shared/BENCHMARKS.md.) The latency phase first runs
+// `SWITCHYARD_BENCH_WARMUP_MS` (default 2000) at the same rate, not counted, for every system:
+// the producer and consumer are fresh processes, and their first seconds measure V8 compiling
+// the client code rather than the broker (a per-message record showed p50 2-3 ms in a fresh
+// client's first second and 0.35-0.45 ms from the third on). 0 measures from the first message.
 //
 // Env: SWITCHYARD_BENCH_SERVER_ARGS adds node flags to the broker process (e.g. "--cpu-prof");
 // SWITCHYARD_SQLITE_WORKER=1 runs its SQLite store on a worker thread (`sqlite.worker`);
@@ -301,6 +305,7 @@ async function measure(
   server: { http: string; binary: string } | undefined,
   phaseMs: number,
   latencyMs: number,
+  warmupMs: number,
   tick: () => void,
   serverCpu: () => number,
 ): Promise<Measured> {
@@ -316,7 +321,8 @@ async function measure(
       String(rate),
       serverJson,
     ]);
-  const consume = (q: string): Child => start(['consume', system.client, q, serverJson]);
+  const consume = (q: string, warmupMs = 0): Child =>
+    start(['consume', system.client, q, serverJson, String(warmupMs)]);
 
   // Sends, 1 in flight.
   let q = await admin.create(system);
@@ -349,11 +355,11 @@ async function measure(
   await admin.remove(system, q, server);
   tick();
 
-  // Latency at a steady 1 000 msg/s.
+  // Latency at a steady 1 000 msg/s, after a warm-up at that rate the consumer does not count.
   q = await admin.create(system);
-  c = consume(q);
+  c = consume(q, warmupMs);
   await c.ready;
-  const latP = await produce(q, 0, latencyMs, 1000).result;
+  const latP = await produce(q, 0, warmupMs + latencyMs, 1000).result;
   await waitFor(() => c.count >= latP.sent!, 30_000);
   c.stop();
   const latR = await c.result;
@@ -428,6 +434,9 @@ function fsyncMs(path: string): number {
 export default async function main(args: string[]): Promise<void> {
   const phaseMs = Number(args[0] ?? 2000);
   const latencyMs = Number(args[1] ?? 10_000);
+  const warmupMs = Number(process.env.SWITCHYARD_BENCH_WARMUP_MS ?? 2000);
+  if (!Number.isInteger(warmupMs) || warmupMs < 0)
+    throw new Error('SWITCHYARD_BENCH_WARMUP_MS must be a whole number of milliseconds');
   const only = args[2]?.split(',');
   const systems = SYSTEMS.filter((s) => only === undefined || only.includes(s.key));
   const loadBefore = loadavg()[0]!;
@@ -459,6 +468,7 @@ export default async function main(args: string[]): Promise<void> {
             info,
             phaseMs,
             latencyMs,
+            warmupMs,
             () => bar.tick(),
             () => serverCpuMicros(system, brokerPid),
           ),
@@ -499,7 +509,7 @@ export default async function main(args: string[]): Promise<void> {
   const date = new Date().toISOString().slice(0, 10);
   const title = 'Durable work queues: ~256 B bodies, producer / consumer / broker in separate processes';
   const notes = [
-    `Each throughput phase: ${phaseMs} ms or ${MAX_COUNT.toLocaleString('en-US')} messages, whichever first (one run, not medians); latency: ${latencyMs} ms at 1 000 msg/s.`,
+    `Each throughput phase: ${phaseMs} ms or ${MAX_COUNT.toLocaleString('en-US')} messages, whichever first (one run, not medians); latency: ${latencyMs} ms at 1 000 msg/s, after ${warmupMs} ms at that rate not counted (fresh client processes warming up; the same for every system).`,
     `Load average (1 min) on this shared 2-core machine: ${loadBefore.toFixed(2)} before, ${loadAfter.toFixed(2)} after; a one-row SQLite commit with fsync (synchronous=FULL) took ${fsyncBefore.toFixed(2)} ms before and ${fsyncAfter?.toFixed(2) ?? '—'} ms after (median of 50; shared/BENCHMARKS.md assumes about 0.3 ms).`,
     'Server CPU: user + system time of the server processes over the end-to-end phase, per message (/proc): the Switchyard broker process (plus every PostgreSQL process for its PostgreSQL store), beam.smp, nats-server, redis-server, or every PostgreSQL process for pg-boss (other work on the shared PostgreSQL counts too).',
     "Peer acks are the clients' own (RabbitMQ basic.ack, JetStream ack, BullMQ job completion, pg-boss complete); Switchyard acks are committed by the broker (binary: acks of one turn share a request).",
