@@ -93,13 +93,13 @@ class Batcher<T> {
   readonly #max: number;
   readonly #maxQueued: number;
   readonly #send: (items: unknown[]) => Promise<WireItemResult<unknown>[]>;
-  readonly #map: (ok: unknown) => T;
+  readonly #map: (ok: unknown, item: unknown) => T;
 
   constructor(
     max: number,
     maxQueued: number,
     send: (items: unknown[]) => Promise<WireItemResult<unknown>[]>,
-    map: (ok: unknown) => T,
+    map: (ok: unknown, item: unknown) => T,
   ) {
     this.#max = max;
     this.#maxQueued = maxQueued;
@@ -138,7 +138,7 @@ class Batcher<T> {
           batch.forEach((q, i) => {
             const r = results[i];
             if (r === undefined) q.reject(new MailboxHttpError('binary API: an answer is missing items', 0));
-            else if ('ok' in r) q.resolve(this.#map(r.ok));
+            else if ('ok' in r) q.resolve(this.#map(r.ok, q.item));
             else q.reject(mailboxErrorOf(r.error.code, r.error.message));
           });
         },
@@ -180,7 +180,13 @@ export class MailboxBinaryClient {
       throw new MailboxInvalidArgumentError('dialTimeoutMs must be a positive integer');
     this.#stream = new StreamClient({ dialTimeoutMs, deadEndpointRetryMs: 100 });
     const revive = (ok: unknown): Message => fromWire(ok);
-    this.#sends = new Batcher(maxBatch, maxQueued, (items) => this.#batch('send', 'messages', items), revive);
+    // A send's answer leaves the body out: the message takes the body its item carried.
+    this.#sends = new Batcher(
+      maxBatch,
+      maxQueued,
+      (items) => this.#batch('send', 'messages', items),
+      (ok, item) => fromWire(ok, (item as { body: Message['body'] }).body),
+    );
     this.#acks = new Batcher<void>(
       maxBatch,
       maxQueued,
@@ -231,7 +237,7 @@ export class MailboxBinaryClient {
     } catch (error) {
       return Promise.reject(error instanceof Error ? error : new Error(String(error)));
     }
-    return this.#sends.push(item).then((header) => ({ ...header, body: m.body }));
+    return this.#sends.push(item);
   }
 
   /** Sends many messages; each resolves (or fails) on its own, in order. */

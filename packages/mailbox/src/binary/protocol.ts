@@ -194,8 +194,11 @@ export function encodeMessage(m: Message): Uint8Array {
   return Buffer.from(json, 'utf8');
 }
 
-/** A `Message` back from `wireMessage`'s array (times as Dates again; `body` absent when null). */
-export function fromWire<T extends MessageHeader = Message>(raw: unknown): T {
+/**
+ * A `Message` back from `wireMessage`'s array (times as Dates again; `body` absent when null,
+ * or `body` when given: a send's answer, whose sender has it).
+ */
+export function fromWire<T extends MessageHeader = Message>(raw: unknown, body?: Body): T {
   if (!Array.isArray(raw) || raw.length < 18 || typeof raw[0] !== 'string')
     throw new MailboxInvalidArgumentError('a message from the server is not a protocol 3 message');
   const w = raw as unknown[];
@@ -221,6 +224,7 @@ export function fromWire<T extends MessageHeader = Message>(raw: unknown): T {
     bodyBytes: w[16],
   };
   if (w[17] !== null) m.body = w[17];
+  else if (body !== undefined) m.body = body;
   if (Array.isArray(w[18]))
     m.attempts = (w[18] as Record<string, unknown>[]).map((a): Attempt => ({
       ...(a as unknown as Attempt),
