@@ -241,7 +241,12 @@ export class MemoryStore implements MessageStore {
           rec.consumer = op.consumer;
           messages.push(this.#message(rec));
         }
-        return { kind: 'claim', messages, nextDueMs: this.#nextDue(op.mailbox) };
+        // Like the SQL stores: only an empty claim says when to look again (the long poll's sleep).
+        return {
+          kind: 'claim',
+          messages,
+          nextDueMs: messages.length > 0 ? null : this.#nextDue(op.mailbox),
+        };
       }
       case 'ack': {
         const rec = d.messages.get(op.mid);
