@@ -286,25 +286,38 @@ export class Publisher {
    * it. Throws `SHM_ERR_DATA_TOO_LARGE`, `SHM_ERR_POOL_EXHAUSTED`, `SHM_ERR_WOULD_BLOCK`.
    */
   send(data: Uint8Array): void {
+    this.#send(data, false);
+  }
+
+  /**
+   * `send`, but false instead of `SHM_ERR_WOULD_BLOCK` or `SHM_ERR_POOL_EXHAUSTED`: the
+   * message was not published (the ring is full of what a subscriber has not read, or every
+   * block is out); try again later (`writable()` waits for room). One call per message where
+   * a loop would ask `isWritable` first, and no exception to catch when the ring fills.
+   * Still throws for a bad argument, `SHM_ERR_DATA_TOO_LARGE` and `SHM_ERR_CLOSED`.
+   */
+  trySend(data: Uint8Array): boolean {
+    return this.#send(data, true);
+  }
+
+  /** `quiet`: report a full ring or pool by returning false rather than throwing. */
+  #send(data: Uint8Array, quiet: boolean): boolean {
     if (!(data instanceof Uint8Array))
       throw new ShmInvalidArgumentError('send(data): data must be a Uint8Array');
-    if (data.length <= this.#inlineMax) {
-      this.#sendInline(data);
-      return;
+    const length = data.length;
+    if (length <= this.#inlineMax) return this.#sendInline(data, length, quiet);
+    if (length > this.#layout.blockSize) {
+      throw new ShmDataTooLargeError(`a ${length}-byte message exceeds blockSize ${this.#layout.blockSize}`);
     }
-    if (data.length > this.#layout.blockSize) {
-      throw new ShmDataTooLargeError(
-        `a ${data.length}-byte message exceeds blockSize ${this.#layout.blockSize}`,
-      );
-    }
-    const block = this.#take();
+    const block = this.#take(quiet);
+    if (block < 0) return false;
     this.#bytes.set(data, this.#layout.blocksOffset + block * this.#layout.blockSize);
-    this.publishBlock(block, data.length);
+    return this.#publish(block, length, quiet);
   }
 
   /** Loans a block to write in place (no copy). Throws `SHM_ERR_POOL_EXHAUSTED`, `SHM_ERR_WOULD_BLOCK`. */
   loan(): Loan {
-    const block = this.#take();
+    const block = this.#take(false);
     const offset = this.#layout.blocksOffset + block * this.#layout.blockSize;
     // One view per block, made on its first loan: a loan always spans the whole block, and a
     // block is loaned to one Loan at a time.
@@ -360,13 +373,17 @@ export class Publisher {
     }
   }
 
-  /** Takes a free block for a loan or a send (LOAN_BIT set), making room in the ring first. */
-  #take(): number {
+  /**
+   * Takes a free block for a loan or a send (LOAN_BIT set), making room in the ring first;
+   * when there is none, -1 if `quiet`, else the error.
+   */
+  #take(quiet: boolean): number {
     if (this.#closed) throw new ShmClosedError('the publisher is closed');
     // With 'block', fail before handing out a block if the ring entry this message will take
     // cannot be freed. Nothing is evicted here: the entry is given up at publish, so a
     // subscriber can still read it while the loan is being written.
     if (!this.#overwrite && this.#head - this.#tail >= this.#layout.ringDepth && !this.#canEvict()) {
+      if (quiet) return -1;
       throw new ShmWouldBlockError(
         `a subscriber has not read message ${this.#tail} yet, and the ring holds ${this.#layout.ringDepth}`,
       );
@@ -380,6 +397,7 @@ export class Publisher {
       if (!this.#evict()) break;
     }
     if (onExhausted.hasSubscribers) onExhausted.publish({ name: this.name });
+    if (quiet) return -1;
     if (!this.#overwrite && this.#head > this.#tail && !this.#canEvict()) {
       throw new ShmWouldBlockError('every free block waits in the ring for a subscriber to read it');
     }
@@ -517,6 +535,11 @@ export class Publisher {
 
   /** @internal Publishes loaned block `block` with `length` bytes. */
   publishBlock(block: number, length: number): void {
+    this.#publish(block, length, false);
+  }
+
+  /** Publishes loaned block `block`; when the ring has no room, gives it back: false if `quiet`, else throws. */
+  #publish(block: number, length: number, quiet: boolean): boolean {
     if (this.#closed) throw new ShmClosedError('the publisher is closed');
     const i32 = this.#i32;
     const seq = this.#head;
@@ -525,6 +548,7 @@ export class Publisher {
     if (seq - this.#tail >= this.#layout.ringDepth && !this.#evict()) {
       // Only when another loan took the last ring entry first: give the block back.
       this.discardBlock(block);
+      if (quiet) return false;
       throw new ShmWouldBlockError(`a subscriber has not read message ${this.#tail} yet`);
     }
     const t = this.#tableIndex + block * TABLE_WORDS;
@@ -551,6 +575,7 @@ export class Publisher {
     this.#loaned--;
     this.#ringBlocks++;
     this.#afterPublish(seq);
+    return true;
   }
 
   /**
@@ -560,10 +585,11 @@ export class Publisher {
    * Subscriber#copiesWhole): the entry was evicted (the tail, stored atomically, moved past
    * it) and the message before this one was committed before the first byte was written.
    */
-  #sendInline(data: Uint8Array): void {
+  #sendInline(data: Uint8Array, length: number, quiet: boolean): boolean {
     if (this.#closed) throw new ShmClosedError('the publisher is closed');
     const seq = this.#head;
     if (seq - this.#tail >= this.#layout.ringDepth && !this.#evict()) {
+      if (quiet) return false;
       throw new ShmWouldBlockError(
         `a subscriber has not read message ${this.#tail} yet, and the ring holds ${this.#layout.ringDepth}`,
       );
@@ -573,10 +599,11 @@ export class Publisher {
     i32[e + 1] = Math.floor(seq * PER_HI);
     i32[e + 2] = INLINE_BLOCK;
     this.#entryBlocks[seq & this.#mask] = INLINE_BLOCK;
-    i32[e + 3] = data.length;
+    i32[e + 3] = length;
     this.#bytes.set(data, (e << 2) + INLINE_HEADER_BYTES);
     Atomics.store(i32, e, seq | 0);
     this.#afterPublish(seq);
+    return true;
   }
 
   /** After message `seq` is in the ring: the head hint, counters, wake-ups, heartbeat. */
