@@ -27,6 +27,21 @@ function backOff(): void {
   Atomics.wait(sleeper, 0, 0, 0.02);
 }
 
+/**
+ * A spinning subscriber that found nothing polls again after this long (a busy wait that
+ * touches no shared memory). Polling right behind the publisher halves the publisher's
+ * speed: every look, and the reading core's prefetcher running ahead of it, takes the
+ * cache lines the publisher is about to write, and its next commit (a locked store) waits
+ * for them to come back. Letting a batch build up first keeps the reader a few lines
+ * behind. Throughput only: the round-trip rows do not wait.
+ */
+const IDLE_MICROS = 10;
+
+function idle(micros: number): void {
+  const until = performance.now() + micros / 1000;
+  while (performance.now() < until);
+}
+
 function isFull(error: unknown): boolean {
   const code = (error as { code?: string }).code;
   return code === 'SHM_ERR_WOULD_BLOCK' || code === 'SHM_ERR_POOL_EXHAUSTED';
@@ -55,18 +70,11 @@ async function publish(): Promise<void> {
   let full = 0;
   if (how === 'send') {
     for (let i = 0; i < n;) {
-      // Ring full: the subscriber is behind. Poll the cheap hint rather than throw and catch.
-      if (!publisher.isWritable) {
+      // One call per message: false when the ring is full (the subscriber is behind).
+      if (publisher.trySend(payload)) i++;
+      else {
         full++;
         backOff();
-        continue;
-      }
-      try {
-        publisher.send(payload);
-        i++;
-      } catch (error) {
-        if (!isFull(error)) throw error;
-        full++;
       }
     }
   } else {
@@ -116,16 +124,27 @@ async function subscribe(): Promise<void> {
   let bytes = 0;
   let touched = 0;
   let cpu0: NodeJS.CpuUsage | undefined;
-  while (read < n) {
-    let sample: Sample | null = subscriber.tryRecv();
-    if (sample === null) {
-      if (wait === 'spin') continue;
-      sample = await subscriber.recv({ wait: 'adaptive' });
-    }
-    if (cpu0 === undefined) cpu0 = process.cpuUsage();
-    const view = sample.bytes;
+  // Batches: drain() hands out every message there, in place (inline ones: the subscriber's
+  // own copy), no Sample and no release per message. Empty: spin, or wait for one with recv.
+  const take = (view: Uint8Array): void => {
     touched += (view[0] as number) + (view[view.length - 1] as number);
     bytes += view.length;
+  };
+  while (read < n) {
+    const got = subscriber.drain(take);
+    if (got > 0) {
+      read += got;
+      cpu0 ??= process.cpuUsage();
+      continue;
+    }
+    // Nothing there. Spinning: let a batch build up, then look again (see IDLE_MICROS).
+    if (wait === 'spin') {
+      idle(IDLE_MICROS);
+      continue;
+    }
+    const sample = await subscriber.recv({ wait: 'adaptive' });
+    cpu0 ??= process.cpuUsage();
+    take(sample.bytes);
     sample.release();
     read++;
   }
