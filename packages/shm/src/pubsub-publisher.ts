@@ -569,6 +569,9 @@ export class Publisher {
     i32[t] = 1;
     const e = this.#ringIndex + (seq & this.#mask) * this.#ringWords;
     i32[e + 2] = block;
+    // The length in the entry too (version 4): a 'block' subscriber draining in place reads
+    // the entry and the block, and not the table line, which so stays in this core's cache.
+    i32[e + 3] = length;
     this.#entryBlocks[seq & this.#mask] = block;
     i32[e + 1] = hi;
     // The entry's low sequence word last: a reader that sees it sees the rest. Being a

@@ -217,7 +217,7 @@ export class Subscriber {
   /**
    * With `slowSubscriber: 'block'` the publisher never evicts an entry at or above this
    * subscriber's published position, so `drain` reads blocks in place without taking a
-   * reference: it publishes its position only after the callback returned.
+   * reference: it publishes its position past a message only after its callback returned.
    */
   readonly #lossless: boolean;
   /** True while `drain` runs its callback: the subscriber's other receive calls refuse. */
@@ -427,10 +427,10 @@ export class Subscriber {
    *
    * Cheaper per message than `tryRecv` and `release`: a run of inline messages is taken with
    * one check (as `tryRecv` takes it) and handed out without an object per message; with
-   * `slowSubscriber: 'block'`, a block is read in place without a reference (the publisher
-   * never evicts what this subscriber has not read, and its position is published once per
-   * call, after the callbacks); with `'overwrite'` each block is taken and released around
-   * its callback.
+   * `slowSubscriber: 'block'`, a block is read in place without a reference and without a
+   * look at its table line (the publisher never evicts what this subscriber has not read, and
+   * the position past a message is published after its callback); with `'overwrite'` each
+   * block is taken and released around its callback.
    */
   drain(fn: DrainCallback, max: number = DRAIN_MAX): number {
     if (this.#closed) throw new ShmClosedError('the subscriber is closed');
@@ -457,7 +457,6 @@ export class Subscriber {
 
   #drainSome(fn: DrainCallback, max: number): number {
     this.#draining = true;
-    const start = this.#next;
     let n = 0;
     try {
       while (n < max) {
@@ -471,11 +470,6 @@ export class Subscriber {
       }
     } finally {
       this.#draining = false;
-      // The position, once per call and after every callback: with 'block', the publisher
-      // may then evict the entries (and reuse the blocks) read in place. A plain store, as
-      // in #poll; it follows the callbacks' reads (x86-64 keeps loads before later stores,
-      // and V8 does not move a store across a call).
-      if (this.#next !== start && !this.#closed) this.#i32[this.#positionIndex] = this.#next | 0;
     }
     return n;
   }
@@ -523,42 +517,55 @@ export class Subscriber {
         if (block === INLINE_BLOCK && this.#inlineMax > 0) {
           const taken = this.#takeInline(next, missed + this.#pendingMissed);
           if (taken > 0) {
-            // The position is published when drain returns.
             this.#next = next + taken;
+            // Copies: the entries may be rewritten now. A plain store, as in #poll.
+            i32[this.#positionIndex] = (next + taken) | 0;
             if (missed > 0) this.#lagged(missed);
             this.#pendingMissed = 0;
             return 0;
           }
         } else if (block >= 0 && block < this.#held.length) {
-          const t = this.#tableIndex + block * TABLE_WORDS;
-          const length = i32[t + 3] as number;
           const offset = this.#blocksOffset + block * this.#blockSize;
           if (this.#lossless) {
-            // No reference: the entry stays in the ring (and so the block out of the pool)
-            // until this subscriber's position passes it, published after the callback.
-            if (i32[t + 1] === lo && i32[t + 2] === hi && length >= 0 && length <= this.#blockSize) {
+            // No reference, and no look at the block's table line (the length is in the
+            // entry, version 4): the entry stays in the ring, and so the block out of the
+            // pool, until this subscriber's position passes it, published after the callback.
+            // A length out of range (a corrupt entry) is never read: treated as lapped.
+            const length = i32[e + 3] as number;
+            if (length >= 0 && length <= this.#blockSize) {
               this.#next = next + 1;
               if (missed > 0) this.#lagged(missed);
               this.#pendingMissed = 0;
-              fn(this.#view(block, offset, length), next);
-              return 1;
-            }
-          } else if (this.#acquire(t)) {
-            if (i32[t + 1] === lo && i32[t + 2] === hi && length >= 0 && length <= this.#blockSize) {
-              this.#next = next + 1;
-              if (missed > 0) this.#lagged(missed);
-              this.#pendingMissed = 0;
-              // Held like a sample's guard (counted for whoever cleans up after a kill)
-              // for the length of the callback.
-              this.#held[block]!++;
               try {
                 fn(this.#view(block, offset, length), next);
               } finally {
-                this.releaseBlock(block);
+                // Read: the publisher may now evict the entry and reuse the block. After the
+                // callback (a plain store: x86-64 keeps it after the callback's loads, and V8
+                // does not move it before a call), and at once: the publisher may be waiting.
+                if (!this.#closed) i32[this.#positionIndex] = (next + 1) | 0;
               }
               return 1;
             }
-            Atomics.sub(i32, t, 1);
+          } else {
+            const t = this.#tableIndex + block * TABLE_WORDS;
+            if (this.#acquire(t)) {
+              const length = i32[t + 3] as number;
+              if (i32[t + 1] === lo && i32[t + 2] === hi && length >= 0 && length <= this.#blockSize) {
+                this.#next = next + 1;
+                if (missed > 0) this.#lagged(missed);
+                this.#pendingMissed = 0;
+                // Held like a sample's guard (counted for whoever cleans up after a kill)
+                // for the length of the callback.
+                this.#held[block]!++;
+                try {
+                  fn(this.#view(block, offset, length), next);
+                } finally {
+                  this.releaseBlock(block);
+                }
+                return 1;
+              }
+              Atomics.sub(i32, t, 1);
+            }
           }
         }
       } else if (((entryLo - lo) | 0) < 0) {
