@@ -1,7 +1,9 @@
 // The processes of the shm pub/sub benchmark (see shm.ts). One JSON line on stdout reports.
 //   pub <name> <dir> <size> <count> <send|loan> <blockSize> <blockCount> <ringDepth> [inlineMaxBytes|default]
 //        publisher ('block' policy: nothing is lost); waits for "go" on stdin
-//   sub <name> <dir> <count> <spin|adaptive>   subscriber: reads in place, touches first and last byte
+//   sub <name> <dir> <count> <spin|adaptive> [idleMicros]   subscriber: reads in place (drain),
+//        touches first and last byte; after an empty poll, waits idleMicros (busy) and polls
+//        again; nothing then either: waits for one message (recvSync 'spin', or recv 'adaptive')
 //   pong <name> <dir> <spin|parked>            ShmChannel server: echoes every message
 //   ping <name> <dir> <spin|parked> <count>    ShmChannel client: 64 B round trips, reports p50/p99
 import { createInterface } from 'node:readline';
@@ -28,15 +30,12 @@ function backOff(): void {
 }
 
 /**
- * A spinning subscriber that found nothing polls again after this long (a busy wait that
- * touches no shared memory). Polling right behind the publisher halves the publisher's
- * speed: every look, and the reading core's prefetcher running ahead of it, takes the
- * cache lines the publisher is about to write, and its next commit (a locked store) waits
- * for them to come back. Letting a batch build up first keeps the reader a few lines
- * behind. Throughput only: the round-trip rows do not wait.
+ * Busy-waits `micros` touching no shared memory: a spinning subscriber that found nothing
+ * lets a batch build up before it looks again (sub's idleMicros). Polling right behind the
+ * publisher slows it down: every look, and the reading core's prefetcher running ahead of
+ * it, takes the cache lines the publisher is about to write, and its next commit (a locked
+ * store) waits for them to come back. Throughput only: the round-trip rows do not wait.
  */
-const IDLE_MICROS = 10;
-
 function idle(micros: number): void {
   const until = performance.now() + micros / 1000;
   while (performance.now() < until);
@@ -116,7 +115,8 @@ async function publish(): Promise<void> {
 }
 
 async function subscribe(): Promise<void> {
-  const [count, wait] = args;
+  const [count, wait, idleMicros = '0'] = args;
+  const idleFor = Number(idleMicros);
   const n = Number(count);
   const subscriber = Subscriber.open(name, { dir, timeoutMs: 10_000, from: 'oldest', spinMicros: 20 });
   say({ ready: true });
@@ -130,19 +130,25 @@ async function subscribe(): Promise<void> {
     touched += (view[0] as number) + (view[view.length - 1] as number);
     bytes += view.length;
   };
+  let idled = false;
   while (read < n) {
     const got = subscriber.drain(take);
     if (got > 0) {
+      idled = false;
       read += got;
       cpu0 ??= process.cpuUsage();
       continue;
     }
-    // Nothing there. Spinning: let a batch build up, then look again (see IDLE_MICROS).
-    if (wait === 'spin') {
-      idle(IDLE_MICROS);
+    // Nothing there: let a batch build up before the next look (idleMicros); nothing then
+    // either, wait for one message (spinning, or adaptive: spin, then park).
+    if (idleFor > 0 && !idled) {
+      idle(idleFor);
+      idled = true;
       continue;
     }
-    const sample = await subscriber.recv({ wait: 'adaptive' });
+    idled = false;
+    const sample =
+      wait === 'spin' ? subscriber.recvSync({ wait: 'spin' }) : await subscriber.recv({ wait: 'adaptive' });
     cpu0 ??= process.cpuUsage();
     take(sample.bytes);
     sample.release();

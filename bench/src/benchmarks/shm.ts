@@ -31,10 +31,17 @@ const SHM_CHILD = fileURLToPath(new URL('./shm.child.js', import.meta.url));
  * 64 B messages, 8 MiB of 1 KiB ones; the journal runs get room for the whole run, the
  * socket the kernel's buffers), twice as many blocks as ring entries.
  */
-function geometry(size: number): { blockSize: number; blockCount: number; ringDepth: number } {
-  if (size >= 1 << 20) return { blockSize: size, blockCount: 8, ringDepth: 4 };
+function geometry(size: number): {
+  blockSize: number;
+  blockCount: number;
+  ringDepth: number;
+  idleMicros: number;
+} {
+  // idleMicros: how long the subscriber lets a batch build up after an empty poll (see
+  // idle() in shm.child.ts) — not with a ring of 4, which the publisher fills in microseconds.
+  if (size >= 1 << 20) return { blockSize: size, blockCount: 8, ringDepth: 4, idleMicros: 0 };
   const ringDepth = size <= 64 ? 65536 : 8192;
-  return { blockSize: Math.max(64, size), blockCount: ringDepth * 2, ringDepth };
+  return { blockSize: Math.max(64, size), blockCount: ringDepth * 2, ringDepth, idleMicros: 10 };
 }
 
 async function pubSubRun(
@@ -61,7 +68,7 @@ async function pubSubRun(
     inlineMaxBytes === undefined ? 'default' : String(inlineMaxBytes),
   ]);
   await pub.message('created');
-  const sub = new Proc(SHM_CHILD, ['sub', name, dir, String(count), wait]);
+  const sub = new Proc(SHM_CHILD, ['sub', name, dir, String(count), wait, String(g.idleMicros)]);
   await sub.message('ready');
   pub.send('go');
   const { startNs } = await pub.message<{ startNs: string }>('startNs');
