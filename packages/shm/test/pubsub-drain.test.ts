@@ -164,6 +164,26 @@ test('drain: an error thrown by the callback propagates; its message counts as r
   }
 });
 
+test('drain: a callback that closes its subscriber ends the call; the subscriber stays closed', () => {
+  for (const inlineMaxBytes of [64, 0]) {
+    for (const slowSubscriber of ['overwrite', 'block'] as const) {
+      using p = pair({ blockCount: 8, ringDepth: 8, blockSize: 64, inlineMaxBytes, slowSubscriber });
+      const { publisher, subscriber } = p;
+      for (let seq = 0; seq < 4; seq++) publisher.send(pattern(seq, 16));
+      const seen: number[] = [];
+      const n = subscriber.drain((_bytes, seq) => {
+        seen.push(seq);
+        subscriber.close();
+      });
+      assert.equal(n, 1);
+      assert.deepEqual(seen, [0]);
+      assert.throws(() => subscriber.drain(() => {}), { code: 'SHM_ERR_CLOSED' });
+      // Its guards went with it: every block can be taken again.
+      for (let seq = 4; seq < 12; seq++) assert.equal(publisher.trySend(pattern(seq, 16)), true);
+    }
+  }
+});
+
 test('drain: a closed region is drained to its end, then SHM_ERR_CLOSED', () => {
   const name = `drain-end-${regions++}`;
   const publisher = Publisher.create(name, { dir: dir.path, blockCount: 8, ringDepth: 8, blockSize: 64 });
