@@ -320,7 +320,20 @@ export class Publisher {
 
   /** Loans a block to write in place (no copy). Throws `SHM_ERR_POOL_EXHAUSTED`, `SHM_ERR_WOULD_BLOCK`. */
   loan(): Loan {
-    const block = this.#take(false);
+    return this.#loan(this.#take(false));
+  }
+
+  /**
+   * `loan`, but null instead of `SHM_ERR_WOULD_BLOCK` or `SHM_ERR_POOL_EXHAUSTED` (nothing is
+   * loaned): one call per message where a loop would ask `isWritable` first. Still throws
+   * `SHM_ERR_CLOSED`.
+   */
+  tryLoan(): Loan | null {
+    const block = this.#take(true);
+    return block < 0 ? null : this.#loan(block);
+  }
+
+  #loan(block: number): Loan {
     const offset = this.#layout.blocksOffset + block * this.#layout.blockSize;
     // One view per block, made on its first loan: a loan always spans the whole block, and a
     // block is loaned to one Loan at a time.

@@ -241,7 +241,7 @@ test('drain with overwrite: a lapped subscriber skips to the oldest message held
   assert.equal(subscriber.missed + got.length, 30);
 });
 
-test('trySend: true when published, false (nothing published) when the ring or the pool is full; errors otherwise', () => {
+test('trySend and tryLoan: published or loaned, else false / null (nothing taken) when the ring or the pool is full; errors otherwise', () => {
   {
     using p = pair({ blockCount: 4, ringDepth: 2, blockSize: 64, slowSubscriber: 'block' });
     const { publisher, subscriber } = p;
@@ -255,8 +255,18 @@ test('trySend: true when published, false (nothing published) when the ring or t
     assert.throws(() => publisher.trySend('text' as never), { code: 'SHM_ERR_INVALID_ARGUMENT' });
     assert.throws(() => publisher.trySend(new Uint16Array(4) as never), { code: 'SHM_ERR_INVALID_ARGUMENT' });
     assert.throws(() => publisher.trySend(new Uint8Array(65)), { code: 'SHM_ERR_DATA_TOO_LARGE' });
+    // tryLoan likewise: null while the ring holds two unread messages, a Loan once there is room.
+    assert.equal(publisher.trySend(pattern(3, 8)), false);
+    assert.equal(publisher.tryLoan(), null);
+    assert.throws(() => publisher.loan(), { code: 'SHM_ERR_WOULD_BLOCK' });
+    subscriber.tryRecv()!.release();
+    const loan = publisher.tryLoan()!;
+    loan.bytes.set(pattern(3, 40));
+    loan.publish(40);
+    assert.equal(publisher.sequence, 4n);
     publisher.close();
-    assert.throws(() => publisher.trySend(pattern(3, 8)), { code: 'SHM_ERR_CLOSED' });
+    assert.throws(() => publisher.trySend(pattern(4, 8)), { code: 'SHM_ERR_CLOSED' });
+    assert.throws(() => publisher.tryLoan(), { code: 'SHM_ERR_CLOSED' });
   }
   {
     // overwrite, every block held by a guard: the pool is out.
@@ -266,6 +276,7 @@ test('trySend: true when published, false (nothing published) when the ring or t
     assert.equal(publisher.trySend(pattern(1, 8)), true);
     const held = [subscriber.tryRecv()!, subscriber.tryRecv()!];
     assert.equal(publisher.trySend(pattern(2, 8)), false);
+    assert.equal(publisher.tryLoan(), null);
     assert.throws(() => publisher.send(pattern(2, 8)), { code: 'SHM_ERR_POOL_EXHAUSTED' });
     for (const s of held) s.release();
     assert.equal(publisher.trySend(pattern(2, 8)), true);
