@@ -284,7 +284,7 @@ export default async function shm(args: string[]): Promise<void> {
         'inlineMaxBytes 0, every message in a block, read in place. The subscriber touches the first and last byte of each ' +
         'message, read with drain() (batches, no Sample per message); after an empty poll it waits 10 µs (busy; 0 µs ' +
         'with the 1 MiB ring of 4) and polls again, then waits for one message (recvSync spin, or recv adaptive). ' +
-        'The publisher sends with trySend() (false when the ring is full: it sleeps 20 µs). ' +
+        'The publisher sends with trySend() or loans with tryLoan() (false / null when the ring is full: it sleeps 20 µs). ' +
         'loan(): the publisher writes in place (stamps two bytes), no copy. ' +
         'RTT: ping-pong of one 64 B message through an ShmChannel (two regions; parked: spinMicros 0, so every message wakes a ' +
         'parked reader through its doorbell FIFO). "—": not measured.',
