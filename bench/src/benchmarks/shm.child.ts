@@ -21,17 +21,17 @@ async function waitForGo(): Promise<void> {
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 /** Ring full: sleep 20 µs (a futex wait) so a subscriber sharing the core (2 cores, other
- * load) gets to run instead of a publisher polling. Every poll of `isWritable` while the
- * ring is full reads the subscriber's position, so polling in a tight loop would also pull
- * that cache line away from the subscriber, which writes it with every message. With a deep
- * ring the subscriber has thousands of messages to read meanwhile. */
+ * load) gets to run instead of a publisher polling. Every `trySend`/`tryLoan` while the ring
+ * is full may read the subscriber's position, so retrying in a tight loop would also pull
+ * that cache line away from the subscriber, which writes it as it reads. With a deep ring the
+ * subscriber has thousands of messages to read meanwhile. */
 function backOff(): void {
   Atomics.wait(sleeper, 0, 0, 0.02);
 }
 
 /**
- * Busy-waits `micros` touching no shared memory: a spinning subscriber that found nothing
- * lets a batch build up before it looks again (sub's idleMicros). Polling right behind the
+ * Busy-waits `micros` touching no shared memory: a subscriber that found nothing lets a
+ * batch build up before it looks again (sub's idleMicros). Polling right behind the
  * publisher slows it down: every look, and the reading core's prefetcher running ahead of
  * it, takes the cache lines the publisher is about to write, and its next commit (a locked
  * store) waits for them to come back. Throughput only: the round-trip rows do not wait.
@@ -114,7 +114,7 @@ async function subscribe(): Promise<void> {
   let touched = 0;
   let cpu0: NodeJS.CpuUsage | undefined;
   // Batches: drain() hands out every message there, in place (inline ones: the subscriber's
-  // own copy), no Sample and no release per message. Empty: spin, or wait for one with recv.
+  // own copy), no Sample and no release per message.
   const take = (view: Uint8Array): void => {
     touched += (view[0] as number) + (view[view.length - 1] as number);
     bytes += view.length;
