@@ -1,7 +1,9 @@
 // The processes of the shm pub/sub benchmark (see shm.ts). One JSON line on stdout reports.
 //   pub <name> <dir> <size> <count> <send|loan> <blockSize> <blockCount> <ringDepth> [inlineMaxBytes|default]
 //        publisher ('block' policy: nothing is lost); waits for "go" on stdin
-//   sub <name> <dir> <count> <spin|adaptive>   subscriber: reads in place, touches first and last byte
+//   sub <name> <dir> <count> <spin|adaptive> [idleMicros]   subscriber: reads in place (drain),
+//        touches first and last byte; after an empty poll, waits idleMicros (busy) and polls
+//        again; nothing then either: waits for one message (recvSync 'spin', or recv 'adaptive')
 //   pong <name> <dir> <spin|parked>            ShmChannel server: echoes every message
 //   ping <name> <dir> <spin|parked> <count>    ShmChannel client: 64 B round trips, reports p50/p99
 import { createInterface } from 'node:readline';
@@ -19,17 +21,24 @@ async function waitForGo(): Promise<void> {
 
 const sleeper = new Int32Array(new SharedArrayBuffer(4));
 /** Ring full: sleep 20 µs (a futex wait) so a subscriber sharing the core (2 cores, other
- * load) gets to run instead of a publisher polling. Every poll of `isWritable` while the
- * ring is full reads the subscriber's position, so polling in a tight loop would also pull
- * that cache line away from the subscriber, which writes it with every message. With a deep
- * ring the subscriber has thousands of messages to read meanwhile. */
+ * load) gets to run instead of a publisher polling. Every `trySend`/`tryLoan` while the ring
+ * is full may read the subscriber's position, so retrying in a tight loop would also pull
+ * that cache line away from the subscriber, which writes it as it reads. With a deep ring the
+ * subscriber has thousands of messages to read meanwhile. */
 function backOff(): void {
   Atomics.wait(sleeper, 0, 0, 0.02);
 }
 
-function isFull(error: unknown): boolean {
-  const code = (error as { code?: string }).code;
-  return code === 'SHM_ERR_WOULD_BLOCK' || code === 'SHM_ERR_POOL_EXHAUSTED';
+/**
+ * Busy-waits `micros` touching no shared memory: a subscriber that found nothing lets a
+ * batch build up before it looks again (sub's idleMicros). Polling right behind the
+ * publisher slows it down: every look, and the reading core's prefetcher running ahead of
+ * it, takes the cache lines the publisher is about to write, and its next commit (a locked
+ * store) waits for them to come back. Throughput only: the round-trip rows do not wait.
+ */
+function idle(micros: number): void {
+  const until = performance.now() + micros / 1000;
+  while (performance.now() < until);
 }
 
 async function publish(): Promise<void> {
@@ -55,35 +64,22 @@ async function publish(): Promise<void> {
   let full = 0;
   if (how === 'send') {
     for (let i = 0; i < n;) {
-      // Ring full: the subscriber is behind. Poll the cheap hint rather than throw and catch.
-      if (!publisher.isWritable) {
+      // One call per message: false when the ring is full (the subscriber is behind).
+      if (publisher.trySend(payload)) i++;
+      else {
         full++;
         backOff();
-        continue;
-      }
-      try {
-        publisher.send(payload);
-        i++;
-      } catch (error) {
-        if (!isFull(error)) throw error;
-        full++;
       }
     }
   } else {
     // Born in shared memory: the message is written in place (here: its first and last
     // byte stamped), nothing is copied on the publisher side.
     for (let i = 0; i < n;) {
-      if (!publisher.isWritable) {
+      // One call per message: null when the ring or the pool is full.
+      const loan = publisher.tryLoan();
+      if (loan === null) {
         full++;
         backOff();
-        continue;
-      }
-      let loan;
-      try {
-        loan = publisher.loan();
-      } catch (error) {
-        if (!isFull(error)) throw error;
-        full++;
         continue;
       }
       const bytes = loan.bytes;
@@ -108,7 +104,8 @@ async function publish(): Promise<void> {
 }
 
 async function subscribe(): Promise<void> {
-  const [count, wait] = args;
+  const [count, wait, idleMicros = '0'] = args;
+  const idleFor = Number(idleMicros);
   const n = Number(count);
   const subscriber = Subscriber.open(name, { dir, timeoutMs: 10_000, from: 'oldest', spinMicros: 20 });
   say({ ready: true });
@@ -116,16 +113,33 @@ async function subscribe(): Promise<void> {
   let bytes = 0;
   let touched = 0;
   let cpu0: NodeJS.CpuUsage | undefined;
-  while (read < n) {
-    let sample: Sample | null = subscriber.tryRecv();
-    if (sample === null) {
-      if (wait === 'spin') continue;
-      sample = await subscriber.recv({ wait: 'adaptive' });
-    }
-    if (cpu0 === undefined) cpu0 = process.cpuUsage();
-    const view = sample.bytes;
+  // Batches: drain() hands out every message there, in place (inline ones: the subscriber's
+  // own copy), no Sample and no release per message.
+  const take = (view: Uint8Array): void => {
     touched += (view[0] as number) + (view[view.length - 1] as number);
     bytes += view.length;
+  };
+  let idled = false;
+  while (read < n) {
+    const got = subscriber.drain(take);
+    if (got > 0) {
+      idled = false;
+      read += got;
+      cpu0 ??= process.cpuUsage();
+      continue;
+    }
+    // Nothing there: let a batch build up before the next look (idleMicros); nothing then
+    // either, wait for one message (spinning, or adaptive: spin, then park).
+    if (idleFor > 0 && !idled) {
+      idle(idleFor);
+      idled = true;
+      continue;
+    }
+    idled = false;
+    const sample =
+      wait === 'spin' ? subscriber.recvSync({ wait: 'spin' }) : await subscriber.recv({ wait: 'adaptive' });
+    cpu0 ??= process.cpuUsage();
+    take(sample.bytes);
     sample.release();
     read++;
   }

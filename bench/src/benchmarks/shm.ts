@@ -27,14 +27,23 @@ import { progress, report, type Row } from '../lib/report.js';
 const SHM_CHILD = fileURLToPath(new URL('./shm.child.js', import.meta.url));
 
 /**
- * Region geometry per message size: blocks as big as the message, a deep ring (8 MiB of
- * 64 B messages, 8 MiB of 1 KiB ones; the journal runs get room for the whole run, the
- * socket the kernel's buffers), twice as many blocks as ring entries.
+ * Region geometry per message size: blocks as big as the message, a deep ring for 64 B
+ * (65536 entries, 5 MiB inline; twice as many blocks, for the runs via blocks) and a pool of
+ * 4 MiB for 1 KiB (4096 blocks, as many ring entries: the lines both sides touch stay in the
+ * caches — a 16 MiB pool, ring 8192, cost the publisher about 250 ns a message against 190);
+ * the journal runs get room for the whole run, the socket the kernel's buffers.
  */
-function geometry(size: number): { blockSize: number; blockCount: number; ringDepth: number } {
-  if (size >= 1 << 20) return { blockSize: size, blockCount: 8, ringDepth: 4 };
-  const ringDepth = size <= 64 ? 65536 : 8192;
-  return { blockSize: Math.max(64, size), blockCount: ringDepth * 2, ringDepth };
+function geometry(size: number): {
+  blockSize: number;
+  blockCount: number;
+  ringDepth: number;
+  idleMicros: number;
+} {
+  // idleMicros: how long the subscriber lets a batch build up after an empty poll (see
+  // idle() in shm.child.ts) — not with a ring of 4, which the publisher fills in microseconds.
+  if (size >= 1 << 20) return { blockSize: size, blockCount: 8, ringDepth: 4, idleMicros: 0 };
+  if (size <= 64) return { blockSize: 64, blockCount: 131072, ringDepth: 65536, idleMicros: 10 };
+  return { blockSize: size, blockCount: 4096, ringDepth: 4096, idleMicros: 10 };
 }
 
 async function pubSubRun(
@@ -61,7 +70,7 @@ async function pubSubRun(
     inlineMaxBytes === undefined ? 'default' : String(inlineMaxBytes),
   ]);
   await pub.message('created');
-  const sub = new Proc(SHM_CHILD, ['sub', name, dir, String(count), wait]);
+  const sub = new Proc(SHM_CHILD, ['sub', name, dir, String(count), wait, String(g.idleMicros)]);
   await sub.message('ready');
   pub.send('go');
   const { startNs } = await pub.message<{ startNs: string }>('startNs');
@@ -268,12 +277,15 @@ export default async function shm(args: string[]): Promise<void> {
         `${ratio(SEND_ADAPTIVE, BATCHED, 1024)}x adaptive (target >= 3x)`,
       `RTT p50: spinning ${String(spinP50)} µs (target < 1 µs); parked ${String(parkedP50)} µs vs Unix socket ${String(sockP50)} µs (target: below the socket)`,
       'Pub/sub runs use the lossless policy (slowSubscriber "block"; the publisher retries when the ring is full), blocks sized ' +
-        'to the message (64 B: ring 65536, 131072 blocks; 1 KiB: ring 8192, 16384 blocks; 1 MiB: 8 blocks, ring 4). ' +
+        'to the message (64 B: ring 65536, 131072 blocks; 1 KiB: ring 4096, 4096 blocks; 1 MiB: 8 blocks, ring 4). ' +
         'inlineMaxBytes default (64; the ring geometry and the lossless policy are set by the benchmark, as above): a 64 B ' +
         'message travels in its ring entry (no block, no reference ' +
         'count; the subscriber copies it into a slot of its own) and 1 KiB and 1 MiB ones in blocks, read in place. Via blocks: ' +
         'inlineMaxBytes 0, every message in a block, read in place. The subscriber touches the first and last byte of each ' +
-        'message. loan(): the publisher writes in place (stamps two bytes), no copy. ' +
+        'message, read with drain() (batches, no Sample per message); after an empty poll it waits 10 µs (busy; 0 µs ' +
+        'with the 1 MiB ring of 4) and polls again, then waits for one message (recvSync spin, or recv adaptive). ' +
+        'The publisher sends with trySend() or loans with tryLoan() (false / null when the ring is full: it sleeps 20 µs). ' +
+        'loan(): the publisher writes in place (stamps two bytes), no copy. ' +
         'RTT: ping-pong of one 64 B message through an ShmChannel (two regions; parked: spinMicros 0, so every message wakes a ' +
         'parked reader through its doorbell FIFO). "—": not measured.',
     ],

@@ -33,7 +33,7 @@ export type { JournalOptions, OpenJournalOptions, WaitStrategy } from './options
 export { Publisher, Loan } from './pubsub-publisher.js';
 export type { PublisherStats } from './pubsub-publisher.js';
 export { Subscriber, Sample } from './pubsub-subscriber.js';
-export type { RecvOptions, RecvSyncOptions } from './pubsub-subscriber.js';
+export type { DrainCallback, RecvOptions, RecvSyncOptions } from './pubsub-subscriber.js';
 export { ShmChannel } from './pubsub-channel.js';
 export type { ChannelOptions } from './pubsub-channel.js';
 export { ShmTransport, listenShmTransport, connectShmTransport } from './pubsub-transport.js';

@@ -4,7 +4,7 @@
  * slots with the journal's (same offsets), so both use one slot and doorbell protocol.
  *
  *   0   u8[8]  signature "SWYDPUBS"
- *   8   u32    format version (3)
+ *   8   u32    format version (4)
  *   12  u32    header bytes (fixed part + slots + positions, 64-aligned)
  *   16  u32    block count
  *   20  u32    block size (a multiple of 64)
@@ -39,7 +39,8 @@
  *                  oldest the ring may hold), 56 reserved
  *   ring           ring entry bytes per entry (align16(16 + inline max): 16 without inline
  *                  messages, 80 for 64 bytes): i32 seq low,
- *                  i32 seq high, i32 block (-1: inline), i32 length (inline), inline payload
+ *                  i32 seq high, i32 block (-1: inline), i32 length (since version 4 also
+ *                  for a block: a lossless drain reads no table line), inline payload
  *   block table    64 bytes per block: i32 state, i32 seq low, i32 seq high, i32 length, 48 reserved
  *   held counts    slots × block count i32: guards each subscriber slot holds on each block
  *   blocks         block count × block size
@@ -59,6 +60,9 @@
  * is still at or below s (version 2 used a seqlock instead: a second store per message).
  * Version 3 also packs ring entries at 16-byte strides (16 bytes without inline messages,
  * 80 with 64-byte ones; 64 and 128 in version 2): fewer cache lines move between the cores.
+ * Version 4 writes a block message's length in its ring entry too, so a `slowSubscriber:
+ * 'block'` subscriber draining in place reads the entry and the block and never the table
+ * line (which then stays in the publisher's cache); a version 3 entry holds no length there.
  */
 import { resolve, sep } from 'node:path';
 import {
@@ -72,7 +76,7 @@ import { FIXED_HEADER_BYTES, SLOT_BYTES, fnv1a } from './journal-format.js';
 
 export const PS_SIGNATURE_LO = 0x44595753; // "SWYD"
 export const PS_SIGNATURE_HI = 0x53425550; // "PUBS"
-export const PS_FORMAT_VERSION = 3;
+export const PS_FORMAT_VERSION = 4;
 
 export const PS_OFF_VERSION = 8;
 export const PS_OFF_HEADER_BYTES = 12;

@@ -55,6 +55,9 @@ const onExhausted = channel('switchyard:shm:pubsub-pool-exhausted');
  * two, cheaper than a division by 2^32). */
 const PER_HI = 2 ** -32;
 
+/** See #afterPublish: where the commit store is a full fence. */
+const PLAIN_PARKED_LOAD = process.arch === 'x64';
+
 /** Counters of a publisher (all since create). */
 export interface PublisherStats {
   /** Messages published. */
@@ -286,25 +289,51 @@ export class Publisher {
    * it. Throws `SHM_ERR_DATA_TOO_LARGE`, `SHM_ERR_POOL_EXHAUSTED`, `SHM_ERR_WOULD_BLOCK`.
    */
   send(data: Uint8Array): void {
+    this.#send(data, false);
+  }
+
+  /**
+   * `send`, but false instead of `SHM_ERR_WOULD_BLOCK` or `SHM_ERR_POOL_EXHAUSTED`: the
+   * message was not published (the ring is full of what a subscriber has not read, or every
+   * block is out); try again later (`writable()` waits for room). One call per message where
+   * a loop would ask `isWritable` first, and no exception to catch when the ring fills.
+   * Still throws for a bad argument, `SHM_ERR_DATA_TOO_LARGE` and `SHM_ERR_CLOSED`.
+   */
+  trySend(data: Uint8Array): boolean {
+    return this.#send(data, true);
+  }
+
+  /** `quiet`: report a full ring or pool by returning false rather than throwing. */
+  #send(data: Uint8Array, quiet: boolean): boolean {
     if (!(data instanceof Uint8Array))
       throw new ShmInvalidArgumentError('send(data): data must be a Uint8Array');
-    if (data.length <= this.#inlineMax) {
-      this.#sendInline(data);
-      return;
+    const length = data.length;
+    if (length <= this.#inlineMax) return this.#sendInline(data, length, quiet);
+    if (length > this.#layout.blockSize) {
+      throw new ShmDataTooLargeError(`a ${length}-byte message exceeds blockSize ${this.#layout.blockSize}`);
     }
-    if (data.length > this.#layout.blockSize) {
-      throw new ShmDataTooLargeError(
-        `a ${data.length}-byte message exceeds blockSize ${this.#layout.blockSize}`,
-      );
-    }
-    const block = this.#take();
+    const block = this.#take(quiet);
+    if (block < 0) return false;
     this.#bytes.set(data, this.#layout.blocksOffset + block * this.#layout.blockSize);
-    this.publishBlock(block, data.length);
+    return this.#publish(block, length, quiet);
   }
 
   /** Loans a block to write in place (no copy). Throws `SHM_ERR_POOL_EXHAUSTED`, `SHM_ERR_WOULD_BLOCK`. */
   loan(): Loan {
-    const block = this.#take();
+    return this.#loan(this.#take(false));
+  }
+
+  /**
+   * `loan`, but null instead of `SHM_ERR_WOULD_BLOCK` or `SHM_ERR_POOL_EXHAUSTED` (nothing is
+   * loaned): one call per message where a loop would ask `isWritable` first. Still throws
+   * `SHM_ERR_CLOSED`.
+   */
+  tryLoan(): Loan | null {
+    const block = this.#take(true);
+    return block < 0 ? null : this.#loan(block);
+  }
+
+  #loan(block: number): Loan {
     const offset = this.#layout.blocksOffset + block * this.#layout.blockSize;
     // One view per block, made on its first loan: a loan always spans the whole block, and a
     // block is loaned to one Loan at a time.
@@ -360,13 +389,17 @@ export class Publisher {
     }
   }
 
-  /** Takes a free block for a loan or a send (LOAN_BIT set), making room in the ring first. */
-  #take(): number {
+  /**
+   * Takes a free block for a loan or a send (LOAN_BIT set), making room in the ring first;
+   * when there is none, -1 if `quiet`, else the error.
+   */
+  #take(quiet: boolean): number {
     if (this.#closed) throw new ShmClosedError('the publisher is closed');
     // With 'block', fail before handing out a block if the ring entry this message will take
     // cannot be freed. Nothing is evicted here: the entry is given up at publish, so a
     // subscriber can still read it while the loan is being written.
     if (!this.#overwrite && this.#head - this.#tail >= this.#layout.ringDepth && !this.#canEvict()) {
+      if (quiet) return -1;
       throw new ShmWouldBlockError(
         `a subscriber has not read message ${this.#tail} yet, and the ring holds ${this.#layout.ringDepth}`,
       );
@@ -380,6 +413,7 @@ export class Publisher {
       if (!this.#evict()) break;
     }
     if (onExhausted.hasSubscribers) onExhausted.publish({ name: this.name });
+    if (quiet) return -1;
     if (!this.#overwrite && this.#head > this.#tail && !this.#canEvict()) {
       throw new ShmWouldBlockError('every free block waits in the ring for a subscriber to read it');
     }
@@ -517,6 +551,11 @@ export class Publisher {
 
   /** @internal Publishes loaned block `block` with `length` bytes. */
   publishBlock(block: number, length: number): void {
+    this.#publish(block, length, false);
+  }
+
+  /** Publishes loaned block `block`; when the ring has no room, gives it back: false if `quiet`, else throws. */
+  #publish(block: number, length: number, quiet: boolean): boolean {
     if (this.#closed) throw new ShmClosedError('the publisher is closed');
     const i32 = this.#i32;
     const seq = this.#head;
@@ -525,6 +564,7 @@ export class Publisher {
     if (seq - this.#tail >= this.#layout.ringDepth && !this.#evict()) {
       // Only when another loan took the last ring entry first: give the block back.
       this.discardBlock(block);
+      if (quiet) return false;
       throw new ShmWouldBlockError(`a subscriber has not read message ${this.#tail} yet`);
     }
     const t = this.#tableIndex + block * TABLE_WORDS;
@@ -542,6 +582,9 @@ export class Publisher {
     i32[t] = 1;
     const e = this.#ringIndex + (seq & this.#mask) * this.#ringWords;
     i32[e + 2] = block;
+    // The length in the entry too (version 4): a 'block' subscriber draining in place reads
+    // the entry and the block, and not the table line, which so stays in this core's cache.
+    i32[e + 3] = length;
     this.#entryBlocks[seq & this.#mask] = block;
     i32[e + 1] = hi;
     // The entry's low sequence word last: a reader that sees it sees the rest. Being a
@@ -551,6 +594,7 @@ export class Publisher {
     this.#loaned--;
     this.#ringBlocks++;
     this.#afterPublish(seq);
+    return true;
   }
 
   /**
@@ -560,10 +604,11 @@ export class Publisher {
    * Subscriber#copiesWhole): the entry was evicted (the tail, stored atomically, moved past
    * it) and the message before this one was committed before the first byte was written.
    */
-  #sendInline(data: Uint8Array): void {
+  #sendInline(data: Uint8Array, length: number, quiet: boolean): boolean {
     if (this.#closed) throw new ShmClosedError('the publisher is closed');
     const seq = this.#head;
     if (seq - this.#tail >= this.#layout.ringDepth && !this.#evict()) {
+      if (quiet) return false;
       throw new ShmWouldBlockError(
         `a subscriber has not read message ${this.#tail} yet, and the ring holds ${this.#layout.ringDepth}`,
       );
@@ -573,10 +618,11 @@ export class Publisher {
     i32[e + 1] = Math.floor(seq * PER_HI);
     i32[e + 2] = INLINE_BLOCK;
     this.#entryBlocks[seq & this.#mask] = INLINE_BLOCK;
-    i32[e + 3] = data.length;
+    i32[e + 3] = length;
     this.#bytes.set(data, (e << 2) + INLINE_HEADER_BYTES);
     Atomics.store(i32, e, seq | 0);
     this.#afterPublish(seq);
+    return true;
   }
 
   /** After message `seq` is in the ring: the head hint, counters, wake-ups, heartbeat. */
@@ -588,7 +634,11 @@ export class Publisher {
     i32[this.#cursors + CURSOR_HEAD_HI] = Math.floor(this.#head * PER_HI);
     i32[this.#cursors + CURSOR_HEAD_LO] = this.#head | 0;
     this.#published++;
-    if (Atomics.load(i32, I_PARKED) !== 0) this.#wake();
+    // The parked count, after the commit (a subscriber that parks counts itself, then looks
+    // at the entry): on x86-64 a plain load, since the commit (a locked exchange) is a full
+    // fence and V8 does not move a load across it; elsewhere an atomic load, which a release
+    // store may not pass (7 ns a message saved on the hot path where it is safe).
+    if ((PLAIN_PARKED_LOAD ? i32[I_PARKED] : Atomics.load(i32, I_PARKED)) !== 0) this.#wake();
     // A publisher whose event loop is busy (a synchronous send loop) cannot run its
     // heartbeat timer: every 64 messages, stamp if the interval has passed.
     if (++this.#sinceStamp === 64) {

@@ -21,7 +21,7 @@ function intact(sample: Sample, length: number): boolean {
   return sample.bytes.length === length && sample.bytes.every((b, i) => b === want[i]);
 }
 
-test('inlineMaxBytes: validated, 64 by default (0 with a ring of 1), recorded in the header (format version 3)', () => {
+test('inlineMaxBytes: validated, 64 by default (0 with a ring of 1), recorded in the header (format version 4)', () => {
   const bad = [
     { inlineMaxBytes: -1 },
     { inlineMaxBytes: 1.5 },
@@ -68,7 +68,7 @@ test('inlineMaxBytes: validated, 64 by default (0 with a ring of 1), recorded in
   const off = Subscriber.open('inline-off', { dir: dir.path });
   assert.equal(off.header.inlineMaxBytes, 0);
   assert.equal(off.header.ringEntryBytes, 16, 'four entries a cache line');
-  assert.equal(off.header.version, 3);
+  assert.equal(off.header.version, 4);
   off.close();
   plain.close();
   const publisher = Publisher.create('inline-on', {
@@ -82,17 +82,20 @@ test('inlineMaxBytes: validated, 64 by default (0 with a ring of 1), recorded in
   assert.equal(subscriber.header.inlineMaxBytes, 100);
   assert.equal(subscriber.header.ringEntryBytes, 128, 'align16(16 + 100)');
   const file = readFileSync(regionPath(dir.path, 'inline-on'));
-  assert.equal(file.readUInt32LE(8), 3, 'format version');
+  assert.equal(file.readUInt32LE(8), 4, 'format version');
   assert.equal(file.readUInt32LE(64), 100, 'inline max bytes at offset 64');
-  // A version 2 region (a seqlock per inline entry, which this subscriber would not check
-  // for) is refused, as a version 2 subscriber refuses this one.
-  const older = Buffer.from(file);
-  older.writeUInt32LE(2, 8);
-  writeFileSync(regionPath(dir.path, 'inline-v2'), older, { mode: 0o600 });
-  assert.throws(() => Subscriber.open('inline-v2', { dir: dir.path }), {
-    code: 'SHM_ERR_UNSUPPORTED_VERSION',
-    message: /format version 2; this package reads 3/,
-  });
+  // Older regions are refused, as older subscribers refuse this one: version 2 (a seqlock
+  // per inline entry, which this subscriber would not check for) and version 3 (no length in
+  // a block's ring entry, which a lossless drain reads instead of the table).
+  for (const version of [2, 3]) {
+    const older = Buffer.from(file);
+    older.writeUInt32LE(version, 8);
+    writeFileSync(regionPath(dir.path, `inline-v${version}`), older, { mode: 0o600 });
+    assert.throws(() => Subscriber.open(`inline-v${version}`, { dir: dir.path }), {
+      code: 'SHM_ERR_UNSUPPORTED_VERSION',
+      message: new RegExp(`format version ${version}; this package reads 4`),
+    });
+  }
   subscriber.close();
   publisher.close();
 });
