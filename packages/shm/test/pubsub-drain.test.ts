@@ -2,37 +2,19 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { Publisher, Subscriber, type PubSubConfig, type Sample } from '@switchyard/shm';
-import { PubSubChild, shmDir, type SubSummary } from './pubsub-helpers.js';
+import { PubSubChild, pair, pattern, shmDir, type SubSummary } from './pubsub-helpers.js';
 
 const dir = shmDir();
 test.after(() => dir[Symbol.dispose]());
-
-/** Message `seq`: `length` bytes, the first four the sequence, the rest derived from it. */
-function pattern(seq: number, length: number): Uint8Array {
-  const out = new Uint8Array(length);
-  if (length >= 4) new DataView(out.buffer).setUint32(0, seq, true);
-  for (let i = Math.min(4, length); i < length; i++) out[i] = (seq * 7 + i) & 0xff;
-  return out;
-}
 
 function same(bytes: Uint8Array, want: Uint8Array): boolean {
   return bytes.length === want.length && bytes.every((b, i) => b === want[i]);
 }
 
 let regions = 0;
-function pair(config: PubSubConfig): { publisher: Publisher; subscriber: Subscriber } & Disposable {
-  const name = `drain-${regions++}`;
-  const publisher = Publisher.create(name, { dir: dir.path, prefault: false, ...config });
-  const subscriber = Subscriber.open(name, { dir: dir.path });
-  return {
-    publisher,
-    subscriber,
-    [Symbol.dispose]() {
-      subscriber.close();
-      publisher.close();
-    },
-  };
-}
+/** A fresh region of its own for each test. */
+const drainPair = (config: PubSubConfig): ReturnType<typeof pair> =>
+  pair(dir.path, `drain-${regions++}`, { prefault: false, ...config });
 
 /** Drains everything there now; each message copied (its bytes are only valid during the call). */
 function drainAll(subscriber: Subscriber, max?: number): { seq: number; bytes: Uint8Array }[] {
@@ -43,7 +25,7 @@ function drainAll(subscriber: Subscriber, max?: number): { seq: number; bytes: U
 }
 
 test('drain: every message there, in order, inline and in blocks; 0 when none; max bounds a call', () => {
-  using p = pair({ blockCount: 16, ringDepth: 16, blockSize: 256 });
+  using p = drainPair({ blockCount: 16, ringDepth: 16, blockSize: 256 });
   const { publisher, subscriber } = p;
   assert.deepEqual(drainAll(subscriber), [], 'nothing published yet');
   const lengths = [0, 1, 64, 65, 256, 8, 200, 63];
@@ -70,7 +52,7 @@ test('drain: every message there, in order, inline and in blocks; 0 when none; m
 });
 
 test('drain after tryRecv: a run of inline messages taken ahead is handed out by either, in order', () => {
-  using p = pair({ blockCount: 16, ringDepth: 16, blockSize: 128 });
+  using p = drainPair({ blockCount: 16, ringDepth: 16, blockSize: 128 });
   const { publisher, subscriber } = p;
   for (let seq = 0; seq < 6; seq++) publisher.send(pattern(seq, 8));
   publisher.send(pattern(6, 100)); // a block ends the run
@@ -96,7 +78,7 @@ test('drain after tryRecv: a run of inline messages taken ahead is handed out by
 });
 
 test('drain: bad arguments, a callback that receives from its subscriber, and a closed subscriber are typed errors', async () => {
-  using p = pair({ blockCount: 4, ringDepth: 4, blockSize: 64 });
+  using p = drainPair({ blockCount: 4, ringDepth: 4, blockSize: 64 });
   const { publisher, subscriber } = p;
   for (const fn of [undefined, null, 1, 'f', {}]) {
     assert.throws(() => subscriber.drain(fn as never), { code: 'SHM_ERR_INVALID_ARGUMENT', message: /fn/ });
@@ -142,7 +124,7 @@ test('drain: bad arguments, a callback that receives from its subscriber, and a 
 test('drain: an error thrown by the callback propagates; its message counts as read, the rest stay', () => {
   for (const inlineMaxBytes of [64, 0]) {
     for (const slowSubscriber of ['overwrite', 'block'] as const) {
-      using p = pair({ blockCount: 8, ringDepth: 8, blockSize: 64, inlineMaxBytes, slowSubscriber });
+      using p = drainPair({ blockCount: 8, ringDepth: 8, blockSize: 64, inlineMaxBytes, slowSubscriber });
       const { publisher, subscriber } = p;
       for (let seq = 0; seq < 4; seq++) publisher.send(pattern(seq, 16));
       const boom = new Error('boom');
@@ -167,7 +149,7 @@ test('drain: an error thrown by the callback propagates; its message counts as r
 test('drain: a callback that closes its subscriber ends the call; the subscriber stays closed', () => {
   for (const inlineMaxBytes of [64, 0]) {
     for (const slowSubscriber of ['overwrite', 'block'] as const) {
-      using p = pair({ blockCount: 8, ringDepth: 8, blockSize: 64, inlineMaxBytes, slowSubscriber });
+      using p = drainPair({ blockCount: 8, ringDepth: 8, blockSize: 64, inlineMaxBytes, slowSubscriber });
       const { publisher, subscriber } = p;
       for (let seq = 0; seq < 4; seq++) publisher.send(pattern(seq, 16));
       const seen: number[] = [];
@@ -203,7 +185,7 @@ test('drain: a closed region is drained to its end, then SHM_ERR_CLOSED', () => 
 });
 
 test("drain with 'block' reads blocks in place and gives the ring room back when it returns", () => {
-  using p = pair({
+  using p = drainPair({
     blockCount: 4,
     ringDepth: 4,
     blockSize: 64,
@@ -230,7 +212,7 @@ test("drain with 'block' reads blocks in place and gives the ring room back when
 });
 
 test('drain with overwrite: a lapped subscriber skips to the oldest message held and counts the gap', () => {
-  using p = pair({ blockCount: 16, ringDepth: 8, blockSize: 128 });
+  using p = drainPair({ blockCount: 16, ringDepth: 8, blockSize: 128 });
   const { publisher, subscriber } = p;
   for (let seq = 0; seq < 30; seq++) publisher.send(pattern(seq, seq % 2 === 0 ? 8 : 100));
   const got = drainAll(subscriber);
@@ -243,7 +225,7 @@ test('drain with overwrite: a lapped subscriber skips to the oldest message held
 
 test('trySend and tryLoan: published or loaned, else false / null (nothing taken) when the ring or the pool is full; errors otherwise', () => {
   {
-    using p = pair({ blockCount: 4, ringDepth: 2, blockSize: 64, slowSubscriber: 'block' });
+    using p = drainPair({ blockCount: 4, ringDepth: 2, blockSize: 64, slowSubscriber: 'block' });
     const { publisher, subscriber } = p;
     assert.equal(publisher.trySend(pattern(0, 8)), true);
     assert.equal(publisher.trySend(pattern(1, 64)), true);
@@ -270,7 +252,7 @@ test('trySend and tryLoan: published or loaned, else false / null (nothing taken
   }
   {
     // overwrite, every block held by a guard: the pool is out.
-    using p = pair({ blockCount: 2, ringDepth: 2, blockSize: 64, inlineMaxBytes: 0 });
+    using p = drainPair({ blockCount: 2, ringDepth: 2, blockSize: 64, inlineMaxBytes: 0 });
     const { publisher, subscriber } = p;
     assert.equal(publisher.trySend(pattern(0, 8)), true);
     assert.equal(publisher.trySend(pattern(1, 8)), true);
@@ -299,7 +281,7 @@ test('drain, trySend, tryRecv and guards interleaved, against a model: every mes
         { minLength: 1, maxLength: 200 },
       ),
       (ringDepth, inlineMaxBytes, slowSubscriber, ops) => {
-        using p = pair({
+        using p = drainPair({
           blockCount: ringDepth * 2,
           ringDepth,
           blockSize: 128,

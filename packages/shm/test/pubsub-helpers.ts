@@ -3,6 +3,7 @@ import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
+import { Publisher, Subscriber, type PubSubConfig } from '@switchyard/shm';
 
 export const PUBSUB_CHILD = fileURLToPath(new URL('./fixtures/pubsub-child.js', import.meta.url));
 
@@ -15,6 +16,32 @@ export function shmDir(): { path: string } & Disposable {
       rmSync(path, { recursive: true, force: true });
     },
   };
+}
+
+/** A publisher and a subscriber of region `name` in `dir`; disposing closes both. */
+export function pair(
+  dir: string,
+  name: string,
+  config: PubSubConfig = {},
+): { publisher: Publisher; subscriber: Subscriber } & Disposable {
+  const publisher = Publisher.create(name, { dir, ...config });
+  const subscriber = Subscriber.open(name, { dir });
+  return {
+    publisher,
+    subscriber,
+    [Symbol.dispose]() {
+      subscriber.close();
+      publisher.close();
+    },
+  };
+}
+
+/** Message `seq`: `length` bytes, the first four the sequence, the rest derived from it. */
+export function pattern(seq: number, length: number): Uint8Array {
+  const out = new Uint8Array(length);
+  if (length >= 4) new DataView(out.buffer).setUint32(0, seq, true);
+  for (let i = Math.min(4, length); i < length; i++) out[i] = (seq * 7 + i) & 0xff;
+  return out;
 }
 
 /** The `received` line of the fixture's `sub` command. */

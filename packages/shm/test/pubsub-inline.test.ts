@@ -3,18 +3,10 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { Publisher, Subscriber, inspectRegionFile, regionPath, type Sample } from '@switchyard/shm';
-import { PubSubChild, runPubSub, shmDir, type SubSummary } from './pubsub-helpers.js';
+import { PubSubChild, pattern, runPubSub, shmDir, type SubSummary } from './pubsub-helpers.js';
 
 const dir = shmDir();
 test.after(() => dir[Symbol.dispose]());
-
-/** Message `seq`: length `length`, first four bytes the sequence, the rest derived from it. */
-function pattern(seq: number, length: number): Uint8Array {
-  const out = new Uint8Array(length);
-  if (length >= 4) new DataView(out.buffer).setUint32(0, seq, true);
-  for (let i = Math.min(4, length); i < length; i++) out[i] = (seq * 7 + i) & 0xff;
-  return out;
-}
 
 function intact(sample: Sample, length: number): boolean {
   const want = pattern(Number(sample.sequence), length);

@@ -17,24 +17,11 @@ import {
   regionPath,
   type PubSubConfig,
 } from '@switchyard/shm';
-import { shmDir } from './pubsub-helpers.js';
+import { pair, shmDir } from './pubsub-helpers.js';
 
 const bytes = (...values: number[]): Uint8Array => new Uint8Array(values);
 const text = (s: string): Uint8Array => new TextEncoder().encode(s);
 const str = (b: Uint8Array): string => new TextDecoder().decode(b);
-
-function pair(dir: string, name: string, config: PubSubConfig = {}) {
-  const publisher = Publisher.create(name, { dir, ...config });
-  const subscriber = Subscriber.open(name, { dir });
-  return {
-    publisher,
-    subscriber,
-    [Symbol.dispose]() {
-      subscriber.close();
-      publisher.close();
-    },
-  };
-}
 
 test('PubSubConfig has the spec defaults', () => {
   assert.equal(PUBSUB_DEFAULTS.blockCount, 256);
