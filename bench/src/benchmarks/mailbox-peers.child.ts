@@ -120,8 +120,7 @@ async function producerFor(system: string, queue: string, server: ServerInfo): P
       };
     }
     case 'sy-binary': {
-      const maxBatch = Number(process.env.SWITCHYARD_BENCH_MAX_BATCH ?? 1000);
-      const c = new MailboxBinaryClient(server.binary, { maxBatch });
+      const c = new MailboxBinaryClient(server.binary);
       return {
         send: async (ts) => {
           await c.send({ sender: 'bench', receiver: queue, body: { t: ts, d: PAD } });
