@@ -3,7 +3,6 @@
 // every peer is measured again in this run. Messages/s count from the sender's first message
 // to the reader's last (CLOCK_MONOTONIC, the same clock in every process).
 // `npm run bench -- journal [scale]` (scale 1 = the default counts).
-import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import {
@@ -68,7 +67,7 @@ async function socketRun(
   ]);
   const { startNs } = await writer.message<{ startNs: string }>('startNs');
   const result = endToEnd(await reader.message<Result>('read'), BigInt(startNs));
-  await once(writer.child, 'exit');
+  await writer.exited;
   return result;
 }
 
@@ -77,7 +76,7 @@ async function pingPong(dir: string, wait: string, count: number): Promise<Resul
   const pong = new Proc(JOURNAL_CHILD, ['jpong', sub, wait]);
   const ping = new Proc(JOURNAL_CHILD, ['jping', sub, wait, String(count)]);
   const result = await ping.message<Result>('read');
-  await once(pong.child, 'exit');
+  await pong.exited;
   rmSync(sub, { recursive: true, force: true });
   return result;
 }

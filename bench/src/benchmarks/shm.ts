@@ -6,7 +6,6 @@
 // the same clock in every process).
 // `npm run bench -- shm [scale] [phase,phase…]` (scale 1 = the default counts; phases by the
 // names below, e.g. `send 64 spin,batched 64`: only those run).
-import { once } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -77,7 +76,7 @@ async function pubSubRun(
   const result = endToEnd(await sub.message<Result>('read'), BigInt(startNs));
   await pub.message('published');
   pub.send('close');
-  await Promise.all([once(pub.child, 'exit'), sub.child.exitCode === null ? once(sub.child, 'exit') : null]);
+  await Promise.all([pub.exited, sub.exited]);
   return result;
 }
 
@@ -86,7 +85,7 @@ async function channelPingPong(dir: string, wait: 'spin' | 'parked', count: numb
   const pong = new Proc(SHM_CHILD, ['pong', name, dir, wait]);
   const ping = new Proc(SHM_CHILD, ['ping', name, dir, wait, String(count)]);
   const result = await ping.message<Result>('read');
-  await once(pong.child, 'exit');
+  await pong.exited;
   return result;
 }
 
@@ -110,7 +109,7 @@ async function journalPingPong(dir: string, count: number): Promise<Result> {
   const pong = new Proc(JOURNAL_CHILD, ['jpong', sub, 'spin']);
   const ping = new Proc(JOURNAL_CHILD, ['jping', sub, 'spin', String(count)]);
   const result = await ping.message<Result>('read');
-  await once(pong.child, 'exit');
+  await pong.exited;
   rmSync(sub, { recursive: true, force: true });
   return result;
 }
@@ -122,7 +121,7 @@ async function socketRun(dir: string, size: number, count: number, batched: bool
   const writer = new Proc(JOURNAL_CHILD, ['sw', path, String(size), String(count), batched ? '1' : '0', '0']);
   const { startNs } = await writer.message<{ startNs: string }>('startNs');
   const result = endToEnd(await reader.message<Result>('read'), BigInt(startNs));
-  await once(writer.child, 'exit');
+  await writer.exited;
   return result;
 }
 

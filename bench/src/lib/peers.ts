@@ -27,11 +27,18 @@ export interface Result {
 /** A benchmark child: its JSON lines on stdout are kept, to be awaited by key. */
 export class Proc {
   readonly child: ChildProcess;
+  /**
+   * Settles when the child has exited. Made at spawn: `once(child, 'exit')` taken later misses
+   * an exit that already happened and waits for ever (seen: a ping-pong's echo side exits as
+   * soon as the ping side closes, sometimes before the parent got to the await).
+   */
+  readonly exited: Promise<unknown>;
   readonly #messages: Record<string, unknown>[] = [];
   #wake: (() => void) | undefined;
 
   constructor(script: string, args: string[]) {
     this.child = spawn(process.execPath, [script, ...args], { stdio: ['pipe', 'pipe', 'inherit'] });
+    this.exited = once(this.child, 'exit');
     createInterface({ input: this.child.stdout! }).on('line', (line) => {
       if (!line.startsWith('{')) return;
       this.#messages.push(JSON.parse(line) as Record<string, unknown>);
@@ -88,7 +95,7 @@ export async function socketPingPong(dir: string, count: number): Promise<Result
   await pong.message('ready');
   const ping = new Proc(JOURNAL_CHILD, ['sping', path, String(count)]);
   const result = await ping.message<Result>('read');
-  await once(pong.child, 'exit');
+  await pong.exited;
   return result;
 }
 
@@ -97,6 +104,7 @@ export async function ipcRun(size: number, count: number): Promise<Result> {
     stdio: ['ignore', 'pipe', 'inherit', 'ipc'],
     serialization: 'json',
   });
+  const exited = once(child, 'exit'); // taken now: the child may exit before the sends finish
   let result: Result | undefined;
   createInterface({ input: child.stdout! }).on('line', (line) => {
     result = JSON.parse(line) as Result;
@@ -113,13 +121,14 @@ export async function ipcRun(size: number, count: number): Promise<Result> {
     while (i - acked > 50_000) await new Promise((r) => setImmediate(r));
     child.send(payload);
   }
-  await once(child, 'exit');
+  await exited;
   if (result === undefined) throw new Error('no IPC result');
   return endToEnd(result, start);
 }
 
 export async function postMessageRun(size: number, count: number): Promise<Result> {
   const worker = new Worker(WORKER, { workerData: { count } });
+  const exited = once(worker, 'exit'); // taken now: the thread may end before the posts finish
   let acked = 0;
   let result: Result | undefined;
   worker.on('message', (m: { ack?: number } & Partial<Result>) => {
@@ -135,7 +144,7 @@ export async function postMessageRun(size: number, count: number): Promise<Resul
     while (i - acked > 50_000) await new Promise((r) => setImmediate(r));
     worker.postMessage(payload);
   }
-  await once(worker, 'exit');
+  await exited;
   if (result === undefined) throw new Error('no postMessage result');
   return endToEnd(result, start);
 }
