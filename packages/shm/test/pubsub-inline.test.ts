@@ -3,7 +3,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { test } from 'node:test';
 import fc from 'fast-check';
 import { Publisher, Subscriber, inspectRegionFile, regionPath, type Sample } from '@switchyard/shm';
-import { PubSubChild, pattern, runPubSub, shmDir, type SubSummary } from './pubsub-helpers.js';
+import { PubSubChild, pair, pattern, runPubSub, shmDir, type SubSummary } from './pubsub-helpers.js';
 
 const dir = shmDir();
 test.after(() => dir[Symbol.dispose]());
@@ -268,15 +268,10 @@ test("inline messages with slowSubscriber 'block': never overwritten unread", ()
 });
 
 test('a full ring of 256 evicts 4 entries at a time (ringDepth / 64): counted, never past an unread message', () => {
-  const overwrite = Publisher.create('evict-batch', {
-    dir: dir.path,
-    blockCount: 512,
-    ringDepth: 256,
-    blockSize: 64,
-    slowSubscriber: 'overwrite',
-  });
-  const early = Subscriber.open('evict-batch', { dir: dir.path });
-  try {
+  const geometry = { blockCount: 512, ringDepth: 256, blockSize: 64 };
+  {
+    using p = pair(dir.path, 'evict-batch', { ...geometry, slowSubscriber: 'overwrite' });
+    const { publisher: overwrite, subscriber: early } = p;
     for (let seq = 0; seq < 256; seq++) overwrite.send(pattern(seq, 64));
     assert.equal(overwrite.stats.evicted, 0, 'a ring that is not full keeps everything');
     overwrite.send(pattern(256, 64));
@@ -302,20 +297,11 @@ test('a full ring of 256 evicts 4 entries at a time (ringDepth / 64): counted, n
       sample.release();
     }
     assert.equal(early.tryRecv(), null);
-  } finally {
-    early.close();
-    overwrite.close();
   }
   // 'block': a batch stops at the slowest subscriber's position, so nothing unread goes.
-  const block = Publisher.create('evict-batch-block', {
-    dir: dir.path,
-    blockCount: 512,
-    ringDepth: 256,
-    blockSize: 64,
-    slowSubscriber: 'block',
-  });
-  const subscriber = Subscriber.open('evict-batch-block', { dir: dir.path });
-  try {
+  {
+    using p = pair(dir.path, 'evict-batch-block', { ...geometry, slowSubscriber: 'block' });
+    const { publisher: block, subscriber } = p;
     for (let seq = 0; seq < 256; seq++) block.send(pattern(seq, 64));
     assert.throws(() => block.send(pattern(256, 64)), { code: 'SHM_ERR_WOULD_BLOCK' });
     // The ring is full and the subscriber reads at its tail: the copies are checked
@@ -340,9 +326,6 @@ test('a full ring of 256 evicts 4 entries at a time (ringDepth / 64): counted, n
       sample.release();
     }
     assert.equal(subscriber.missed, 0);
-  } finally {
-    subscriber.close();
-    block.close();
   }
 });
 
