@@ -18,6 +18,7 @@ import {
   MailboxClient,
   MailboxServer,
 } from '@switchyard/mailbox';
+import { LATENCY_PERCENTILES } from '../lib/latency.js';
 
 export const PG_URL = 'postgres://postgres@127.0.0.1:5432/test';
 const PAD = randomBytes(118).toString('hex'); // 236 chars; with the timestamp, a 256-byte body
@@ -403,7 +404,9 @@ async function runConsumer(args: string[]): Promise<void> {
   latencies.sort((a, b) => a - b);
   const pct = (p: number): number =>
     latencies[Math.min(latencies.length - 1, Math.floor((latencies.length * p) / 100))] ?? NaN;
-  out(`RESULT ${JSON.stringify({ count, firstAt: first, lastAt: last, p50: pct(50), p99: pct(99) })}`);
+  const over2 = latencies.length === 0 ? NaN : latencies.filter((l) => l > 2).length / latencies.length;
+  out(`LATENCY ${JSON.stringify(LATENCY_PERCENTILES.map(pct))}`);
+  out(`RESULT ${JSON.stringify({ count, firstAt: first, lastAt: last, p50: pct(50), p99: pct(99), over2 })}`);
   await Promise.race([c.close(), sleep(3000)]);
   process.exit(0);
 }

@@ -31,6 +31,7 @@ import { Queue as BullQueue } from 'bullmq';
 import { AckPolicy, RetentionPolicy, StorageType, connect as natsConnect } from 'nats';
 import PgBoss from 'pg-boss';
 import { MailboxClient } from '@switchyard/mailbox';
+import { LATENCY_PERCENTILES, latencyChart } from '../lib/latency.js';
 import { formatTable, progress, report, type Row } from '../lib/report.js';
 
 const CHILD = fileURLToPath(new URL('./mailbox-peers.child.js', import.meta.url));
@@ -104,6 +105,8 @@ interface Child {
   readonly pid: number;
   readonly lines: AsyncIterator<string>;
   count: number;
+  /** A consumer's latency at LATENCY_PERCENTILES (ms), once it reported them. */
+  curve: number[] | undefined;
   readonly result: Promise<Record<string, number>>;
   readonly ready: Promise<string>;
   stop(): void;
@@ -138,6 +141,7 @@ function start(args: string[]): Child {
     pid: child.pid!,
     lines: rl[Symbol.asyncIterator](),
     count: 0,
+    curve: undefined,
     result: resultP,
     ready: readyP,
     stop: () => child.stdin.write('STOP\n'),
@@ -146,6 +150,7 @@ function start(args: string[]): Child {
   rl.on('line', (line) => {
     if (line.startsWith('READY')) ready(line.slice(6));
     else if (line.startsWith('C ')) c.count = Number(line.slice(2));
+    else if (line.startsWith('LATENCY ')) c.curve = JSON.parse(line.slice(8)) as number[];
     else if (line.startsWith('RESULT ')) result(JSON.parse(line.slice(7)) as Record<string, number>);
   });
   return c;
@@ -297,6 +302,10 @@ interface Measured {
   serverCpuUs: number;
   p50: number;
   p99: number;
+  /** Share of the latency phase's messages over 2 ms. */
+  over2: number;
+  /** Latency (ms) at LATENCY_PERCENTILES in the latency phase. */
+  curve: number[];
 }
 
 async function measure(
@@ -376,6 +385,8 @@ async function measure(
     serverCpuUs: (cpu1 - cpu0) / Math.max(1, Math.min(e2eR.count!, e2eP.sent!)),
     p50: latR.p50!,
     p99: latR.p99!,
+    over2: latR.over2!,
+    curve: c.curve ?? [],
   };
 }
 
@@ -504,6 +515,7 @@ export default async function main(args: string[]): Promise<void> {
       '× best peer e2e': m === undefined ? '—' : Number((m.e2e / best).toFixed(2)),
       'server CPU µs/msg (e2e)': m === undefined ? '—' : Math.round(m.serverCpuUs),
       'p50 / p99 ms at 1 000/s': m === undefined ? 'failed' : `${m.p50.toFixed(2)} / ${m.p99.toFixed(2)}`,
+      '> 2 ms at 1 000/s': m === undefined ? '—' : `${(100 * m.over2).toFixed(1)} %`,
     };
   });
   const date = new Date().toISOString().slice(0, 10);
@@ -532,6 +544,22 @@ export default async function main(args: string[]): Promise<void> {
     ),
   );
   writeFileSync(
+    join(docs, 'mailbox-peers-latency.svg'),
+    latencyChart(
+      systems.flatMap((s) => {
+        const m = results.get(s.key);
+        return m === undefined || m.curve.length !== LATENCY_PERCENTILES.length
+          ? []
+          : [{ label: s.label, curve: m.curve }];
+      }),
+      `Send-to-receive latency at a steady 1 000 msg/s — ${date}, Node ${process.version}, 2 cores (shared)`,
+      [
+        { percentile: 50, ms: 0.5, label: 'target p50' },
+        { percentile: 99, ms: 2, label: 'target p99' },
+      ],
+    ),
+  );
+  writeFileSync(
     join(docs, 'mailbox-peers.md'),
     [
       '# Mailbox peer benchmark',
@@ -546,7 +574,11 @@ export default async function main(args: string[]): Promise<void> {
       '',
       '![end to end and send rates](mailbox-peers.svg)',
       '',
+      `Latency at a steady 1 000 msg/s, by percentile (${LATENCY_PERCENTILES.map((p) => `p${p}`).join(', ')}; both axes logarithmic; crosses: the spec's targets for Switchyard on SQLite):`,
+      '',
+      '![latency percentiles at 1 000 msg/s](mailbox-peers-latency.svg)',
+      '',
     ].join('\n'),
   );
-  console.log(`wrote ${join(docs, 'mailbox-peers.md')} and mailbox-peers.svg`);
+  console.log(`wrote ${join(docs, 'mailbox-peers.md')}, mailbox-peers.svg and mailbox-peers-latency.svg`);
 }
