@@ -6,6 +6,7 @@
 //   node mailbox-peers.child.js produce <system> <queue> <inFlight> <maxMs> <maxCount> <ratePerSec|0> <serverJson>
 //   node mailbox-peers.child.js consume <system> <queue> <serverJson>
 import { randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import amqp from 'amqplib';
 import { Queue as BullQueue, Worker as BullWorker } from 'bullmq';
@@ -387,6 +388,10 @@ async function runConsumer(args: string[]): Promise<void> {
   let last = 0;
   let firstStamp = NaN;
   const latencies: number[] = [];
+  // SWITCHYARD_BENCH_LATENCY_DUMP=<file>: every counted message's send stamp and latency (ms),
+  // written at the end, to see when the late ones happen.
+  const dump = process.env.SWITCHYARD_BENCH_LATENCY_DUMP;
+  const stamps: number[] = [];
   await c.start((ts) => {
     const t = now();
     if (count === 0) first = t;
@@ -394,13 +399,19 @@ async function runConsumer(args: string[]): Promise<void> {
     count++;
     const sent = Number(ts);
     if (Number.isNaN(firstStamp)) firstStamp = sent;
-    if (sent - firstStamp >= warmupMs) latencies.push(t - sent);
+    if (sent - firstStamp >= warmupMs) {
+      latencies.push(t - sent);
+      if (dump !== undefined) stamps.push(sent);
+    }
   });
   out('READY');
   const progressTimer = setInterval(() => out(`C ${count}`), 100);
   const stdin = createInterface({ input: process.stdin });
   for await (const line of stdin) if (line === 'STOP') break;
   clearInterval(progressTimer);
+  if (dump !== undefined) {
+    writeFileSync(dump, stamps.map((st, i) => `${st.toFixed(3)} ${latencies[i]!.toFixed(3)}\n`).join(''));
+  }
   latencies.sort((a, b) => a - b);
   const pct = (p: number): number =>
     latencies[Math.min(latencies.length - 1, Math.floor((latencies.length * p) / 100))] ?? NaN;

@@ -144,6 +144,16 @@ DROP TABLE blobs_v1;
 
 /** Keys kept in memory (per map) before they are merged into their index in one sorted pass. */
 const DEFAULT_MERGE_AT = 16_384;
+/**
+ * Batches that may have committed and still wait for their flush (`concurrentBatches`). Their
+ * statements run one batch at a time; a flush covers every commit made before it started, so
+ * batches that commit while one runs share the next. Not 2 (one flushing, one committing): at
+ * 1 000 msg/s a send that came in while an ack's fdatasync was slow (p99.9 of those ~4 ms on
+ * this VM's disk, with a p50 of 0.23) waited for it, and so did its push — most of the sends
+ * that took over 2 ms to reach their receiver. Under load the batches are no smaller: each
+ * takes what arrived while the one before ran its statements.
+ */
+const PIPELINED_BATCHES = 8;
 
 const COLS = `m.seq, m.mid, m.mailbox, m.sender, m.receiver, m.client_time, m.received_at, m.delay_ms, m.state,
   m.status, m.due, m.delivery_count, m.lid, m.fence, m.leased_until, m.fetch_time, m.consumer, m.blob,
@@ -652,7 +662,7 @@ export class SqliteStore implements MessageStore {
     this.#owner = parts.owner;
     this.#checkpointer = parts.checkpointer;
     this.#inTransaction = db.transaction((fn: () => unknown) => fn());
-    this.concurrentBatches = flusher === undefined ? 1 : 2;
+    this.concurrentBatches = flusher === undefined ? 1 : PIPELINED_BATCHES;
     this.#st = new Statements(db);
     const st = this.#st;
     const meta = (k: string): number =>

@@ -242,7 +242,7 @@ class StagedStore implements MessageStore {
   readonly flushes: { resolve: () => void; reject: (e: Error) => void }[] = [];
   /** Batches with a send or an ack wait for the test; others (a long poll's empty claim) flush at once. */
   readonly #inner: SqliteStore;
-  /** As the real store with a flusher: a second batch may commit while the first one's flush runs. */
+  /** Like the real store with a flusher (which allows eight): a second batch may commit while the first one's flush runs. */
   readonly concurrentBatches = 2;
   constructor(inner: SqliteStore) {
     this.#inner = inner;
@@ -370,6 +370,58 @@ test('a failed WAL flush fails its batch and poisons the store: nothing later is
   } finally {
     (fs as { fdatasync: unknown }).fdatasync = real;
     syncBuiltinESMExports();
+    rmSync(dir.path, { recursive: true, force: true });
+  }
+});
+
+test('batches commit while earlier flushes run, up to concurrentBatches; a lease goes out before any flush', async () => {
+  const fs = (await import('node:fs')).default;
+  const { syncBuiltinESMExports } = await import('node:module');
+  const dir = makeTempDir('switchyard-sqlite-');
+  const real = fs.fdatasync;
+  const held: (() => void)[] = [];
+  try {
+    const store = await SqliteStore.open(join(dir.path, 'f.db'));
+    const broker = await Broker.open({ store, sweepIntervalMs: 0 });
+    await broker.send({ sender: 's', receiver: 'warm', body: {} });
+    assert.equal(store.concurrentBatches, 8);
+    // The disk stalls: every fdatasync waits until the test lets it finish.
+    (fs as { fdatasync: unknown }).fdatasync = (fd: number, cb: (e: Error | null) => void) =>
+      held.push(() => real(fd, cb));
+    syncBuiltinESMExports();
+    const poll = broker.fetchMany('q', { max: 1, waitMs: 10_000 });
+    // Asleep before the first send, the poll's claim rides in that send's batch.
+    while ((await broker.stats()).waiters === 0) await new Promise((r) => setImmediate(r));
+    const confirmed: number[] = [];
+    const sends: Promise<unknown>[] = [];
+    // Twelve sends, each in a batch of its own (one a macrotask).
+    for (let i = 0; i < 12; i++) {
+      sends.push(
+        broker.send({ sender: 's', receiver: 'q', body: { i: String(i) } }).then(() => confirmed.push(i)),
+      );
+      await new Promise((r) => setTimeout(r, 2));
+    }
+    // The first send's lease went out at its commit, with its flush still on the disk.
+    const [m] = await poll;
+    assert.equal(m?.body.i, '0');
+    await new Promise((r) => setTimeout(r, 20));
+    // Eight batches committed (one flushing, seven waiting to share the next flush); the ninth
+    // waits for a free slot; nothing is confirmed.
+    assert.equal((await store.stats()).messages, 1 + 8);
+    assert.deepEqual(confirmed, []);
+    assert.equal(held.length, 1, 'one flush at a time');
+    (fs as { fdatasync: unknown }).fdatasync = real;
+    syncBuiltinESMExports();
+    held.shift()!();
+    await Promise.all(sends);
+    assert.deepEqual(confirmed, [...Array(12).keys()], 'confirmed in commit order');
+    assert.equal((await store.stats()).messages, 1 + 12);
+    await broker.close();
+    await store.close();
+  } finally {
+    (fs as { fdatasync: unknown }).fdatasync = real;
+    syncBuiltinESMExports();
+    for (const release of held) release();
     rmSync(dir.path, { recursive: true, force: true });
   }
 });
