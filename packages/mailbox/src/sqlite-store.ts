@@ -147,11 +147,10 @@ const DEFAULT_MERGE_AT = 16_384;
 /**
  * Batches that may have committed and still wait for their flush (`concurrentBatches`). Their
  * statements run one batch at a time; a flush covers every commit made before it started, so
- * batches that commit while one runs share the next. Not 2 (one flushing, one committing): at
- * 1 000 msg/s a send that came in while an ack's fdatasync was slow (p99.9 of those ~4 ms on
- * this VM's disk, with a p50 of 0.23) waited for it, and so did its push — most of the sends
- * that took over 2 ms to reach their receiver. Under load the batches are no smaller: each
- * takes what arrived while the one before ran its statements.
+ * batches that commit while one runs share the next. Beyond two the broker starts one only when
+ * the oldest flush is slow (broker.ts, PIPELINE_AFTER_MS): with two at most, at 1 000 msg/s a
+ * send that came in while an ack's fdatasync was slow (p99.9 ~4 ms on this VM's disk, p50 0.23)
+ * waited for it, and so did its push — most of the sends that took over 2 ms to arrive.
  */
 const PIPELINED_BATCHES = 8;
 
