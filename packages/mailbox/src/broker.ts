@@ -127,7 +127,36 @@ interface Waiter {
   readonly op: ClaimOp;
   readonly wake: () => void;
   readonly fail: (error: Error) => void;
-  readonly handOff: () => Pending | undefined;
+  /** Detaches the waiter; its claim joins `batch` (appended: after the batch's sends). */
+  readonly handOff: (batch: Pending[]) => Pending | undefined;
+}
+
+/**
+ * A long poll's view of its mailbox between claims. `dirty`: a commit that may have made a
+ * message due was notified since the poll last submitted a claim — not counting the batch its
+ * claim was handed into (`claimBatch`: that batch's sends were applied before the claim).
+ * `drained`: the last claim came back with fewer messages than it asked for, so nothing else
+ * was due then; `nextDueMs`: when the next queued message comes due (null: none).
+ */
+interface PollState {
+  readonly mailbox: string;
+  dirty: boolean;
+  claimBatch: Pending[] | undefined;
+  drained: boolean;
+  nextDueMs: number | null;
+}
+
+/** A long poll kept open across fetches (`Broker.openPoll`). */
+export interface MailboxPoll {
+  /**
+   * As `Broker.fetchMany` on the poll's mailbox. After a fetch that came back with fewer
+   * messages than asked, and with nothing committed to the mailbox since, it waits before it
+   * claims, so the first send's batch can carry its claim (one transaction, not two). One
+   * fetch at a time: two at once share what the poll knows and may wait longer than needed.
+   */
+  fetch(options: FetchManyOptions): Promise<Message[]>;
+  /** Ends the poll; a fetch in progress finishes on its own. */
+  close(): void;
 }
 
 interface Pending {
@@ -214,11 +243,12 @@ export class Broker {
   readonly #waiters = new Map<string, Set<Waiter>>();
   #waiterCount = 0;
   /**
-   * Per mailbox with a long poll in progress: a counter bumped by every notification, so a poll
-   * that saw an empty claim can tell whether a commit since made something due. Entries live
-   * only while such a poll runs, so the map is bounded by the polls, not by the mailboxes.
+   * Per mailbox, the long polls in progress (a `fetchMany` with `waitMs`, or an open
+   * `MailboxPoll`), marked dirty by every notification so that a poll that saw an empty claim
+   * can tell whether a commit since made something due. Entries live only while such a poll
+   * does, so the map is bounded by the polls, not by the mailboxes.
    */
-  readonly #versions = new Map<string, { polls: number; version: number }>();
+  readonly #polls = new Map<string, Set<PollState>>();
   #sweepTimer: CancelTimer | undefined;
   #sweeping: Promise<void> | undefined;
   readonly #unwatch: (() => void) | undefined;
@@ -441,7 +471,7 @@ export class Broker {
       settle(batch[i]!, r, i);
     }
     // Waiters whose claims rode in this batch already had their chance at these sends.
-    for (const [mailbox, n] of woken) this.#notify(mailbox, n - (handedOff?.get(mailbox) ?? 0));
+    for (const [mailbox, n] of woken) this.#notify(mailbox, n - (handedOff?.get(mailbox) ?? 0), batch);
   }
 
   /**
@@ -461,7 +491,7 @@ export class Broker {
       let left = n;
       for (const waiter of [...(this.#waiters.get(mailbox) ?? [])]) {
         if (left <= 0) break;
-        const pending = waiter.handOff();
+        const pending = waiter.handOff(batch);
         if (pending === undefined) continue;
         batch.push(pending);
         left -= waiter.op.max;
@@ -474,9 +504,10 @@ export class Broker {
   // ---- long-poll notifier -------------------------------------------------------------
 
   /** Records that `mailbox` may have due messages, and wakes up to `n` of its waiters. */
-  #notify(mailbox: string, n: number): void {
-    const v = this.#versions.get(mailbox);
-    if (v !== undefined) v.version++;
+  #notify(mailbox: string, n: number, origin?: Pending[]): void {
+    const polls = this.#polls.get(mailbox);
+    if (polls !== undefined)
+      for (const p of polls) if (origin === undefined || p.claimBatch !== origin) p.dirty = true;
     const set = this.#waiters.get(mailbox);
     if (set === undefined) return;
     for (const waiter of set) {
@@ -485,17 +516,17 @@ export class Broker {
     }
   }
 
-  /** Waits until `mailbox` is notified, `ms` passes on the clock, the signal aborts or the broker closes. */
   /**
-   * Waits until `mailbox` is notified (null), a batch claimed for this waiter (the result), `ms`
-   * passes on the clock (null), the signal aborts or the broker closes (rejects).
+   * Waits until `op.mailbox` is notified (null), a batch claimed for this waiter (the result),
+   * `ms` passes on the clock (null), the signal aborts or the broker closes (rejects).
    */
   #wait(
-    mailbox: string,
+    op: ClaimOp,
     ms: number,
     signal: AbortSignal | undefined,
-    op: ClaimOp,
+    poll: PollState,
   ): Promise<ClaimResult | null> {
+    const mailbox = op.mailbox;
     if (this.#waiterCount >= this.#o.maxWaiters)
       return Promise.reject(
         new MailboxOverloadedError(`maxWaiters (${this.#o.maxWaiters}) long polls are waiting`),
@@ -521,7 +552,13 @@ export class Broker {
         op,
         wake: () => done(),
         fail: done,
-        handOff: () => (detach() ? { op, resolve: (r) => resolve(r as ClaimResult), reject } : undefined),
+        handOff: (batch) => {
+          if (!detach()) return undefined;
+          // The claim rides in `batch`, after its sends: only other batches' commits are news.
+          poll.dirty = false;
+          poll.claimBatch = batch;
+          return { op, resolve: (r) => resolve(r as ClaimResult), reject };
+        },
       };
       // Rejects with the signal's reason, as every abortable call does.
       const onAbort = (): void => done(signal!.reason as Error);
@@ -649,36 +686,104 @@ export class Broker {
     if (typeof options !== 'object' || options === null)
       throw new MailboxInvalidArgumentError('options must be an object');
     checkSignal(options.signal);
+    const op = this.#claimOp(validateMailboxName(receiver, 'receiver'), options);
+    const waitMs = checkInt('waitMs', options.waitMs ?? 0, 0, this.#o.maxWaitMs);
+    if (waitMs === 0) return ((await this.#submit(op)) as ClaimResult).messages;
+    const poll = this.#addPoll(op.mailbox);
+    try {
+      return await this.#longPoll(op, waitMs, options.signal, poll);
+    } finally {
+      this.#removePoll(poll);
+    }
+  }
+
+  /**
+   * A long poll on `receiver` kept across fetches (the binary API's push subscriptions use one):
+   * see `MailboxPoll`. Close it when done; an open poll costs an entry per mailbox.
+   */
+  openPoll(receiver: string): MailboxPoll {
+    if (this.#closed) throw new MailboxClosedError('the broker is closed');
     const mailbox = validateMailboxName(receiver, 'receiver');
+    const poll = this.#addPoll(mailbox);
+    let open = true;
+    return {
+      fetch: async (options) => {
+        if (!open) throw new MailboxClosedError('the poll is closed');
+        if (typeof options !== 'object' || options === null)
+          throw new MailboxInvalidArgumentError('options must be an object');
+        checkSignal(options.signal);
+        const op = this.#claimOp(mailbox, options);
+        const waitMs = checkInt('waitMs', options.waitMs ?? 0, 0, this.#o.maxWaitMs);
+        return this.#longPoll(op, waitMs, options.signal, poll);
+      },
+      close: () => {
+        if (!open) return;
+        open = false;
+        this.#removePoll(poll);
+      },
+    };
+  }
+
+  #claimOp(mailbox: string, options: FetchManyOptions): ClaimOp {
     const max = checkInt('max', options.max, 1, this.#o.maxFetch);
     const leaseMs = checkInt('leaseMs', options.leaseMs ?? this.#o.defaultLeaseMs, 1, this.#o.maxLeaseMs);
-    const waitMs = checkInt('waitMs', options.waitMs ?? 0, 0, this.#o.maxWaitMs);
     const consumer = options.consumer ?? '';
     if (typeof consumer !== 'string' || consumer.length > 200)
       throw new MailboxInvalidArgumentError('consumer must be a string of at most 200 characters');
-    const op: ClaimOp = { kind: 'claim', mailbox, max, leaseMs, consumer };
-    if (waitMs === 0) return ((await this.#submit(op)) as ClaimResult).messages;
+    return { kind: 'claim', mailbox, max, leaseMs, consumer };
+  }
+
+  #addPoll(mailbox: string): PollState {
+    const poll: PollState = { mailbox, dirty: false, claimBatch: undefined, drained: false, nextDueMs: null };
+    let set = this.#polls.get(mailbox);
+    if (set === undefined) this.#polls.set(mailbox, (set = new Set()));
+    set.add(poll);
+    return poll;
+  }
+
+  #removePoll(poll: PollState): void {
+    const set = this.#polls.get(poll.mailbox);
+    if (set?.delete(poll) === true && set.size === 0) this.#polls.delete(poll.mailbox);
+  }
+
+  /** Claims for `poll` until messages come or `waitMs` passes (`waitMs` 0: one claim). */
+  async #longPoll(
+    op: ClaimOp,
+    waitMs: number,
+    signal: AbortSignal | undefined,
+    poll: PollState,
+  ): Promise<Message[]> {
     const deadline = this.#clock.now() + waitMs;
-    let v = this.#versions.get(mailbox);
-    if (v === undefined) this.#versions.set(mailbox, (v = { polls: 0, version: 0 }));
-    v.polls++;
-    try {
-      for (;;) {
-        const version = v.version;
+    // Nothing was due after the last claim and nothing was committed since: wait first.
+    let waitFirst =
+      waitMs > 0 &&
+      poll.drained &&
+      !poll.dirty &&
+      (poll.nextDueMs === null || poll.nextDueMs > this.#clock.now());
+    for (;;) {
+      if (!waitFirst) {
+        poll.dirty = false;
+        poll.claimBatch = undefined;
         const r = (await this.#submit(op)) as ClaimResult;
+        poll.drained = r.messages.length < op.max;
+        poll.nextDueMs = r.nextDueMs;
         if (r.messages.length > 0) return r.messages;
-        const now = this.#clock.now();
-        if (now >= deadline) return [];
-        // A commit after our claim was applied may have made a message due: look again.
-        if (v.version !== version) continue;
-        const until = r.nextDueMs === null ? deadline : Math.min(deadline, r.nextDueMs);
-        const claimed = await this.#wait(mailbox, until - now, options.signal, op);
-        // Messages claimed for us are leased to us: hand them over even if the signal fired since.
-        if (claimed !== null && claimed.messages.length > 0) return claimed.messages;
-        checkSignal(options.signal);
+        if (this.#clock.now() >= deadline) return [];
+        // A commit after our claim was submitted may have made a message due: look again.
+        if (poll.dirty) continue;
       }
-    } finally {
-      if (--v.polls === 0) this.#versions.delete(mailbox);
+      waitFirst = false;
+      const now = this.#clock.now();
+      if (now >= deadline) return [];
+      const until = poll.nextDueMs === null ? deadline : Math.min(deadline, poll.nextDueMs);
+      const claimed = await this.#wait(op, until - now, signal, poll);
+      // Messages claimed for us are leased to us: hand them over even if the signal fired since.
+      if (claimed !== null && claimed.messages.length > 0) {
+        poll.drained = claimed.messages.length < op.max;
+        poll.nextDueMs = claimed.nextDueMs;
+        return claimed.messages;
+      }
+      checkSignal(signal);
     }
   }
 

@@ -24,6 +24,7 @@ export type {
   HeadersOptions,
   HeadersPage,
   LimitOptions,
+  MailboxPoll,
   SendInput,
 } from './broker.js';
 export { ManualClock, systemClock } from './clock.js';

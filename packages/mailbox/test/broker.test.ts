@@ -419,3 +419,126 @@ test('headers: a cursor string is either a position or MAILBOX_ERR_INVALID_ARGUM
     { numRuns: 500 },
   );
 });
+
+/** Lets pending immediates and microtasks run (several event-loop turns). */
+async function turns(n = 10): Promise<void> {
+  for (let i = 0; i < n; i++) await new Promise((r) => setImmediate(r));
+}
+
+test(
+  'a poll that drained its mailbox waits for the next send, whose batch carries its claim; fetchMany claims first',
+  { timeout: 20_000 },
+  async () => {
+    const broker = await Broker.open({ store: 'memory:', sweepIntervalMs: 0 });
+    try {
+      const poll = broker.openPoll('q');
+      const m1 = await broker.send({ sender: 's', receiver: 'q', body: { n: '1' } });
+      assert.deepEqual(
+        (await poll.fetch({ max: 10, waitMs: 5000 })).map((m) => m.mid),
+        [m1.mid],
+      );
+      // Drained (1 of 10): the next fetch submits no claim until something is committed.
+      const before = (await broker.stats()).batches;
+      const next = poll.fetch({ max: 10, waitMs: 5000 });
+      await turns();
+      assert.equal((await broker.stats()).batches, before, 'no empty claim');
+      const m2 = await broker.send({ sender: 's', receiver: 'q', body: { n: '2' } });
+      assert.deepEqual(
+        (await next).map((m) => m.mid),
+        [m2.mid],
+      );
+      assert.equal((await broker.stats()).batches, before + 1, "the send's batch carried the claim");
+      // Again after a claim that rode in a send's batch: that batch's own send is no news.
+      const third = poll.fetch({ max: 10, waitMs: 5000 });
+      await turns();
+      assert.equal((await broker.stats()).batches, before + 1, 'no empty claim after a handed-off one');
+      const m5 = await broker.send({ sender: 's', receiver: 'q', body: { n: '5' } });
+      assert.deepEqual(
+        (await third).map((m) => m.mid),
+        [m5.mid],
+      );
+      assert.equal((await broker.stats()).batches, before + 2);
+
+      // The same with fetchMany: an empty claim first, then the send, then (woken) a claim in it.
+      const m3 = await broker.send({ sender: 's', receiver: 'q', body: { n: '3' } });
+      assert.equal((await broker.fetchMany('q', { max: 10, waitMs: 5000 }))[0]?.mid, m3.mid);
+      const before2 = (await broker.stats()).batches;
+      const polled = broker.fetchMany('q', { max: 10, waitMs: 5000 });
+      await turns();
+      assert.equal((await broker.stats()).batches, before2 + 1, 'fetchMany claimed an empty mailbox');
+      await broker.send({ sender: 's', receiver: 'q', body: { n: '4' } });
+      assert.equal((await polled).length, 1);
+      poll.close();
+    } finally {
+      await broker.close();
+    }
+  },
+);
+
+test(
+  'a poll misses nothing: a send between two fetches, a send while its claim runs, a message coming due',
+  { timeout: 20_000 },
+  async () => {
+    const clock = new ManualClock();
+    const broker = await Broker.open({ store: 'memory:', sweepIntervalMs: 0, clock });
+    try {
+      const poll = broker.openPoll('q');
+      await broker.send({ sender: 's', receiver: 'q', body: { n: '1' } });
+      assert.equal((await poll.fetch({ max: 10, waitMs: 60_000 })).length, 1);
+      // Committed after the drained fetch and before the next: the next claims at once.
+      const m2 = await broker.send({ sender: 's', receiver: 'q', body: { n: '2' } });
+      const got = await poll.fetch({ max: 10, waitMs: 60_000 });
+      assert.deepEqual(
+        got.map((m) => m.mid),
+        [m2.mid],
+      );
+      // A send submitted in the same turn as the claim: in one batch or the next, it is found
+      // without the clock moving (a missed notification would wait 60 s of a clock that stands).
+      const both = poll.fetch({ max: 10, waitMs: 60_000 });
+      const m3 = broker.send({ sender: 's', receiver: 'q', body: { n: '3' } });
+      assert.deepEqual(
+        (await both).map((m) => m.mid),
+        [(await m3).mid],
+      );
+      // A delayed message: the drained poll waits until it comes due, then claims it.
+      await broker.send({ sender: 's', receiver: 'q', body: { n: '4' }, delayMs: 5000 });
+      const due = poll.fetch({ max: 10, waitMs: 60_000 });
+      let done = false;
+      void due.then(() => (done = true));
+      await turns();
+      assert.equal(done, false);
+      clock.advance(5000);
+      assert.equal((await due)[0]?.body.n, '4');
+      poll.close();
+    } finally {
+      await broker.close();
+    }
+  },
+);
+
+test('openPoll: bad names and options are refused; a closed poll or broker refuses fetches', async () => {
+  const broker = await Broker.open({ store: 'memory:', sweepIntervalMs: 0 });
+  assert.equal(code(catchSync(() => broker.openPoll('bad name'))), 'MAILBOX_ERR_INVALID_MAILBOX');
+  const poll = broker.openPoll('q');
+  assert.equal(await codeOf(() => poll.fetch({ max: 0 })), 'MAILBOX_ERR_INVALID_ARGUMENT');
+  assert.equal(await codeOf(() => poll.fetch({ max: 1, waitMs: -1 })), 'MAILBOX_ERR_INVALID_ARGUMENT');
+  assert.equal(
+    await codeOf(() => poll.fetch(null as unknown as { max: number })),
+    'MAILBOX_ERR_INVALID_ARGUMENT',
+  );
+  assert.deepEqual(await poll.fetch({ max: 1 }), []);
+  poll.close();
+  poll.close();
+  assert.equal(await codeOf(() => poll.fetch({ max: 1 })), 'MAILBOX_ERR_CLOSED');
+  await broker.close();
+  assert.equal(code(catchSync(() => broker.openPoll('q'))), 'MAILBOX_ERR_CLOSED');
+});
+
+function catchSync(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (e) {
+    return e;
+  }
+  return undefined;
+}

@@ -423,6 +423,10 @@ export class MailboxBinaryServer {
     consumer: string | undefined,
     signal: AbortSignal,
   ): AsyncGenerator<Uint8Array> {
+    // One long poll for the subscription's life: after a claim that drained the mailbox it waits
+    // for the next send, whose batch then carries its claim (one transaction a message, not a
+    // send and then a claim: on PostgreSQL each is a round trip).
+    const poll = this.#broker.openPoll(sub.receiver);
     this.#subscriptions.add(sub);
     if (subscribeChannel.hasSubscribers)
       subscribeChannel.publish({ event: 'open', receiver: sub.receiver, id: sub.id });
@@ -432,7 +436,7 @@ export class MailboxBinaryServer {
         if (room <= 0) continue;
         let messages: Message[];
         try {
-          messages = await this.#broker.fetchMany(sub.receiver, {
+          messages = await poll.fetch({
             max: room,
             waitMs: this.#pollWaitMs,
             signal,
@@ -455,6 +459,7 @@ export class MailboxBinaryServer {
         }
       }
     } finally {
+      poll.close();
       this.#subscriptions.delete(sub);
       for (const mid of sub.held.keys()) if (this.#holders.get(mid) === sub) this.#holders.delete(mid);
       if (subscribeChannel.hasSubscribers)
