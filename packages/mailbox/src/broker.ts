@@ -195,6 +195,19 @@ function checkSignal(signal: AbortSignal | undefined): void {
   signal.throwIfAborted();
 }
 
+/** What a poll learns from its claim's result: whether it drained the mailbox, what comes due next. */
+function noteClaim(poll: PollState, op: ClaimOp, r: ClaimResult): void {
+  poll.drained = r.messages.length < op.max;
+  poll.nextDueMs = r.nextDueMs;
+}
+
+/** An options object (not null) whose signal, if any, has not fired. */
+function checkCallOptions(options: CallOptions): void {
+  if (typeof options !== 'object' || options === null)
+    throw new MailboxInvalidArgumentError('options must be an object');
+  checkSignal(options.signal);
+}
+
 function checkHexId(name: string, value: unknown, lengths: readonly number[]): string {
   if (typeof value !== 'string' || !lengths.includes(value.length) || !HEX_RE.test(value))
     throw new MailboxInvalidArgumentError(
@@ -683,11 +696,8 @@ export class Broker {
 
   /** Leases up to `max` of the oldest due messages of `receiver`; waits up to `waitMs` for the first. */
   async fetchMany(receiver: string, options: FetchManyOptions): Promise<Message[]> {
-    if (typeof options !== 'object' || options === null)
-      throw new MailboxInvalidArgumentError('options must be an object');
-    checkSignal(options.signal);
-    const op = this.#claimOp(validateMailboxName(receiver, 'receiver'), options);
-    const waitMs = checkInt('waitMs', options.waitMs ?? 0, 0, this.#o.maxWaitMs);
+    checkCallOptions(options);
+    const { op, waitMs } = this.#claim(validateMailboxName(receiver, 'receiver'), options);
     if (waitMs === 0) return ((await this.#submit(op)) as ClaimResult).messages;
     const poll = this.#addPoll(op.mailbox);
     try {
@@ -709,11 +719,8 @@ export class Broker {
     return {
       fetch: async (options) => {
         if (!open) throw new MailboxClosedError('the poll is closed');
-        if (typeof options !== 'object' || options === null)
-          throw new MailboxInvalidArgumentError('options must be an object');
-        checkSignal(options.signal);
-        const op = this.#claimOp(mailbox, options);
-        const waitMs = checkInt('waitMs', options.waitMs ?? 0, 0, this.#o.maxWaitMs);
+        checkCallOptions(options);
+        const { op, waitMs } = this.#claim(mailbox, options);
         return this.#longPoll(op, waitMs, options.signal, poll);
       },
       close: () => {
@@ -724,13 +731,15 @@ export class Broker {
     };
   }
 
-  #claimOp(mailbox: string, options: FetchManyOptions): ClaimOp {
+  /** A fetch's claim on `mailbox` (validated) and how long it may wait, from checked options. */
+  #claim(mailbox: string, options: FetchManyOptions): { op: ClaimOp; waitMs: number } {
     const max = checkInt('max', options.max, 1, this.#o.maxFetch);
     const leaseMs = checkInt('leaseMs', options.leaseMs ?? this.#o.defaultLeaseMs, 1, this.#o.maxLeaseMs);
+    const waitMs = checkInt('waitMs', options.waitMs ?? 0, 0, this.#o.maxWaitMs);
     const consumer = options.consumer ?? '';
     if (typeof consumer !== 'string' || consumer.length > 200)
       throw new MailboxInvalidArgumentError('consumer must be a string of at most 200 characters');
-    return { kind: 'claim', mailbox, max, leaseMs, consumer };
+    return { op: { kind: 'claim', mailbox, max, leaseMs, consumer }, waitMs };
   }
 
   #addPoll(mailbox: string): PollState {
@@ -765,8 +774,7 @@ export class Broker {
         poll.dirty = false;
         poll.claimBatch = undefined;
         const r = (await this.#submit(op)) as ClaimResult;
-        poll.drained = r.messages.length < op.max;
-        poll.nextDueMs = r.nextDueMs;
+        noteClaim(poll, op, r);
         if (r.messages.length > 0) return r.messages;
         if (this.#clock.now() >= deadline) return [];
         // A commit after our claim was submitted may have made a message due: look again.
@@ -779,8 +787,7 @@ export class Broker {
       const claimed = await this.#wait(op, until - now, signal, poll);
       // Messages claimed for us are leased to us: hand them over even if the signal fired since.
       if (claimed !== null && claimed.messages.length > 0) {
-        poll.drained = claimed.messages.length < op.max;
-        poll.nextDueMs = claimed.nextDueMs;
+        noteClaim(poll, op, claimed);
         return claimed.messages;
       }
       checkSignal(signal);
