@@ -32,6 +32,7 @@ import { AckPolicy, RetentionPolicy, StorageType, connect as natsConnect } from 
 import PgBoss from 'pg-boss';
 import { MailboxClient } from '@switchyard/mailbox';
 import { LATENCY_PERCENTILES, latencyChart } from '../lib/latency.js';
+import { svgDocument, svgEscape as esc } from '../lib/svg.js';
 import { formatTable, progress, report, type Row } from '../lib/report.js';
 
 const CHILD = fileURLToPath(new URL('./mailbox-peers.child.js', import.meta.url));
@@ -399,7 +400,6 @@ function chart(rows: readonly { label: string; e2e: number; send100: number }[],
   const top = 50;
   const max = Math.max(...rows.map((r) => Math.max(r.e2e, r.send100)), 1);
   const scale = (v: number): number => ((width - left - 90) * v) / max;
-  const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
   const parts: string[] = [];
   rows.forEach((r, i) => {
     const y = top + i * groupH;
@@ -412,16 +412,11 @@ function chart(rows: readonly { label: string; e2e: number; send100: number }[],
     );
   });
   const h = top + rows.length * groupH + 20;
-  return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${h}" font-family="sans-serif">`,
-    `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="10" y="20" font-size="14" font-weight="bold">${esc(title)}</text>`,
+  return svgDocument(width, h, title, [
     `<rect x="${left}" y="30" width="12" height="10" fill="#2b6cb0"/><text x="${left + 16}" y="39" font-size="11">end to end msgs/s</text>`,
     `<rect x="${left + 150}" y="30" width="12" height="10" fill="#a0aec0"/><text x="${left + 166}" y="39" font-size="11">sends/s, 100 in flight</text>`,
     ...parts,
-    '</svg>',
-    '',
-  ].join('\n');
+  ]);
 }
 
 /** Median wall time of a one-row commit with synchronous=FULL (WAL): what one fsync costs now. */

@@ -2,6 +2,8 @@
 // of them (latency against percentile on a "nines" scale, both axes logarithmic), so a tail
 // shows as the part of a curve that leaves the others.
 
+import { svgDocument, svgEscape as esc } from './svg.js';
+
 /** The percentiles of the latency curve a consumer reports. */
 export const LATENCY_PERCENTILES = [50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99] as const;
 
@@ -36,7 +38,6 @@ export function latencyChart(
     top +
     (1 - (Math.log10(Math.max(ms, lo)) - Math.log10(lo)) / (Math.log10(hi) - Math.log10(lo))) *
       (height - top - bottom);
-  const esc = (s: string): string => s.replace(/&/g, '&amp;').replace(/</g, '&lt;');
   const parts: string[] = [];
   for (let d = lo; d <= hi * 1.0001; d *= 10) {
     const y = py(d).toFixed(1);
@@ -74,13 +75,8 @@ export function latencyChart(
       `<text x="${(x + 8).toFixed(1)}" y="${(y - 8).toFixed(1)}" font-size="11">${esc(t.label)}</text>`,
     );
   }
-  return [
-    `<svg xmlns="http://www.w3.org/2000/svg" width="${width}" height="${height}" font-family="sans-serif">`,
-    `<rect width="100%" height="100%" fill="white"/>`,
-    `<text x="10" y="20" font-size="14" font-weight="bold">${esc(title)}</text>`,
+  return svgDocument(width, height, title, [
     `<text x="${(left + width - right) / 2}" y="${height - 18}" text-anchor="middle" font-size="12">percentile of send-to-receive latency (nines scale)</text>`,
     ...parts,
-    '</svg>',
-    '',
-  ].join('\n');
+  ]);
 }
