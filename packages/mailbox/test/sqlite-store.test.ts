@@ -5,7 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, rmSync, statSync } from 'node:fs';
+import fs, { existsSync, rmSync, statSync } from 'node:fs';
+import { syncBuiltinESMExports } from 'node:module';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -30,6 +31,15 @@ async function codeOf(fn: () => Promise<unknown>): Promise<string> {
     return e instanceof MailboxError ? e.code : `not a MailboxError: ${String(e)}`;
   }
   return 'resolved';
+}
+
+type Fdatasync = (fd: number, cb: (e: Error | null) => void) => void;
+const realFdatasync = fs.fdatasync as Fdatasync;
+
+/** Makes the store's `fdatasync` (node:fs's, which it imports) `fn`; no argument puts the real one back. */
+function useFdatasync(fn: Fdatasync = realFdatasync): void {
+  (fs as { fdatasync: unknown }).fdatasync = fn;
+  syncBuiltinESMExports();
 }
 
 const at = (s: number): Date => new Date(Date.UTC(2026, 0, 1, 0, 0, s));
@@ -339,23 +349,17 @@ test('the store on its worker thread: typed errors cross the thread; a closed st
 });
 
 test('a failed WAL flush fails its batch and poisons the store: nothing later is confirmed', async () => {
-  const fs = (await import('node:fs')).default;
-  const { syncBuiltinESMExports } = await import('node:module');
   const dir = makeTempDir('switchyard-sqlite-');
-  const real = fs.fdatasync;
   try {
     const broker = await Broker.open({ store: `sqlite:${join(dir.path, 'p.db')}`, sweepIntervalMs: 0 });
     const kept = await broker.send({ sender: 's', receiver: 'q', body: { n: '1' } });
     // The disk fails the next flush (the store's fdatasync comes from node:fs).
-    (fs as { fdatasync: unknown }).fdatasync = (_fd: number, cb: (e: Error | null) => void) =>
-      cb(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' }));
-    syncBuiltinESMExports();
+    useFdatasync((_fd, cb) => cb(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' })));
     assert.equal(
       await codeOf(() => broker.send({ sender: 's', receiver: 'q', body: { n: '2' } })),
       'MAILBOX_ERR_STORE',
     );
-    (fs as { fdatasync: unknown }).fdatasync = real;
-    syncBuiltinESMExports();
+    useFdatasync();
     // The disk "works" again, but the store refuses: what the failed flush covered may be lost.
     assert.equal(
       await codeOf(() => broker.send({ sender: 's', receiver: 'q', body: { n: '3' } })),
@@ -368,17 +372,13 @@ test('a failed WAL flush fails its batch and poisons the store: nothing later is
     assert.equal((await again.get(kept.mid))?.state, 'queued');
     await again.close();
   } finally {
-    (fs as { fdatasync: unknown }).fdatasync = real;
-    syncBuiltinESMExports();
+    useFdatasync();
     rmSync(dir.path, { recursive: true, force: true });
   }
 });
 
 test('batches commit while earlier flushes run, up to concurrentBatches; a lease goes out before any flush', async () => {
-  const fs = (await import('node:fs')).default;
-  const { syncBuiltinESMExports } = await import('node:module');
   const dir = makeTempDir('switchyard-sqlite-');
-  const real = fs.fdatasync;
   const held: (() => void)[] = [];
   try {
     const store = await SqliteStore.open(join(dir.path, 'f.db'));
@@ -386,9 +386,7 @@ test('batches commit while earlier flushes run, up to concurrentBatches; a lease
     await broker.send({ sender: 's', receiver: 'warm', body: {} });
     assert.equal(store.concurrentBatches, 8);
     // The disk stalls: every fdatasync waits until the test lets it finish.
-    (fs as { fdatasync: unknown }).fdatasync = (fd: number, cb: (e: Error | null) => void) =>
-      held.push(() => real(fd, cb));
-    syncBuiltinESMExports();
+    useFdatasync((fd, cb) => held.push(() => realFdatasync(fd, cb)));
     const poll = broker.fetchMany('q', { max: 1, waitMs: 10_000 });
     // Asleep before the first send, the poll's claim rides in that send's batch.
     while ((await broker.stats()).waiters === 0) await new Promise((r) => setImmediate(r));
@@ -410,8 +408,7 @@ test('batches commit while earlier flushes run, up to concurrentBatches; a lease
     assert.equal((await store.stats()).messages, 1 + 8);
     assert.deepEqual(confirmed, []);
     assert.equal(held.length, 1, 'one flush at a time');
-    (fs as { fdatasync: unknown }).fdatasync = real;
-    syncBuiltinESMExports();
+    useFdatasync();
     held.shift()!();
     await Promise.all(sends);
     assert.deepEqual(confirmed, [...Array(12).keys()], 'confirmed in commit order');
@@ -419,8 +416,7 @@ test('batches commit while earlier flushes run, up to concurrentBatches; a lease
     await broker.close();
     await store.close();
   } finally {
-    (fs as { fdatasync: unknown }).fdatasync = real;
-    syncBuiltinESMExports();
+    useFdatasync();
     for (const release of held) release();
     rmSync(dir.path, { recursive: true, force: true });
   }
